@@ -1,0 +1,1 @@
+"""RAG vs Fine-Tuning Studio: all logic. Never imports streamlit."""
