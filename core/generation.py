@@ -1,0 +1,139 @@
+"""Prompts and streaming generation for the answer variants (base, RAG, fine-tuned, hybrid).
+
+Generation sits behind `stream_chat` so that a faster engine (batched, llama.cpp, CUDA) can
+replace the body without touching pages or the CLI.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from core.errors import StudioError
+from core.knowledge import Hit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM = "You are a helpful assistant. Answer briefly and precisely."
+RAG_INSTRUCTIONS = (
+    "Answer the question using only the numbered sources below. Cite the sources you use as [1], [2]. "
+    "If the sources do not contain the answer, say that the documents do not say."
+)
+NO_CONTEXT_ANSWER = (
+    "The documents in this knowledge base don't cover that question, so I won't guess. "
+    "Try rephrasing, or add a document that answers it."
+)
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    max_new_tokens: int = field(default=150, metadata={"help": "upper bound on answer length, in tokens"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy and deterministic"})
+    top_p: float = field(default=0.9, metadata={"help": "nucleus sampling cut-off when temperature > 0"})
+    seed: int = field(default=0, metadata={"help": "sampling seed, for repeatable answers"})
+    repetition_penalty: float = field(default=1.1, metadata={"help": ">1 discourages loops, common in small models"})
+
+    def validate(self) -> None:
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise StudioError(f"Max new tokens {self.max_new_tokens} is out of range; use 1 to 4096.")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise StudioError(f"Temperature {self.temperature} is out of range; use 0 to 2.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise StudioError(f"Top-p {self.top_p} must be above 0 and at most 1.")
+
+
+@dataclass
+class GenerationStats:
+    """Filled in while an answer streams: time to first token, total time, tokens and tokens/s."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    first_token_s: float | None = None
+    total_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.total_s if self.total_s > 0 else 0.0
+
+
+def format_context(hits: Sequence[Hit]) -> str:
+    lines = []
+    for number, hit in enumerate(hits, start=1):
+        pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}-{hit.page_end}"
+        lines.append(f"[{number}] ({hit.document}, {pages})\n{hit.text.strip()}")
+    return "\n\n".join(lines)
+
+
+def build_messages(question: str, hits: Sequence[Hit] | None = None, system: str | None = None) -> list[dict]:
+    """Chat messages for a question, with numbered sources when `hits` is given (RAG and hybrid)."""
+    question = (question or "").strip()
+    if not question:
+        raise StudioError("The question is empty; type a question first.")
+    messages = [{"role": "system", "content": system or DEFAULT_SYSTEM}]
+    if hits:
+        content = f"{RAG_INSTRUCTIONS}\n\nSources:\n{format_context(hits)}\n\nQuestion: {question}"
+    else:
+        content = question
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def stream_chat(
+    loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings(), stats: GenerationStats | None = None
+) -> Iterator[str]:
+    """Stream text pieces for one chat; `stats` is updated as tokens arrive."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    settings.validate()
+    stats = stats if stats is not None else GenerationStats()
+    tokenizer, model = loaded.tokenizer, loaded.model
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
+    stats.prompt_tokens = int(inputs["input_ids"].shape[1])
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = dict(
+        **inputs,
+        max_new_tokens=settings.max_new_tokens,
+        repetition_penalty=settings.repetition_penalty,
+        streamer=streamer,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    if settings.temperature > 0:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    errors: list[BaseException] = []
+    output: list = []
+
+    def run() -> None:
+        try:
+            with loaded.lock, torch.inference_mode():
+                if settings.temperature > 0:
+                    torch.manual_seed(settings.seed)
+                output.append(model.generate(**kwargs))
+        except BaseException as error:  # surfaced in the caller's thread below
+            errors.append(error)
+            streamer.end()
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    for piece in streamer:
+        if piece and stats.first_token_s is None:
+            stats.first_token_s = time.perf_counter() - started
+        stats.total_s = time.perf_counter() - started
+        yield piece
+    worker.join()
+    stats.total_s = time.perf_counter() - started
+    if errors:
+        raise StudioError(f"Generation failed: {errors[0]}") from errors[0]
+    if output:
+        stats.new_tokens = int(output[0].shape[1]) - stats.prompt_tokens
+
+
+def generate_text(loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings()) -> str:
+    """The whole answer at once (for dataset building and scripts)."""
+    return "".join(stream_chat(loaded, messages, settings)).strip()
