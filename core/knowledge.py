@@ -63,6 +63,8 @@ CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_kb ON chunks(kb_id);
 """
 
+RETRIEVAL_MODES = ("hybrid", "dense", "lexical")
+RRF_K = 60  # reciprocal-rank-fusion constant from Cormack et al. 2009
 KB_NAME_PATTERN = re.compile(r"^[\w][\w .\-]{0,63}$", re.UNICODE)
 
 
@@ -89,7 +91,15 @@ class RetrievalSettings:
         metadata={"help": "cosine similarity below which a chunk counts as not relevant (MiniLM: on-topic ≈ 0.4–0.8)"},
     )
 
+    mode: str = field(
+        default="hybrid",
+        metadata={"help": "hybrid fuses dense (MiniLM) and BM25 rankings (RRF); on squad36 hit@5 0.95 vs 0.84 dense, 0.93 BM25"},
+    )
+    fusion_depth: int = field(default=50, metadata={"help": "candidates taken from each ranking before fusion"})
+
     def validate(self) -> None:
+        if self.mode not in RETRIEVAL_MODES:
+            raise StudioError(f"Unknown retrieval mode {self.mode!r}; choose one of {', '.join(RETRIEVAL_MODES)}.")
         if not 1 <= self.k <= 50:
             raise StudioError(f"k = {self.k} is out of range; retrieve 1 to 50 chunks.")
         if not -1.0 <= self.min_score <= 1.0:
@@ -490,6 +500,8 @@ def _ingest_one(
     chunks = chunk_document(document, kb.chunking)
     chunked = time.perf_counter()
     vectors = embedder.embed_documents([chunk.text for chunk in chunks], progress=lambda d, t: report("embedding", d, t))
+    if vectors.shape != (len(chunks), kb.dimension):
+        raise StudioError(f"the embedding model returned {vectors.shape} vectors for {len(chunks)} chunks of {kb.dimension} dimensions.")
     embedded = time.perf_counter()
     report("saving", 0, 1)
     stored_name = _unique_document_name(workspace, kb, document.name)
@@ -543,7 +555,11 @@ def search(
 def search_many(
     workspace: Workspace, kb_name: str, queries: Sequence[str], embedder: Embedder, settings: RetrievalSettings = RetrievalSettings()
 ) -> list[list[Hit]]:
-    """Top-k chunks per query, best first. Queries are embedded in one batch."""
+    """Top-k chunks per query, best first. Queries are embedded in one batch.
+
+    Every hit's `score` is its cosine similarity to the query, whatever the ranking mode, so the
+    relevance threshold and the numbers shown mean the same thing in every mode.
+    """
     import faiss
 
     settings.validate()
@@ -554,30 +570,97 @@ def search_many(
     if kb.chunk_count == 0:
         return [[] for _ in queries]
     index = load_index(workspace, kb)
-    vectors = embedder.embed_queries(list(queries))
+    vectors = np.ascontiguousarray(embedder.embed_queries(list(queries)), dtype=np.float32)
     # One thread is faster for single queries on this CPU (9 ms vs 17 ms on 2 threads, DESIGN.md).
     faiss.omp_set_num_threads(1 if len(queries) == 1 else (os.cpu_count() or 1))
-    scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(settings.k, kb.chunk_count))
-    wanted = {int(i) for i in ids.ravel() if i >= 0}
+    depth = min(max(settings.k, settings.fusion_depth) if settings.mode != "dense" else settings.k, kb.chunk_count)
+    dense_scores, dense_ids = index.search(vectors, depth)
+    lexical = _lexical_index(workspace, kb) if settings.mode != "dense" else None
+    rankings: list[list[int]] = []
+    for position, query in enumerate(queries):
+        dense_ranking = [int(i) for i in dense_ids[position] if i >= 0]
+        if lexical is None:
+            rankings.append(dense_ranking[: settings.k])
+            continue
+        lexical_ranking = lexical.top(query, depth)
+        if settings.mode == "lexical":
+            rankings.append(lexical_ranking[: settings.k])
+            continue
+        fused: dict[int, float] = {}
+        for ranking in (dense_ranking, lexical_ranking):
+            for rank, chunk_id in enumerate(ranking):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        rankings.append(sorted(fused, key=lambda chunk_id: -fused[chunk_id])[: settings.k])
+    wanted = sorted({chunk_id for ranking in rankings for chunk_id in ranking})
+    if not wanted:
+        return [[] for _ in queries]
     with open_catalogue(workspace) as conn:
         rows = {
             row["id"]: row
             for row in conn.execute(
-                f"""SELECT c.id, c.text, c.page, c.page_end, d.name FROM chunks c JOIN documents d ON d.id = c.document_id
-                    WHERE c.id IN ({','.join('?' * len(wanted))})""",
+                f"""SELECT c.id, c.text, c.page, c.page_end, c.embedding, d.name FROM chunks c
+                    JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(wanted))})""",
                 tuple(wanted),
             )
-        } if wanted else {}
+        }
     results = []
-    for row_scores, row_ids in zip(scores, ids):
+    for position, ranking in enumerate(rankings):
         hits = []
-        for score, chunk_id in zip(row_scores, row_ids):
-            row = rows.get(int(chunk_id))
-            if row is None:  # -1 padding, or a vector whose row vanished (index rebuilt on next write)
+        for chunk_id in ranking:
+            row = rows.get(chunk_id)
+            if row is None:  # a vector whose row vanished (the index is rebuilt on the next write)
                 continue
-            hits.append(Hit(int(chunk_id), row["name"], row["page"], row["page_end"], float(score), row["text"], len(hits) + 1))
+            cosine = float(np.frombuffer(row["embedding"], dtype=np.float32) @ vectors[position])
+            hits.append(Hit(chunk_id, row["name"], row["page"], row["page_end"], cosine, row["text"], len(hits) + 1))
         results.append(hits)
     return results
+
+
+class _LexicalIndex:
+    """BM25+ over a knowledge base's chunks (rank_bm25), rebuilt when the knowledge base changes.
+
+    BM25+ rather than Okapi: Okapi's idf is 0 for a word in half the chunks, so small knowledge
+    bases (two documents) found nothing. Only chunks sharing a word with the query are ranked.
+    """
+
+    def __init__(self, ids: list[int], texts: list[str]):
+        from rank_bm25 import BM25Plus
+
+        self.ids = np.array(ids, dtype=np.int64)
+        self.bm25 = BM25Plus([tokenize(text) or [""] for text in texts])
+
+    def top(self, query: str, depth: int) -> list[int]:
+        words = set(tokenize(query))
+        scores = self.bm25.get_scores(list(words))
+        matching = np.fromiter((not words.isdisjoint(freqs) for freqs in self.bm25.doc_freqs), dtype=bool, count=len(scores))
+        scores = np.where(matching, scores, -np.inf)
+        depth = min(depth, int(matching.sum()))
+        if depth == 0:
+            return []
+        best = np.argpartition(-scores, depth - 1)[:depth]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [int(self.ids[i]) for i in best]
+
+
+_LEXICAL_CACHE: dict[tuple[str, int], tuple[int, _LexicalIndex]] = {}
+
+
+def tokenize(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _lexical_index(workspace: Workspace, kb: KnowledgeBase) -> _LexicalIndex:
+    key = (str(workspace.db_path), kb.id)
+    with _INDEX_LOCK:
+        cached = _LEXICAL_CACHE.get(key)
+    if cached and cached[0] == kb.version:
+        return cached[1]
+    with open_catalogue(workspace) as conn:
+        rows = conn.execute("SELECT id, text FROM chunks WHERE kb_id = ? ORDER BY id", (kb.id,)).fetchall()
+    lexical = _LexicalIndex([row["id"] for row in rows], [row["text"] for row in rows])
+    with _INDEX_LOCK:
+        _LEXICAL_CACHE[key] = (kb.version, lexical)
+    return lexical
 
 
 def relevant(hits: Sequence[Hit], settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:

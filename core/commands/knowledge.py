@@ -1,0 +1,179 @@
+"""CLI: ingest, search, ask and kb (list, documents, remove)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.errors import StudioError
+from core.settings import get_workspace
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser("ingest", help="add documents to a knowledge base")
+    ingest.add_argument("files", nargs="+", type=Path)
+    ingest.add_argument("--kb", required=True, help="knowledge base name (created if missing)")
+    ingest.add_argument("--chunk-size", type=int, default=None)
+    ingest.add_argument("--chunk-overlap", type=int, default=None)
+    ingest.add_argument("--json", action="store_true")
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = subparsers.add_parser("search", help="top-k chunks for a query, or for every row of --queries FILE")
+    search.add_argument("query", nargs="?")
+    search.add_argument("--kb", required=True)
+    search.add_argument("--k", type=int, default=5)
+    search.add_argument("--mode", default="hybrid", choices=("hybrid", "dense", "lexical"))
+    search.add_argument("--queries", type=Path, help="JSONL file with a `question` field per row")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    ask = subparsers.add_parser("ask", help="a grounded answer with sources")
+    ask.add_argument("question")
+    ask.add_argument("--kb", required=True)
+    ask.add_argument("--k", type=int, default=4)
+    ask.add_argument("--max-new-tokens", type=int, default=150)
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(func=cmd_ask)
+
+    kb = subparsers.add_parser("kb", help="list knowledge bases and their documents, remove documents")
+    kb_sub = kb.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
+    kb_list = kb_sub.add_parser("list", help="knowledge bases with document and chunk counts")
+    kb_list.add_argument("--json", action="store_true")
+    kb_list.set_defaults(func=cmd_kb_list)
+    kb_docs = kb_sub.add_parser("docs", help="documents of a knowledge base")
+    kb_docs.add_argument("name")
+    kb_docs.add_argument("--json", action="store_true")
+    kb_docs.set_defaults(func=cmd_kb_docs)
+    kb_remove = kb_sub.add_parser("remove", help="remove one document (and its vectors)")
+    kb_remove.add_argument("name")
+    kb_remove.add_argument("document")
+    kb_remove.set_defaults(func=cmd_kb_remove)
+
+
+def _embedder():
+    from core.knowledge import SentenceTransformerEmbedder
+    from core.models import EmbedderSpec, load_embedder
+
+    spec = EmbedderSpec()
+    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+
+
+def _embedder_for_kb(ws, name):
+    from core.knowledge import SentenceTransformerEmbedder, get_knowledge_base
+    from core.models import EmbedderSpec, load_embedder
+
+    kb = get_knowledge_base(ws, name)
+    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec(kb.embedding_model)), kb.embedding_model)
+
+
+def _print(payload, as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if as_json else text)
+
+
+def cmd_ingest(args) -> int:
+    from core.knowledge import ChunkingSettings, IngestProgress, ingest_files
+
+    ws = get_workspace(args.workspace)
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        raise StudioError(f"File not found: {', '.join(missing)}")
+    chunking = None
+    if args.chunk_size or args.chunk_overlap is not None:
+        defaults = ChunkingSettings()
+        chunking = ChunkingSettings(args.chunk_size or defaults.chunk_size, defaults.chunk_overlap if args.chunk_overlap is None else args.chunk_overlap)
+
+    def progress(event: IngestProgress) -> None:
+        if event.stage == "done" and not args.json:
+            print(f"[{event.file_index + 1}/{event.file_count}] {event.file_name}", file=sys.stderr)
+
+    results = ingest_files(ws, args.kb, ((path.name, path.read_bytes()) for path in args.files), _embedder(), chunking, progress)
+    lines = [f"{'✓' if r.status == 'added' else '=' if r.status == 'duplicate' else '✗'} {r.message}" for r in results]
+    added = sum(r.status == "added" for r in results)
+    failed = sum(r.status == "failed" for r in results)
+    lines.append(f"{added} added, {sum(r.status == 'duplicate' for r in results)} duplicate, {failed} failed → knowledge base {args.kb!r}")
+    _print([r.__dict__ for r in results], args.json, "\n".join(lines))
+    return 1 if failed else 0
+
+
+def cmd_search(args) -> int:
+    from core.knowledge import RetrievalSettings, search_many
+
+    ws = get_workspace(args.workspace)
+    if args.queries:
+        if not args.queries.is_file():
+            raise StudioError(f"Queries file not found: {args.queries}")
+        rows = []
+        for number, line in enumerate(args.queries.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise StudioError(f"{args.queries}:{number}: not valid JSON ({error.msg}).") from error
+            if not isinstance(row, dict) or not str(row.get("question", "")).strip():
+                raise StudioError(f"{args.queries}:{number}: a row needs a non-empty `question` field.")
+            rows.append(row)
+        queries = [str(row["question"]) for row in rows]
+    elif args.query:
+        rows, queries = [{}], [args.query]
+    else:
+        raise StudioError("Give a query, or --queries FILE.jsonl.")
+    results = search_many(ws, args.kb, queries, _embedder_for_kb(ws, args.kb), RetrievalSettings(k=args.k, mode=args.mode))
+    payload = [
+        {**({"id": row["id"]} if "id" in row else {}), "question": query, "hits": [hit.to_dict() for hit in hits]}
+        for row, query, hits in zip(rows, queries, results)
+    ]
+    text = []
+    for item in payload:
+        text.append(f"? {item['question']}")
+        for hit in item["hits"]:
+            snippet = " ".join(hit["text"].split())[:160]
+            text.append(f"  {hit['rank']}. {hit['score']:.3f}  {hit['document']} p.{hit['page']}  {snippet}")
+    _print(payload if args.queries else payload[0], args.json, "\n".join(text))
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from core.ask import ask
+    from core.generation import DecodingSettings
+    from core.knowledge import RetrievalSettings
+    from core.models import GeneratorSpec, load_generator
+
+    ws = get_workspace(args.workspace)
+    embedder = _embedder_for_kb(ws, args.kb)
+    loaded = load_generator(GeneratorSpec(), ws)
+    answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
+    lines = [answer.text, ""]
+    for number, hit in enumerate(answer.sources, start=1):
+        lines.append(f"[{number}] {hit.document} p.{hit.page} (score {hit.score:.2f})")
+    if answer.stats.new_tokens:
+        lines.append(f"{answer.stats.total_s:.1f} s, {answer.stats.new_tokens} tokens, {answer.stats.tokens_per_s:.1f} tokens/s")
+    _print(answer.to_dict(), args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_kb_list(args) -> int:
+    from core.knowledge import list_knowledge_bases
+
+    bases = list_knowledge_bases(get_workspace(args.workspace))
+    text = "\n".join(f"{kb.name}: {kb.document_count} documents, {kb.chunk_count} chunks, {kb.embedding_model}" for kb in bases)
+    _print([kb.__dict__ for kb in bases], args.json, text or "No knowledge bases yet. Create one with `python -m core ingest FILES --kb NAME`.")
+    return 0
+
+
+def cmd_kb_docs(args) -> int:
+    from core.knowledge import list_documents
+
+    documents = list_documents(get_workspace(args.workspace), args.name)
+    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents)
+    _print([d.__dict__ for d in documents], args.json, text or "No documents.")
+    return 0
+
+
+def cmd_kb_remove(args) -> int:
+    from core.knowledge import remove_document
+
+    removed = remove_document(get_workspace(args.workspace), args.name, args.document)
+    print(f"Removed {args.document} ({removed} chunks) from {args.name}.")
+    return 0

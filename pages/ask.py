@@ -1,0 +1,77 @@
+"""Ask: a chat over one knowledge base. Answers stream in and cite their sources as [1], [2]."""
+import streamlit as st
+
+from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
+from core.errors import StudioError
+from core.generation import DecodingSettings, GenerationStats
+from core.knowledge import RetrievalSettings
+from ui.common import embedder_for, get_generator, knowledge_base_picker, md_escape, show_error, workspace
+
+st.title("Ask your documents")
+st.caption("Retrieval-augmented answers: the model reads the most relevant chunks and cites them. "
+           "If nothing relevant is found, it says so instead of guessing.")
+
+kb = knowledge_base_picker()
+if kb is None:
+    st.stop()
+if kb.chunk_count == 0:
+    st.info("This knowledge base has no documents yet. Add some on the **Documents** page.")
+    st.stop()
+
+with st.expander("Answer settings"):
+    col1, col2, col3 = st.columns(3)
+    k = col1.slider("Sources per answer (k)", 1, 10, 4)
+    max_new = col2.slider("Max new tokens", 16, 512, 150, 8)
+    temperature = col3.slider("Temperature", 0.0, 1.5, 0.0, 0.1, help="0 = deterministic")
+
+history: list[GroundedAnswer] = st.session_state.setdefault("ask_history", {}).setdefault(kb.name, [])
+
+
+def render_sources(answer: GroundedAnswer) -> None:
+    if not answer.sources:
+        return
+    cited = set(answer.cited_numbers())
+    with st.expander(f"Sources ({len(answer.sources)})", expanded=False):
+        for number, hit in enumerate(answer.sources, start=1):
+            pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
+            marker = " · cited" if number in cited else ""
+            st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · score {hit.score:.2f}{marker}")
+            st.text(hit.text)
+
+
+def render_timing(answer: GroundedAnswer) -> None:
+    stats = answer.stats
+    if stats.new_tokens:
+        first = f"{stats.first_token_s:.2f} s to first token · " if stats.first_token_s else ""
+        st.caption(f"{first}{stats.total_s:.1f} s · {stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tokens/s")
+
+
+for answer in history:
+    with st.chat_message("user"):
+        st.text(answer.question)
+    with st.chat_message("assistant"):
+        st.markdown(md_escape(answer.text))
+        render_timing(answer)
+        render_sources(answer)
+
+question = st.chat_input(f"Ask about {kb.name}…", disabled=st.session_state.get("ask_busy", False))
+if question:
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        try:
+            st.session_state["ask_busy"] = True
+            with st.spinner("Searching the documents…"):
+                sources = retrieve_sources(workspace(), kb.name, question, embedder_for(kb), RetrievalSettings(k=k))
+            loaded = get_generator() if sources else None
+            stats = GenerationStats()
+            decoding = DecodingSettings(max_new_tokens=max_new, temperature=temperature)
+            text = st.write_stream(stream_grounded_answer(loaded, question, sources, decoding, stats))
+            answer = GroundedAnswer(question, str(text).strip(), sources, stats)
+            history.append(answer)
+            render_timing(answer)
+            render_sources(answer)
+        except StudioError as error:
+            show_error(error)
+        finally:
+            st.session_state["ask_busy"] = False

@@ -1,0 +1,157 @@
+"""Documents: knowledge bases. Upload, chunk, embed and index; list, inspect, remove and search."""
+import pandas as pd
+import streamlit as st
+
+from core.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
+from core.errors import StudioError
+from core.knowledge import (
+    RETRIEVAL_MODES,
+    ChunkingSettings,
+    IngestProgress,
+    RetrievalSettings,
+    delete_knowledge_base,
+    document_chunks,
+    get_knowledge_base,
+    ingest_files,
+    list_documents,
+    list_knowledge_bases,
+    remove_document,
+    search,
+    validate_kb_name,
+)
+from ui.common import embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
+
+st.title("Documents")
+st.caption("Build knowledge bases from your PDFs, text and Word files. Every answer on the Ask and Compare pages cites them.")
+
+ws = workspace()
+bases = list_knowledge_bases(ws)
+NEW = "➕ New knowledge base"
+names = [kb.name for kb in bases]
+current = st.session_state.get("active_kb")
+choice = st.selectbox(
+    "Knowledge base", names + [NEW], index=names.index(current) if current in names else 0,
+    help="Each knowledge base has its own documents, chunking settings and vector index.",
+)
+
+plan = st.session_state.get("decision_plan") or {}
+defaults = ChunkingSettings(**{k: plan[k] for k in ("chunk_size", "chunk_overlap") if k in plan})
+
+if choice == NEW:
+    with st.form("new_kb"):
+        name = st.text_input("Name", value="my-docs" if "my-docs" not in names else "", max_chars=64)
+        col1, col2 = st.columns(2)
+        size = col1.number_input("Chunk size (characters)", 100, 8000, defaults.chunk_size, 50,
+                                 help=ChunkingSettings.__dataclass_fields__["chunk_size"].metadata["help"])
+        overlap = col2.number_input("Chunk overlap (characters)", 0, 4000, defaults.chunk_overlap, 10,
+                                    help=ChunkingSettings.__dataclass_fields__["chunk_overlap"].metadata["help"])
+        if plan:
+            st.caption("Chunking pre-filled from the Decide page.")
+        if st.form_submit_button("Create knowledge base", type="primary"):
+            try:
+                from core.knowledge import create_knowledge_base
+
+                settings = ChunkingSettings(int(size), int(overlap))
+                create_knowledge_base(ws, validate_kb_name(name), get_embedder(), settings)
+                st.session_state["active_kb"] = name.strip()
+                st.rerun()
+            except StudioError as error:
+                show_error(error)
+    st.stop()
+
+kb = get_knowledge_base(ws, choice)
+st.session_state["active_kb"] = kb.name
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Documents", kb.document_count)
+c2.metric("Chunks", kb.chunk_count)
+c3.metric("Chunking", f"{kb.chunk_size} / {kb.chunk_overlap}")
+c4.metric("Embeddings", kb.embedding_model.split(":")[-1].split("/")[-1])
+
+add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
+
+with add_tab:
+    uploads = st.file_uploader(
+        "Drop files here", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES], accept_multiple_files=True,
+        help=f"PDF, TXT, Markdown or DOCX, up to {MAX_FILE_BYTES // 2**20} MB each. Re-uploading the same file is detected.",
+        key=f"uploader_{kb.name}_{st.session_state.get('upload_round', 0)}",
+    )
+    if st.button("Add to knowledge base", type="primary", disabled=not uploads):
+        bar = st.progress(0.0, text="Starting…")
+        files = [(upload.name, upload.getvalue()) for upload in uploads]
+
+        def on_progress(event: IngestProgress) -> None:
+            share = (event.file_index + (event.done / event.total if event.total else 0)) / event.file_count
+            bar.progress(min(share, 1.0), text=f"File {event.file_index + 1}/{event.file_count} · {event.file_name} · "
+                         f"{event.stage} {event.done}/{event.total}")
+
+        try:
+            with st.spinner("Reading, chunking and embedding…"):
+                results = ingest_files(ws, kb.name, files, embedder_for(kb), progress=on_progress)
+        except StudioError as error:
+            show_error(error)
+        else:
+            bar.progress(1.0, text="Done")
+            st.session_state["ingest_results"] = results
+            st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+            st.rerun()
+    for result in st.session_state.pop("ingest_results", []):
+        icon = {"added": ":material/check_circle:", "duplicate": ":material/content_copy:"}.get(result.status, ":material/error:")
+        if result.status == "added":
+            st.success(f"{md_escape(result.message)} ({result.seconds:.1f} s)", icon=icon)
+        elif result.status == "duplicate":
+            st.info(md_escape(result.message), icon=icon)
+        else:
+            st.error(md_escape(result.message), icon=icon)
+
+with docs_tab:
+    documents = list_documents(ws, kb.name)
+    if not documents:
+        st.info("No documents yet. Add some on the first tab.")
+    else:
+        table = pd.DataFrame(
+            [{"Document": d.name, "Type": d.kind.upper(), "Pages": d.page_count, "Chunks": d.chunk_count,
+              "Size (KB)": round(d.size_bytes / 1024, 1), "Added": d.added_at} for d in documents]
+        )
+        st.dataframe(table, hide_index=True, width="stretch")
+        picked = st.selectbox("Document", [d.name for d in documents], key="doc_pick")
+        view_col, remove_col = st.columns([3, 1])
+        with remove_col:
+            if st.button("Remove document", icon=":material/delete:", help="Removes its chunks and vectors too."):
+                st.session_state["confirm_remove"] = picked
+            if st.session_state.get("confirm_remove") == picked:
+                st.warning(f"Remove {md_escape(picked)}?")
+                if st.button("Yes, remove", type="primary"):
+                    removed = remove_document(ws, kb.name, picked)
+                    st.session_state.pop("confirm_remove")
+                    st.toast(f"Removed {picked} ({removed} chunks)")
+                    st.rerun()
+        with view_col:
+            chunks = document_chunks(ws, kb.name, picked)
+            st.caption(f"{len(chunks)} chunks")
+            for chunk in chunks[:200]:
+                pages = f"p. {chunk.page}" if chunk.page == chunk.page_end else f"pp. {chunk.page}–{chunk.page_end}"
+                with st.expander(f"Chunk {chunk.ordinal + 1} · {pages} · {len(chunk.text)} chars"):
+                    st.text(chunk.text)
+    with st.expander("Danger zone"):
+        if st.button(f"Delete knowledge base “{kb.name}”", icon=":material/delete_forever:"):
+            delete_knowledge_base(ws, kb.name)
+            st.session_state.pop("active_kb", None)
+            st.rerun()
+
+with search_tab:
+    col_q, col_k, col_mode = st.columns([4, 1, 1])
+    query = col_q.text_input("Search the chunks", placeholder="e.g. When did the oil crisis begin?")
+    k = col_k.number_input("Top k", 1, 50, 5)
+    mode = col_mode.selectbox("Ranking", RETRIEVAL_MODES, help=RetrievalSettings.__dataclass_fields__["mode"].metadata["help"])
+    if query.strip():
+        try:
+            hits = search(ws, kb.name, query, embedder_for(kb), RetrievalSettings(k=int(k), mode=mode))
+        except StudioError as error:
+            show_error(error)
+        else:
+            if not hits:
+                st.info("No chunks yet: add documents first.")
+            for hit in hits:
+                pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
+                with st.expander(f"#{hit.rank} · {md_escape(hit.document)} · {pages} · score {hit.score:.2f}", expanded=hit.rank <= 2):
+                    st.text(hit.text)

@@ -1,0 +1,75 @@
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+SQUAD = ROOT.parent / "shared" / "data" / "squad36"
+
+
+class FakeEmbedder:
+    """Hashed bag of words: deterministic and instant. Enters through the same Embedder seam as MiniLM."""
+
+    model_id = "fake:hashed-bow"
+    dimension = 256
+
+    def _embed(self, texts):
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                vectors[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+    def embed_documents(self, texts, progress=None):
+        vectors = self._embed(list(texts))
+        if progress:
+            progress(len(texts), len(texts))
+        return vectors
+
+    def embed_queries(self, texts):
+        return self._embed(list(texts))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    from core.settings import get_workspace
+
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path / "ws"))
+    return get_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def fake_embedder():
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def shared_models_workspace(tmp_path_factory):
+    """One workspace per test session holding the converted embedded generator (converted once, ~20 s)."""
+    from core.settings import get_workspace
+
+    root = Path(os.environ.get("STUDIO_TEST_MODELS", tmp_path_factory.mktemp("models-ws")))
+    return get_workspace(root)
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from core.knowledge import SentenceTransformerEmbedder
+    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+
+    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+
+
+@pytest.fixture(scope="session")
+def real_generator(shared_models_workspace):
+    from core.models import GeneratorSpec, load_generator
+
+    return load_generator(GeneratorSpec(), shared_models_workspace)

@@ -1,0 +1,159 @@
+"""Knowledge bases with the fake embedder: add, dedupe, remove, search, persist, atomicity."""
+import sqlite3
+
+import pytest
+
+from core.errors import StudioError
+from core.knowledge import (
+    ChunkingSettings,
+    RetrievalSettings,
+    chunk_document,
+    document_chunks,
+    get_knowledge_base,
+    ingest_files,
+    list_documents,
+    list_knowledge_bases,
+    load_index,
+    make_retriever,
+    remove_document,
+    search,
+)
+from core.documents import extract_document
+from tests.pdfs import make_pdf
+
+ALPHA = "Alpha Corp sells industrial pumps. The pump warranty lasts five years. " * 6
+BETA = "Beta Ltd bakes sourdough bread. The bakery opens at seven every morning. " * 6
+
+
+def files():
+    return [("alpha.pdf", make_pdf([ALPHA, "Alpha service centres are in Leeds and Lyon. " * 6])), ("beta.txt", BETA.encode())]
+
+
+def test_chunks_keep_document_pages():
+    document = extract_document("a.pdf", make_pdf(["one " * 300, "two " * 300, "three " * 300]))
+    chunks = chunk_document(document, ChunkingSettings(500, 50))
+    assert {chunk.page for chunk in chunks} == {1, 2, 3}
+    assert all(len(chunk.text) <= 500 for chunk in chunks)
+    assert [chunk.ordinal for chunk in chunks] == list(range(len(chunks)))
+
+
+def test_ingest_search_and_cite(workspace, fake_embedder):
+    results = ingest_files(workspace, "kb1", files(), fake_embedder)
+    assert [r.status for r in results] == ["added", "added"]
+    hits = search(workspace, "kb1", "when does the bakery open", fake_embedder, RetrievalSettings(k=3))
+    assert hits[0].document == "beta.txt" and hits[0].page == 1 and 0 < hits[0].score <= 1.0001
+    leeds = search(workspace, "kb1", "service centres Leeds", fake_embedder)[0]
+    assert leeds.document == "alpha.pdf" and leeds.page_end == 2
+
+
+def test_reupload_is_recognised(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    again = ingest_files(workspace, "kb1", [("renamed copy.pdf", files()[0][1])], fake_embedder)
+    assert again[0].status == "duplicate" and "already in" in again[0].message
+    assert len(list_documents(workspace, "kb1")) == 2
+
+
+def test_a_bad_file_does_not_stop_the_batch(workspace, fake_embedder):
+    batch = [("broken.pdf", b"%PDF-1.4 garbage"), ("empty.txt", b""), *files()]
+    results = ingest_files(workspace, "kb1", batch, fake_embedder)
+    assert [r.status for r in results] == ["failed", "failed", "added", "added"]
+    assert "damaged" in results[0].message or "no page" in results[0].message
+    assert "empty" in results[1].message
+
+
+def test_remove_document_removes_vectors(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    before = get_knowledge_base(workspace, "kb1")
+    removed = remove_document(workspace, "kb1", "beta.txt")
+    after = get_knowledge_base(workspace, "kb1")
+    assert removed > 0 and after.chunk_count == before.chunk_count - removed
+    assert load_index(workspace, after).ntotal == after.chunk_count
+    assert all(hit.document == "alpha.pdf" for hit in search(workspace, "kb1", "sourdough bakery", fake_embedder))
+
+
+def test_add_later_keeps_existing_and_survives_restart(workspace, fake_embedder):
+    import core.knowledge as knowledge
+
+    ingest_files(workspace, "kb1", files()[:1], fake_embedder)
+    ingest_files(workspace, "kb1", files()[1:], fake_embedder)
+    knowledge._INDEX_CACHE.clear()  # as after a restart: read the FAISS file from disk
+    kb = get_knowledge_base(workspace, "kb1")
+    assert load_index(workspace, kb).ntotal == kb.chunk_count
+    assert {d.name for d in list_documents(workspace, "kb1")} == {"alpha.pdf", "beta.txt"}
+
+
+def test_stale_index_file_is_rebuilt_from_sqlite(workspace, fake_embedder):
+    import core.knowledge as knowledge
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    (workspace.indexes / str(kb.id) / "index.faiss").write_bytes(b"corrupt")
+    (workspace.indexes / str(kb.id) / "manifest.json").write_text("{}")
+    knowledge._INDEX_CACHE.clear()
+    assert search(workspace, "kb1", "pump warranty", fake_embedder)[0].document == "alpha.pdf"
+
+
+def test_failure_while_saving_leaves_catalogue_untouched(workspace, fake_embedder, monkeypatch):
+    ingest_files(workspace, "kb1", files()[:1], fake_embedder)
+    before = get_knowledge_base(workspace, "kb1")
+    original = fake_embedder.embed_documents
+    monkeypatch.setattr(fake_embedder, "embed_documents", lambda texts, progress=None: original(texts)[:0])  # wrong row count
+    results = ingest_files(workspace, "kb1", files()[1:], fake_embedder)
+    assert results[0].status == "failed"
+    after = get_knowledge_base(workspace, "kb1")
+    assert (after.chunk_count, after.document_count, after.version) == (before.chunk_count, before.document_count, before.version)
+
+
+def test_same_name_different_content_gets_a_suffix(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", [("notes.txt", b"first version of the notes " * 5)], fake_embedder)
+    ingest_files(workspace, "kb1", [("notes.txt", b"second version of the notes " * 5)], fake_embedder)
+    assert [d.name for d in list_documents(workspace, "kb1")] == ["notes (2).txt", "notes.txt"]
+
+
+def test_several_knowledge_bases_and_names(workspace, fake_embedder):
+    ingest_files(workspace, "kb one", files()[:1], fake_embedder)
+    ingest_files(workspace, "kb-two", files()[1:], fake_embedder)
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["kb one", "kb-two"]
+    with pytest.raises(StudioError, match="not allowed"):
+        ingest_files(workspace, "../escape", files(), fake_embedder)
+    with pytest.raises(StudioError, match="No knowledge base named"):
+        search(workspace, "missing", "q", fake_embedder)
+
+
+def test_chunk_view_and_retriever(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    chunks = document_chunks(workspace, "kb1", "alpha.pdf")
+    assert chunks and chunks[0].page == 1
+    documents = make_retriever(workspace, "kb1", fake_embedder, RetrievalSettings(k=2)).invoke("pump warranty")
+    assert len(documents) == 2 and documents[0].metadata["source"] == "alpha.pdf" and "page" in documents[0].metadata
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_ranking_mode_finds_the_document(workspace, fake_embedder, mode):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    assert search(workspace, "kb1", "sourdough bread", fake_embedder, RetrievalSettings(k=2, mode=mode))[0].document == "beta.txt"
+
+
+@pytest.mark.parametrize(
+    "settings", [ChunkingSettings(50, 0), ChunkingSettings(500, 500), ChunkingSettings(500, -1)]
+)
+def test_impossible_chunking_is_refused(settings):
+    with pytest.raises(StudioError):
+        settings.validate()
+
+
+def test_embedding_model_mismatch_is_explained(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+
+    class Other(type(fake_embedder)):
+        model_id = "other-model"
+
+    with pytest.raises(StudioError, match="was built with"):
+        search(workspace, "kb1", "pump", Other())
+
+
+def test_no_pickle_files_in_workspace(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    assert not list(workspace.root.rglob("*.pkl")) and not list(workspace.root.rglob("*.pickle"))
+    conn = sqlite3.connect(workspace.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 0

@@ -1,0 +1,125 @@
+"""Cached model loaders, the shared sidebar and small rendering helpers.
+
+Heavy objects live in st.cache_resource (one per server); per-user choices live in st.session_state.
+"""
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from core.errors import StudioError
+from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases
+from core.models import (
+    DEVICES,
+    DTYPES,
+    EMBEDDED_EMBEDDER,
+    EMBEDDED_GENERATOR,
+    EMBEDDER_CHOICES,
+    GENERATOR_CHOICES,
+    EmbedderSpec,
+    GeneratorSpec,
+    describe_hardware,
+    load_embedder,
+    load_generator,
+)
+from core.settings import Workspace, get_workspace
+
+OTHER = "Other (Hugging Face id or folder)…"
+
+
+def workspace() -> Workspace:
+    return get_workspace()
+
+
+def generator_spec() -> GeneratorSpec:
+    return st.session_state.get("generator_spec") or GeneratorSpec()
+
+
+def embedder_spec() -> EmbedderSpec:
+    return st.session_state.get("embedder_spec") or EmbedderSpec()
+
+
+@st.cache_resource(show_spinner="Loading the language model…")
+def _cached_generator(model_id: str, device: str, dtype: str, root: str):
+    return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def _cached_embedder(model_id: str, device: str) -> SentenceTransformerEmbedder:
+    spec = EmbedderSpec(model_id, device)
+    return SentenceTransformerEmbedder(load_embedder(spec), model_id)
+
+
+def get_generator(spec: GeneratorSpec | None = None):
+    spec = spec or generator_spec()
+    return _cached_generator(spec.model_id, spec.device, spec.dtype, str(workspace().root))
+
+
+def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
+    spec = spec or embedder_spec()
+    return _cached_embedder(spec.model_id, spec.device)
+
+
+def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
+    """The embedding model a knowledge base was built with (queries must use the same one)."""
+    return get_embedder(EmbedderSpec(kb.embedding_model, embedder_spec().device))
+
+
+def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:
+    """A select box over the workspace's knowledge bases, remembered across pages."""
+    bases = list_knowledge_bases(workspace())
+    if not bases:
+        st.info("No knowledge base yet. Create one on the **Documents** page by uploading a few PDFs.")
+        return None
+    names = [kb.name for kb in bases]
+    current = st.session_state.get("active_kb")
+    index = names.index(current) if current in names else 0
+    chosen = st.selectbox(label, names, index=index, key=key, help="Documents you uploaded, indexed for retrieval.")
+    st.session_state["active_kb"] = chosen
+    return next(kb for kb in bases if kb.name == chosen)
+
+
+def _model_picker(label: str, choices: list[str], current: str, key: str) -> str:
+    options = choices + [OTHER]
+    index = options.index(current) if current in options else len(options) - 1
+    picked = st.selectbox(label, options, index=index, key=f"{key}_choice")
+    if picked == OTHER:
+        typed = st.text_input(
+            f"{label}: id or folder", value="" if current in choices else current, key=f"{key}_custom",
+            help="A Hugging Face id (needs the files cached or hub access) or a local folder with config.json.",
+        ).strip()
+        return typed or current
+    return picked
+
+
+def render_sidebar() -> None:
+    """Workspace and model settings shared by every page."""
+    hardware = describe_hardware()
+    with st.sidebar:
+        st.caption(f"Workspace: `{workspace().root}`")
+        with st.expander("Models and hardware", expanded=False):
+            gen = generator_spec()
+            emb = embedder_spec()
+            model_id = _model_picker("Generator", GENERATOR_CHOICES, gen.model_id, "generator")
+            device = st.selectbox("Device", DEVICES, index=DEVICES.index(gen.device))
+            dtype = st.selectbox("Precision", DTYPES, index=DTYPES.index(gen.dtype), help="auto: bf16 on CUDA, fp32 on CPU")
+            emb_id = _model_picker("Embeddings (new knowledge bases)", EMBEDDER_CHOICES, emb.model_id, "embedder")
+            st.session_state["generator_spec"] = GeneratorSpec(model_id, device, dtype)
+            st.session_state["embedder_spec"] = EmbedderSpec(emb_id, emb.device)
+            st.caption(f"Device: **{hardware['device'].upper()}** · {hardware['name']} · default dtype {hardware['dtype']}")
+            st.caption(f"QLoRA 4-bit: {hardware['qlora']}")
+            if model_id == EMBEDDED_GENERATOR and emb_id == EMBEDDED_EMBEDDER:
+                st.caption("Embedded defaults: SmolLM2-135M-Instruct and all-MiniLM-L6-v2, offline.")
+
+
+def show_error(error: StudioError | Exception) -> None:
+    st.error(str(error), icon=":material/error:")
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md_escape(text: str) -> str:
+    """Render user or model text literally in st.markdown (no links, images, HTML or formatting)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text or "")
