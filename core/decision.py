@@ -233,17 +233,26 @@ class Reason:
 
 @dataclass(frozen=True)
 class Sensitivity:
+    """The one answer the recommendation hinges on. If no single change flips it (`flips` is
+    False), the change that brings the runner-up closest, and the lead that would remain."""
+
     question_id: str
     question: str
     from_label: str
     to_value: str
     to_label: str
     new_recommendation: str
+    flips: bool = True
+    lead_after: float = 0.0
 
     @property
     def text(self) -> str:
-        return (f"If '{self.question}' were '{self.to_label}' (instead of '{self.from_label}'), "
-                f"the recommendation would become {OPTION_LABELS[self.new_recommendation]}.")
+        if self.flips:
+            return (f"If '{self.question}' were '{self.to_label}' (instead of '{self.from_label}'), "
+                    f"the recommendation would become {OPTION_LABELS[self.new_recommendation]}.")
+        return (f"No single answer changes the recommendation. The closest is '{self.question}': "
+                f"'{self.to_label}' would still leave {OPTION_LABELS[self.new_recommendation]} "
+                f"ahead by {self.lead_after:.1f} points.")
 
 
 @dataclass(frozen=True)
@@ -309,19 +318,32 @@ def decide(answers: Mapping[str, Any], weights: Weights | None = None) -> Decisi
         Contribution(q.id, q.short, answers[q.id], q.choice(answers[q.id]).label, weights.points(q.id, answers[q.id]))
         for q in QUESTIONS
     )
-    ranked = sorted(
-        ((c.points[winner] - c.points[runner_up], c) for c in contributions),
-        key=lambda pair: -pair[0],
-    )
-    reasons = tuple(
-        Reason(c.question_id, _sentence(QUESTIONS_BY_ID[c.question_id].choice(c.answer).why), round(m, 2))
-        for m, c in ranked[:3] if m > 0
-    )
+    reasons = _reasons(contributions, winner, runner_up)
     decision = Decision(answers=answers, scores=scores, probabilities=_softmax(scores, weights.temperature),
                         recommendation=winner, runner_up=runner_up, contributions=contributions,
                         reasons=reasons, sensitivity=_sensitivity(answers, winner, weights))
     log.info("decide: %s scores=%s", winner, scores)
     return decision
+
+
+def _reasons(contributions: tuple[Contribution, ...], winner: str, runner_up: str) -> tuple[Reason, ...]:
+    """The three answers that most separate the winner from its rivals. For hybrid, alternate the
+    answers that beat RAG (the fine-tuning side) and those that beat fine-tune (the retrieval side)."""
+    rivals = [o for o in OPTIONS if o != winner] if winner == "hybrid" else [runner_up]
+    ranked_lists = [
+        [(c.points[winner] - c.points[r], c) for c in sorted(contributions, key=lambda c: -(c.points[winner] - c.points[r]))]
+        for r in rivals
+    ]
+    chosen: list[Reason] = []
+    seen: set[str] = set()
+    for rank in range(len(contributions)):
+        for ranked in ranked_lists:
+            margin, c = ranked[rank]
+            if margin > 0 and c.question_id not in seen and len(chosen) < 3:
+                seen.add(c.question_id)
+                text = _sentence(QUESTIONS_BY_ID[c.question_id].choice(c.answer).why)
+                chosen.append(Reason(c.question_id, text, round(margin, 2)))
+    return tuple(chosen)
 
 
 def _sentence(text: str) -> str:
@@ -330,8 +352,10 @@ def _sentence(text: str) -> str:
 
 def _sensitivity(answers: dict[str, str], winner: str, weights: Weights) -> Sensitivity | None:
     """The single answer change that flips the winner: fewest steps along its scale, then the
-    largest lead for the new winner, then questionnaire order."""
-    best: tuple[tuple[float, float, int], Sensitivity] | None = None
+    largest lead for the new winner, then questionnaire order. If none flips, the change that
+    leaves the winner the smallest lead."""
+    best: tuple[tuple[float, ...], Sensitivity] | None = None
+    closest: tuple[float, Sensitivity] | None = None
     for order, q in enumerate(QUESTIONS):
         here = q.index(answers[q.id])
         for i, c in enumerate(q.choices):
@@ -339,13 +363,19 @@ def _sensitivity(answers: dict[str, str], winner: str, weights: Weights) -> Sens
                 continue
             scores = score({**answers, q.id: c.value}, weights)
             new = _winner(scores)
-            if new == winner:
-                continue
             lead = scores[new] - max(s for o, s in scores.items() if o != new)
+            found = Sensitivity(q.id, q.label, q.choice(answers[q.id]).label, c.value, c.label, new,
+                                flips=new != winner, lead_after=round(lead, 2))
+            if new == winner:
+                if closest is None or lead < closest[0]:
+                    closest = (lead, found)
+                continue
             key = (abs(i - here), -lead, order)
             if best is None or key < best[0]:
-                best = (key, Sensitivity(q.id, q.label, q.choice(answers[q.id]).label, c.value, c.label, new))
-    return best[1] if best else None
+                best = (key, found)
+    if best:
+        return best[1]
+    return closest[1] if closest else None
 
 
 # ---------------------------------------------------------------- the plan for later pages
