@@ -378,6 +378,36 @@ def _sensitivity(answers: dict[str, str], winner: str, weights: Weights) -> Sens
     return closest[1] if closest else None
 
 
+QUESTION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (  # how the page groups the questions
+    ("Knowledge", ("knowledge_change", "traceability", "doc_volume", "doc_format")),
+    ("Voice & data", ("style_importance", "example_count", "example_quality", "domain_language")),
+    ("Constraints", ("latency", "compute_budget", "privacy", "verification", "ml_experience")),
+)
+_HARDWARE_FOR_BUDGET = {"cpu_only": "cpu", "small_gpu": "t4", "large_gpu": "a100-80gb", "multi_gpu": "h100"}
+_DOCS_FOR_VOLUME = {"few": 30, "hundreds": 300, "thousands": 3000, "millions": 1_000_000}
+
+
+def suggested_hardware(answers: Mapping[str, str]) -> str:
+    """A hardware key for core.estimate that matches the compute-budget answer."""
+    return _HARDWARE_FOR_BUDGET[validate_answers(answers)["compute_budget"]]
+
+
+def suggested_docs(answers: Mapping[str, str]) -> int:
+    """A document count that matches the document-volume answer."""
+    return _DOCS_FOR_VOLUME[validate_answers(answers)["doc_volume"]]
+
+
+def contribution_rows(decision: Decision) -> list[dict[str, Any]]:
+    """Long-format rows (question, option, points) for a chart, starting with the prior."""
+    weights = load_weights()
+    rows = [{"question": "Starting point", "answer": "prior", "option": OPTION_LABELS[o], "points": weights.prior[o]}
+            for o in OPTIONS]
+    for c in decision.contributions:
+        rows += [{"question": c.question, "answer": c.answer_label, "option": OPTION_LABELS[o], "points": c.points[o]}
+                 for o in OPTIONS]
+    return rows
+
+
 # ---------------------------------------------------------------- the plan for later pages
 
 CHUNK_SIZE_DEFAULT = 1000  # chars, about 250 tokens: fits MiniLM's 256-token window (DESIGN: ~220-token chunks)
