@@ -250,8 +250,8 @@ class Sensitivity:
         if self.flips:
             return (f"If '{self.question}' were '{self.to_label}' (instead of '{self.from_label}'), "
                     f"the recommendation would become {OPTION_LABELS[self.new_recommendation]}.")
-        return (f"No single answer changes the recommendation. The closest is '{self.question}': "
-                f"'{self.to_label}' would still leave {OPTION_LABELS[self.new_recommendation]} "
+        return (f"No single answer changes the recommendation. Closest: '{self.question}' = "
+                f"'{self.to_label}' still leaves {OPTION_LABELS[self.new_recommendation]} "
                 f"ahead by {self.lead_after:.1f} points.")
 
 
@@ -364,7 +364,7 @@ def _sensitivity(answers: dict[str, str], winner: str, weights: Weights) -> Sens
             scores = score({**answers, q.id: c.value}, weights)
             new = _winner(scores)
             lead = scores[new] - max(s for o, s in scores.items() if o != new)
-            found = Sensitivity(q.id, q.label, q.choice(answers[q.id]).label, c.value, c.label, new,
+            found = Sensitivity(q.id, q.label if new != winner else q.short, q.choice(answers[q.id]).label, c.value, c.label, new,
                                 flips=new != winner, lead_after=round(lead, 2))
             if new == winner:
                 if closest is None or lead < closest[0]:

@@ -64,8 +64,8 @@ def contribution_chart(decision):
                  color_discrete_map=COLORS, hover_data=["answer"],
                  category_orders={"question": list(dict.fromkeys(r["question"] for r in rows)),
                                   "option": list(COLORS)})
-    fig.update_layout(height=520, margin=dict(l=0, r=10, t=10, b=0), legend_title_text="",
-                      legend=dict(orientation="h", y=1.04, x=0), xaxis_title="points toward each option",
+    fig.update_layout(height=540, margin=dict(l=0, r=10, t=40, b=0), legend_title_text="",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0), xaxis_title="points toward each option",
                       yaxis_title="", bargap=0.25)
     fig.add_vline(x=0, line_width=1, line_color="#94A3B8")
     return fig
@@ -146,10 +146,10 @@ plan = plan_pipelines(decision)
 
 with right:
     with st.container(border=True):
-        st.subheader(decision.headline)
+        st.markdown(f"### {decision.headline}")
         cols = st.columns(3)
         for col, option in zip(cols, OPTIONS):
-            col.metric(OPTION_LABELS[option], f"{decision.scores[option]:+.1f} pts",
+            col.metric(OPTION_LABELS[option], f"{decision.scores[option]:+.1f}",
                        f"{decision.probabilities[option]:.0%} likely", delta_color="off", delta_arrow="off")
         st.markdown("**Why**")
         st.markdown("\n".join(f"{i}. {r.text}" for i, r in enumerate(decision.reasons, 1))
