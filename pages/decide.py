@@ -77,6 +77,9 @@ def estimate_panel(answers):
     hw_keys = list(HARDWARE)
     state.setdefault("decide_est_hardware", suggested_hardware(answers))
     state.setdefault("decide_est_docs", suggested_docs(answers))
+    on_cpu = state["decide_est_hardware"] == "cpu"  # first visit: the embedded model and a demo-sized set
+    state.setdefault("decide_est_model", "smollm2-135m" if on_cpu else "phi-3-mini")
+    state.setdefault("decide_est_tokens", 200_000 if on_cpu else 2_000_000)
     c1, c2, c3 = st.columns(3)
     model_key = c1.selectbox("Base model", model_keys, key="decide_est_model",
                              format_func=lambda k: MODELS[k].label if k in MODELS else "Custom size")
@@ -85,7 +88,7 @@ def estimate_panel(answers):
     else:
         params = MODELS[model_key].params
     hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label)
-    tokens = c3.number_input("Training tokens", 1_000, 10_000_000_000, 2_000_000, step=100_000, key="decide_est_tokens",
+    tokens = c3.number_input("Training tokens", 1_000, 10_000_000_000, step=100_000, key="decide_est_tokens",
                              help="Size of the fine-tuning set in tokens (about 0.75 words per token).")
     c4, c5, _ = st.columns(3)
     docs = c4.number_input("Documents", 0, 100_000_000, step=10, key="decide_est_docs")
@@ -172,5 +175,7 @@ with right:
             state["decision_plan"] = asdict(plan)
             state["decision_markdown"] = markdown
             st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled.")
+        elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
+            st.caption("The answers changed since the last Apply; apply again to update the other pages.")
         b2.download_button("Download decision (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
                            icon=":material/download:", key="decide_download")

@@ -60,6 +60,7 @@ def test_reset_restores_defaults(at):
 
 def test_estimate_inputs_follow_the_compute_answer_and_a_custom_model(at):
     assert at.selectbox(key="decide_est_hardware").value == "cpu"
+    assert at.selectbox(key="decide_est_model").value == "smollm2-135m"  # the embedded model on a CPU
     at.selectbox(key="decide_est_model").set_value("custom").run()
     at.number_input(key="decide_est_custom").set_value(7.0).run()
     assert not at.exception and not at.error
