@@ -158,8 +158,9 @@ with right:
         st.markdown("\n".join(f"{i}. {r.text}" for i, r in enumerate(decision.reasons, 1))
                     or "No answer favours one option strongly.")
         st.info(decision.sensitivity_text, icon=":material/balance:")
+        actions = st.container()  # filled below, once the estimate for the export exists
 
-    chart_tab, cost_tab, plan_tab = st.tabs(["What each answer contributed", "Cost & feasibility", "Plan & export"])
+    chart_tab, cost_tab, plan_tab = st.tabs(["What each answer contributed", "Cost & feasibility", "Pipeline plan"])
     with chart_tab:
         st.plotly_chart(contribution_chart(decision), width="stretch", config={"displayModeBar": False})
     with cost_tab:
@@ -169,13 +170,16 @@ with right:
                     f"**LoRA preset:** {plan.lora_preset}  \n"
                     f"**Compare:** {', '.join(plan.compare_variants)}")
         st.markdown("**Evaluation plan**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(plan.eval_plan, 1)))
-        markdown = render_markdown(decision, plan, est)
-        b1, b2 = st.columns(2)
-        if b1.button("Apply to the other pages", type="primary", icon=":material/check_circle:", key="decide_apply"):
-            state["decision_plan"] = asdict(plan)
-            state["decision_markdown"] = markdown
-            st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled.")
-        elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
-            st.caption("The answers changed since the last Apply; apply again to update the other pages.")
-        b2.download_button("Download decision (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
-                           icon=":material/download:", key="decide_download")
+
+markdown = render_markdown(decision, plan, est)
+with actions:
+    b1, b2 = st.columns(2)
+    if b1.button("Apply to the other pages", type="primary", icon=":material/check_circle:", key="decide_apply",
+                 help="Pre-fills chunking, the LoRA preset, the Compare columns and the evaluation plan."):
+        state["decision_plan"] = asdict(plan)
+        state["decision_markdown"] = markdown
+        st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled.")
+    elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
+        st.caption("The answers changed since the last Apply; apply again to update the other pages.")
+    b2.download_button("Download decision (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
+                       icon=":material/download:", key="decide_download")
