@@ -1,0 +1,185 @@
+"""Decide: questionnaire -> transparent recommendation, cost estimate, and a plan for the other pages.
+
+Thin view: widgets -> core.decision / core.estimate -> render. app.py sets the page config.
+Session state: "decide_answers" (question id -> answer), "decide_q_<id>" (widgets),
+"decide_est_*" (estimate inputs), "decision_plan" (asdict(PipelinePlan), written by Apply),
+"decision_markdown" (the export, for the report page).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import plotly.express as px
+import streamlit as st
+
+from core.decision import (
+    OPTION_LABELS,
+    OPTIONS,
+    QUESTION_GROUPS,
+    QUESTIONS_BY_ID,
+    contribution_rows,
+    decide,
+    default_answers,
+    plan_pipelines,
+    render_markdown,
+    suggested_docs,
+    suggested_hardware,
+)
+from core.errors import StudioError
+from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, human_bytes, human_seconds, summary_lines
+
+COLORS = {"RAG": "#0EA5E9", "Fine-tune": "#F59E0B", "Hybrid": "#4F46E5"}
+ANSWERS_KEY = "decide_answers"
+state = st.session_state
+
+
+def widget_key(qid: str) -> str:
+    return f"decide_q_{qid}"
+
+
+def reset_answers() -> None:
+    state[ANSWERS_KEY] = default_answers()
+    for qid, value in state[ANSWERS_KEY].items():
+        state[widget_key(qid)] = value
+
+
+def ask(qid: str) -> str:
+    """One widget per question, restored from the saved answers after page switches."""
+    q = QUESTIONS_BY_ID[qid]
+    key = widget_key(qid)
+    if key not in state:
+        state[key] = state[ANSWERS_KEY].get(qid, q.default)
+    labels = {c.value: c.label for c in q.choices}
+    common = dict(options=q.values, format_func=labels.__getitem__, help=q.help, key=key)
+    if q.widget == "slider":
+        return st.select_slider(q.label, **common)
+    if q.widget == "radio":
+        return st.radio(q.label, horizontal=len(q.choices) <= 3, **common)
+    return st.selectbox(q.label, **common)
+
+
+def contribution_chart(decision):
+    rows = contribution_rows(decision)
+    fig = px.bar(rows, x="points", y="question", color="option", orientation="h", barmode="group",
+                 color_discrete_map=COLORS, hover_data=["answer"],
+                 category_orders={"question": list(dict.fromkeys(r["question"] for r in rows)),
+                                  "option": list(COLORS)})
+    fig.update_layout(height=540, margin=dict(l=0, r=10, t=40, b=0), legend_title_text="",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0), xaxis_title="points toward each option",
+                      yaxis_title="", bargap=0.25)
+    fig.add_vline(x=0, line_width=1, line_color="#94A3B8")
+    return fig
+
+
+def estimate_panel(answers):
+    """Inputs and results of core.estimate; returns the Estimate (or None on a bad input)."""
+    model_keys = list(MODELS) + ["custom"]
+    hw_keys = list(HARDWARE)
+    state.setdefault("decide_est_hardware", suggested_hardware(answers))
+    state.setdefault("decide_est_docs", suggested_docs(answers))
+    on_cpu = state["decide_est_hardware"] == "cpu"  # first visit: the embedded model and a demo-sized set
+    state.setdefault("decide_est_model", "smollm2-135m" if on_cpu else "phi-3-mini")
+    state.setdefault("decide_est_tokens", 200_000 if on_cpu else 2_000_000)
+    c1, c2, c3 = st.columns(3)
+    model_key = c1.selectbox("Base model", model_keys, key="decide_est_model",
+                             format_func=lambda k: MODELS[k].label if k in MODELS else "Custom size")
+    if model_key == "custom":
+        params = c1.number_input("Parameters (billions)", 0.01, 500.0, 3.0, step=0.5, key="decide_est_custom") * 1e9
+    else:
+        params = MODELS[model_key].params
+    hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label)
+    tokens = c3.number_input("Training tokens", 1_000, 10_000_000_000, step=100_000, key="decide_est_tokens",
+                             help="Size of the fine-tuning set in tokens (about 0.75 words per token).")
+    c4, c5, _ = st.columns(3)
+    docs = c4.number_input("Documents", 0, 100_000_000, step=10, key="decide_est_docs")
+    pages = c5.number_input("Pages (0 = 10 per document)", 0, 1_000_000_000, 0, step=100, key="decide_est_pages")
+    try:
+        est = estimate(EstimateInputs(params=params, train_tokens=tokens, hardware=hardware,
+                                      docs=int(docs), pages=int(pages) or None))
+    except StudioError as error:
+        st.error(str(error))
+        return None
+    t, r = est.training, est.rag
+    m1, m2, m3, m4 = st.columns(4)
+    for col, mem in ((m1, est.lora), (m2, est.qlora)):
+        verdict = "fits" if mem.fits else ("CUDA only" if not mem.supported else "does not fit")
+        col.metric(f"{mem.method} memory", f"{mem.total_gb:.1f} GB", verdict,
+                   delta_color="normal" if mem.fits else "inverse", delta_arrow="off",
+                   help=f"of {mem.available_gb:.0f} GB; weights {mem.weights_gb:.1f}, adapter+optimizer "
+                        f"{mem.trainable_gb:.2f}, activations {mem.activations_gb:.1f}, overhead {mem.overhead_gb:.1f}")
+    m3.metric("LoRA training", human_seconds(t.lora_seconds), f"QLoRA {human_seconds(t.qlora_seconds)}",
+              delta_color="off", delta_arrow="off", help="4 x params x tokens / effective FLOP/s")
+    m4.metric("RAG index", human_bytes(r.index_bytes), f"{r.chunks:,} chunks", delta_color="off", delta_arrow="off")
+    m5, m6, m7, m8 = st.columns(4)
+    m5.metric("Parse + embed", human_seconds(r.parse_seconds + r.embed_seconds))
+    m6.metric("Retrieval / query", f"{r.retrieval_ms:.0f} ms")
+    m7.metric("RAG answer", human_seconds(r.rag_answer_seconds))
+    m8.metric("Answer, no retrieval", human_seconds(r.plain_answer_seconds))
+    for note in est.notes:
+        st.warning(note)
+    with st.expander("How these are computed"):
+        st.caption("Formulas and constants: core/estimate.py. CPU figures are measured on a 2-core machine; "
+                   "GPU figures are vendor peaks x a utilisation constant.")
+        st.text("\n".join(summary_lines(est)))
+    return est
+
+
+# ------------------------------------------------------------------ page
+
+if ANSWERS_KEY not in state:
+    state[ANSWERS_KEY] = default_answers()
+
+st.title("Decide: RAG, fine-tuning, or both?")
+st.caption("Answer the questions on the left. Every point behind the recommendation is shown, and the weights "
+           "live in one file (core/decision_weights.json).")
+
+left, right = st.columns([5, 7], gap="large")
+with left:
+    tabs = st.tabs([name for name, _ in QUESTION_GROUPS])
+    answers = {}
+    for tab, (_, ids) in zip(tabs, QUESTION_GROUPS):
+        with tab:
+            for qid in ids:
+                answers[qid] = ask(qid)
+    state[ANSWERS_KEY] = dict(answers)
+    st.button("Reset answers", on_click=reset_answers, icon=":material/restart_alt:")
+
+decision = decide(answers)
+plan = plan_pipelines(decision)
+
+with right:
+    with st.container(border=True):
+        st.markdown(f"### {decision.headline}")
+        cols = st.columns(3)
+        for col, option in zip(cols, OPTIONS):
+            col.metric(OPTION_LABELS[option], f"{decision.scores[option]:+.1f}",
+                       f"{decision.probabilities[option]:.0%} likely", delta_color="off", delta_arrow="off")
+        st.markdown("**Why**")
+        st.markdown("\n".join(f"{i}. {r.text}" for i, r in enumerate(decision.reasons, 1))
+                    or "No answer favours one option strongly.")
+        st.info(decision.sensitivity_text, icon=":material/balance:")
+        actions = st.container()  # filled below, once the estimate for the export exists
+
+    chart_tab, cost_tab, plan_tab = st.tabs(["What each answer contributed", "Cost & feasibility", "Pipeline plan"])
+    with chart_tab:
+        st.plotly_chart(contribution_chart(decision), width="stretch", config={"displayModeBar": False})
+    with cost_tab:
+        est = estimate_panel(answers)
+    with plan_tab:
+        st.markdown(f"**Chunks:** {plan.chunk_size} characters, {plan.chunk_overlap} overlap  \n"
+                    f"**LoRA preset:** {plan.lora_preset}  \n"
+                    f"**Compare:** {', '.join(plan.compare_variants)}")
+        st.markdown("**Evaluation plan**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(plan.eval_plan, 1)))
+
+markdown = render_markdown(decision, plan, est)
+with actions:
+    b1, b2 = st.columns(2)
+    if b1.button("Apply to the other pages", type="primary", icon=":material/check_circle:", key="decide_apply",
+                 help="Pre-fills chunking, the LoRA preset, the Compare columns and the evaluation plan."):
+        state["decision_plan"] = asdict(plan)
+        state["decision_markdown"] = markdown
+        st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled.")
+    elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
+        st.caption("The answers changed since the last Apply; apply again to update the other pages.")
+    b2.download_button("Download decision (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
+                       icon=":material/download:", key="decide_download")

@@ -1,0 +1,68 @@
+"""AppTest for pages/decide.py (test the page file directly, not through st.navigation)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "decide.py")
+
+
+@pytest.fixture
+def at():
+    return AppTest.from_file(PAGE, default_timeout=30).run()
+
+
+def headline(at) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("### Recommended:"))
+
+
+def test_defaults_render_a_recommendation_chart_and_metrics(at):
+    assert not at.exception
+    assert headline(at).startswith("### Recommended: RAG (confidence ")
+    assert len(at.get("plotly_chart")) == 1
+    assert [m.label for m in at.metric][:3] == ["RAG", "Fine-tune", "Hybrid"]
+    assert any("LoRA memory" == m.label for m in at.metric)
+    assert at.info[0].value  # the sensitivity line
+
+
+def test_answers_change_the_recommendation_then_apply_writes_the_plan(at):
+    for key, value in {"style_importance": "critical", "example_count": "over_10k", "knowledge_change": "rarely",
+                       "domain_language": "specialised", "ml_experience": "strong"}.items():
+        widget = at.select_slider(key=f"decide_q_{key}") if key in ("style_importance", "example_count",
+                                                                    "knowledge_change") else at.radio(key=f"decide_q_{key}")
+        widget.set_value(value)
+    at.radio(key="decide_q_traceability").set_value("no")
+    at.selectbox(key="decide_q_compute_budget").set_value("large_gpu")
+    at.run()
+    assert not at.exception
+    assert headline(at).startswith("### Recommended: Fine-tune")
+    assert at.session_state["decide_answers"]["style_importance"] == "critical"
+
+    at.button(key="decide_apply").click().run()
+    plan = at.session_state["decision_plan"]
+    assert plan["recommendation"] == "finetune"
+    assert plan["lora_preset"] == "quality"
+    assert "finetuned" in plan["compare_variants"] and "base" in plan["compare_variants"]
+    assert isinstance(plan["chunk_size"], int) and isinstance(plan["eval_plan"], list)
+    assert at.success and "Applied" in at.success[0].value
+    assert at.session_state["decision_markdown"].startswith("# Recommended: Fine-tune")
+
+
+def test_reset_restores_defaults(at):
+    at.select_slider(key="decide_q_knowledge_change").set_value("daily").run()
+    assert at.session_state["decide_answers"]["knowledge_change"] == "daily"
+    next(b for b in at.button if b.label == "Reset answers").click().run()
+    assert at.session_state["decide_answers"]["knowledge_change"] == "monthly"
+    assert at.select_slider(key="decide_q_knowledge_change").value == "monthly"
+
+
+def test_estimate_inputs_follow_the_compute_answer_and_a_custom_model(at):
+    assert at.selectbox(key="decide_est_hardware").value == "cpu"
+    assert at.selectbox(key="decide_est_model").value == "smollm2-135m"  # the embedded model on a CPU
+    at.selectbox(key="decide_est_model").set_value("custom").run()
+    at.number_input(key="decide_est_custom").set_value(7.0).run()
+    assert not at.exception and not at.error
+    at.selectbox(key="decide_est_hardware").set_value("t4").run()
+    assert any(m.label == "QLoRA memory" and m.value.endswith("GB") for m in at.metric)
