@@ -73,3 +73,16 @@ def real_generator(shared_models_workspace):
     from core.models import GeneratorSpec, load_generator
 
     return load_generator(GeneratorSpec(), shared_models_workspace)
+
+
+@pytest.fixture
+def app_workspace(tmp_path, monkeypatch, shared_models_workspace):
+    """A fresh workspace for page tests, sharing the once-converted embedded generator by symlink."""
+    from core.models import convert_embedded_generator
+    from core.settings import get_workspace
+
+    converted = convert_embedded_generator(shared_models_workspace)
+    ws = get_workspace(tmp_path / "app-ws")
+    (ws.models / converted.name).symlink_to(converted, target_is_directory=True)
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(ws.root))
+    return ws

@@ -1,0 +1,49 @@
+"""AppTest of the Documents page with the real embedder (uploads are covered by the browser test)."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.knowledge import get_knowledge_base, ingest_files
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+PAGE = str(ROOT / "pages" / "documents.py")
+
+
+def test_create_a_knowledge_base(app_workspace):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert at.selectbox[0].value == "➕ New knowledge base"
+    at.text_input[0].set_value("handbook")
+    at.number_input[0].set_value(600)
+    at.button[0].click().run()
+    assert not at.exception
+    kb = get_knowledge_base(app_workspace, "handbook")
+    assert kb.chunk_size == 600
+    assert [m.value for m in at.metric][:2] == ["0", "0"]
+
+
+def test_bad_name_shows_an_error(app_workspace):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.text_input[0].set_value("../etc")
+    at.button[0].click().run()
+    assert any("not allowed" in e.value for e in at.error)
+
+
+def test_list_search_and_remove(app_workspace, real_embedder):
+    ingest_files(app_workspace, "handbook", [
+        ("travel.txt", b"Employees book trains for trips under four hours. Flights need approval. " * 5),
+        ("leave.txt", b"Every employee has twenty-six days of paid leave per year. " * 5),
+    ], real_embedder)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert at.metric[0].value == "2"
+    table = at.dataframe[0].value
+    assert list(table["Document"]) == ["leave.txt", "travel.txt"]
+    at.text_input[0].set_value("how many days of paid leave").run()
+    labels = [e.label.replace("\\", "") for e in at.expander]
+    assert any("leave.txt" in label and "score" in label for label in labels)
+    remove = next(b for b in at.button if b.label == "Remove document")
+    remove.click().run()
+    confirm = next(b for b in at.button if b.label == "Yes, remove")
+    confirm.click().run()
+    assert get_knowledge_base(app_workspace, "handbook").document_count == 1
