@@ -31,10 +31,14 @@ def render_sources(answer: GroundedAnswer) -> None:
     if not answer.sources:
         return
     cited = set(answer.cited_numbers())
+    supported = set(answer.supporting_numbers())
+    if supported or cited:
+        st.caption("Supported by " + ", ".join(f"[{n}]" for n in sorted(supported | cited))
+                   + " — sources the answer cites, or whose wording it uses (word overlap ≥ 50% per sentence)")
     with st.expander(f"Sources ({len(answer.sources)})", expanded=False):
         for number, hit in enumerate(answer.sources, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
-            marker = " · cited" if number in cited else ""
+            marker = " · cited" if number in cited else " · supports the answer" if number in supported else ""
             st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · score {hit.score:.2f}{marker}")
             st.text(hit.text)
 
