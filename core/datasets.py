@@ -209,7 +209,8 @@ def render_style(sentences: Sequence[str], rule: str) -> str:
     picked = (body * 3)[:3] if body else ["the passage is empty."] * 3
     lines = [f"- {_clip_words(s, 16)}" for s in picked]
     if rule == "bullets3_risk":
-        risky = next((s for s in body if _RISK_WORDS.search(s)), None)
+        # prefer a risk sentence the bullets did not already use
+        risky = next((s for s in body[3:] if _RISK_WORDS.search(s)), None) or next((s for s in body if _RISK_WORDS.search(s)), None)
         if risky:
             lines.append(f"Risks: {_clip_words(risky, 16)}")
         else:

@@ -808,4 +808,9 @@ def export_gguf(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return Path(gguf_file)
+    from core.generation import DEFAULT_SYSTEM
+
+    gguf_path = Path(gguf_file).resolve()
+    # Ollama imports a merged GGUF more reliably than loose adapters (DESIGN.md): point a Modelfile at it
+    (gguf_path.parent / f"{gguf_path.stem}.Modelfile").write_text(OLLAMA_CHATML.format(source=f"./{gguf_path.name}", system=DEFAULT_SYSTEM))
+    return gguf_path
