@@ -160,11 +160,17 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_SPLIT.split(text) if len(s.strip()) > 1]
 
 
-def _clip_words(sentence: str, limit: int) -> str:
+def _clip_words(sentence: str, limit: int, max_chars: int = 90) -> str:
+    """At most `limit` words and `max_chars` characters, so style answers stay short (cheap to learn and to generate)."""
     words = sentence.split()
-    if len(words) <= limit:
+    kept: list[str] = []
+    for word in words[:limit]:
+        if kept and len(" ".join(kept + [word])) > max_chars:
+            break
+        kept.append(word)
+    if len(kept) == len(words):
         return sentence
-    return " ".join(words[:limit]).rstrip(",;:") + " ..."
+    return " ".join(kept).rstrip(",;:") + " ..."
 
 
 def _clip_chars(text: str, limit: int) -> str:
@@ -207,12 +213,12 @@ def render_style(sentences: Sequence[str], rule: str) -> str:
     if rule == "tldr":
         return "TL;DR: " + _clip_words(body[0] if body else "the passage is empty.", 25)
     picked = (body * 3)[:3] if body else ["the passage is empty."] * 3
-    lines = [f"- {_clip_words(s, 16)}" for s in picked]
+    lines = [f"- {_clip_words(s, 12)}" for s in picked]
     if rule == "bullets3_risk":
         # prefer a risk sentence the bullets did not already use
         risky = next((s for s in body[3:] if _RISK_WORDS.search(s)), None) or next((s for s in body if _RISK_WORDS.search(s)), None)
         if risky:
-            lines.append(f"Risks: {_clip_words(risky, 16)}")
+            lines.append(f"Risks: {_clip_words(risky, 12)}")
         else:
             lines.append("Risks: none stated in the source; verify before relying on it.")
     return "\n".join(lines)
