@@ -212,11 +212,15 @@ def render_style(sentences: Sequence[str], rule: str) -> str:
     body = [s for s in sentences if len(s.split()) >= 4] or list(sentences)
     if rule == "tldr":
         return "TL;DR: " + _clip_words(body[0] if body else "the passage is empty.", 25)
-    picked = (body * 3)[:3] if body else ["the passage is empty."] * 3
+    picked = body[:3]
+    if len(picked) < 3:  # too few sentences: use clauses, so the 3 bullets stay distinct (repeats teach the model to skip one)
+        clauses = [c.strip() for s in body for c in re.split(r"[;,]\s+", s) if len(c.split()) >= 4]
+        clauses = list(dict.fromkeys(clauses))
+        picked = clauses[:3] if len(clauses) >= 3 else ((body * 3)[:3] or ["the passage is empty."] * 3)
     lines = [f"- {_clip_words(s, 12)}" for s in picked]
     if rule == "bullets3_risk":
-        # prefer a risk sentence the bullets did not already use
-        risky = next((s for s in body[3:] if _RISK_WORDS.search(s)), None) or next((s for s in body if _RISK_WORDS.search(s)), None)
+        # a risk sentence the bullets did not already use, else a fixed caution line
+        risky = next((s for s in body[3:] if _RISK_WORDS.search(s)), None)
         if risky:
             lines.append(f"Risks: {_clip_words(risky, 12)}")
         else:
@@ -293,7 +297,11 @@ def build_rows(
             rows.append(make_row("Summarize in 3 bullets.", text, render_style(sentences, "bullets3"), {**source, "method": "extractive"}))
         else:
             instruction = STYLE_INSTRUCTIONS[rng.randrange(len(STYLE_INSTRUCTIONS))]
-            rows.append(make_row(instruction, text, render_style(sentences, rule), {**source, "method": "style", "style_rule": rule}))
+            output = render_style(sentences, rule)
+            bullets = [line for line in output.splitlines() if line.startswith("- ")]
+            if len(set(bullets)) < len(bullets):  # a chunk too short for distinct bullets teaches the wrong count
+                continue
+            rows.append(make_row(instruction, text, output, {**source, "method": "style", "style_rule": rule}))
         if progress:
             progress(position + 1, len(chunks))
     rows = rows[: settings.max_rows]

@@ -133,3 +133,25 @@ def test_a_dead_worker_is_recorded_as_failed(ws):
     assert not (ws.runs / "crashed").exists()
     with pytest.raises(StudioError, match="No run"):
         T.get_run(ws, "crashed")
+
+
+def _cli(ws, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "core", "--workspace", str(ws.root), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_import_list_and_clear_errors(ws, tmp_path):
+    good = tmp_path / "rows.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}"}) + "\n" for i in range(10)))
+    done = _cli(ws, "dataset", "import", str(good), "--out", "cli-rows", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["train_rows"] == 8
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "completion": ""}) + "\n" + json.dumps({"prompt": "y", "completion": "z"}) + "\n")
+    done = _cli(ws, "dataset", "import", str(bad), "--out", "bad")
+    assert done.returncode == 2 and "line 1: empty output" in done.stdout and "error:" in done.stderr
+    assert "cli-rows" in _cli(ws, "dataset", "list").stdout
+    done = _cli(ws, "train", "--dataset", "nope", "--max-steps", "2")
+    assert done.returncode == 2 and "No dataset named 'nope'" in done.stderr
+    done = _cli(ws, "runs", "show", "nope")
+    assert done.returncode == 2 and "No run named" in done.stderr
