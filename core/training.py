@@ -817,7 +817,7 @@ def export_gguf(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike
 
 
 # ---------------------------------------------------------------- quick behaviour check
-def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 10) -> list[str]:
+def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 10, repetition_penalty: float = 1.1) -> list[str]:
     """Greedy answers for several prompts at once (left padding), with the same chat framing as Compare.
 
     Batching matters on CPU: one decode step for 10 prompts costs little more than for one.
@@ -834,7 +834,7 @@ def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 9
             texts = [tokenizer.apply_chat_template(build_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts[start : start + batch_size]]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.1,
+                out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=repetition_penalty,
                                      pad_token_id=tokenizer.pad_token_id)
             answers += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     finally:
@@ -842,7 +842,9 @@ def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 9
     return answers
 
 
-def style_follow_rates(workspace: Workspace, run_id: str, dataset_id: str, rule: str, limit: int = 10, max_new_tokens: int = 96) -> dict:
+def style_follow_rates(
+    workspace: Workspace, run_id: str, dataset_id: str, rule: str, limit: int = 10, max_new_tokens: int = 96, repetition_penalty: float = 1.1
+) -> dict:
     """Share of held-out prompts whose answers follow `rule`, base model vs base + this run's adapter."""
     from core.datasets import follows_style, load_dataset_rows
 
@@ -852,8 +854,8 @@ def style_follow_rates(workspace: Workspace, run_id: str, dataset_id: str, rule:
     tokenizer, model = load_base_and_adapter(workspace, run_id)
     model.eval()
     prompts = [row["prompt"] for row in rows]
-    tuned = generate_batch(model, tokenizer, prompts, max_new_tokens)
+    tuned = generate_batch(model, tokenizer, prompts, max_new_tokens, repetition_penalty=repetition_penalty)
     with model.disable_adapter():
-        base = generate_batch(model, tokenizer, prompts, max_new_tokens)
+        base = generate_batch(model, tokenizer, prompts, max_new_tokens, repetition_penalty=repetition_penalty)
     rate = lambda answers: sum(follows_style(a, rule) for a in answers) / len(answers)  # noqa: E731
     return {"base": rate(base), "tuned": rate(tuned), "n": len(rows), "base_answers": base, "tuned_answers": tuned}
