@@ -44,7 +44,10 @@ else:
     c1, c2 = st.columns(2)
     dataset_id = c1.selectbox("Dataset", [d.id for d in datasets], key="ft_dataset",
                               format_func=lambda i: next(f"{d.id} ({d.train_rows} rows, {d.kind})" for d in datasets if d.id == i))
-    base_model = c2.selectbox("Base model", GENERATOR_CHOICES, key="ft_base", help=_help(T.TrainingSettings, "base_model"))
+    sidebar_model = getattr(st.session_state.get("generator_spec"), "model_id", None)  # the sidebar's model choice
+    choices = list(GENERATOR_CHOICES) + ([sidebar_model] if sidebar_model and sidebar_model not in GENERATOR_CHOICES else [])
+    base_model = c2.selectbox("Base model", choices, index=choices.index(sidebar_model) if sidebar_model in choices else 0,
+                              key="ft_base", help=_help(T.TrainingSettings, "base_model"))
     try:
         facts = model_facts_for(ws, base_model)
     except StudioError as error:

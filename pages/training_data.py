@@ -26,7 +26,9 @@ with build_tab:
     if not kbs:
         st.info("No knowledge base yet: add documents on the Documents page, or upload rows in the next tab.")
     else:
-        kb = st.selectbox("Knowledge base", kbs, key="td_kb")
+        active = st.session_state.get("active_kb")
+        active = getattr(active, "name", active)
+        kb = st.selectbox("Knowledge base", kbs, index=kbs.index(active) if active in kbs else 0, key="td_kb")
         kind = st.radio("Kind of rows", ["qa", "summary", "style"], horizontal=True, key="td_kind",
                         format_func={"qa": "Question → answer", "summary": "Summary (3 bullets)", "style": "Voice / format"}.get)
         style = D.DEFAULT_STYLE
@@ -47,7 +49,8 @@ with build_tab:
                 from core.models import EMBEDDED_GENERATOR
                 from ui.tune_helpers import generator_for
 
-                loaded = generator_for(ws, st.session_state.get("generator_model", EMBEDDED_GENERATOR))
+                spec = st.session_state.get("generator_spec")  # the sidebar's model choice (ui/common.py)
+                loaded = generator_for(ws, getattr(spec, "model_id", EMBEDDED_GENERATOR))
                 generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
             try:
                 rows = D.build_from_knowledge_base(
