@@ -102,6 +102,10 @@ def test_cancel_then_kill_9_then_resume_continues_from_the_checkpoint(ws):
     run = T.start_run(ws, "tiny", LORA, training)
     with pytest.raises(Exception, match="already training"):
         T.start_run(ws, "tiny", LORA, training)
+    with pytest.raises(Exception, match="cancel it before deleting"):
+        T.delete_run(ws, run.id)
+    with pytest.raises(Exception, match="cancel it before resuming"):
+        T.resume_run(ws, run.id)
     _wait_for_step(ws, run.id, 3)
     T.cancel_run(ws, run.id)
     run = T.wait_for_run(ws, run.id, timeout=120, poll=0.3)
