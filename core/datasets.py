@@ -245,7 +245,8 @@ QA_PROMPT = (
     "Read the passage and write one question it answers, then the answer.\n"
     "Reply exactly as:\nQ: <question>\nA: <answer>\n\nPassage:\n{passage}"
 )
-_QA_PARSE = re.compile(r"Q:\s*(?P<q>.+?)\s*\n+\s*A:\s*(?P<a>.+)", re.DOTALL)
+# SmolLM2 often answers "Question: ... / Answer: ..." instead of the asked "Q: / A:"; accept both
+_QA_PARSE = re.compile(r"(?:Q|Question)\s*[:.]\s*(?P<q>.+?)\s*\n+\s*\**(?:A|Answer)\**\s*[:.]\s*(?P<a>.+)", re.DOTALL | re.IGNORECASE)
 
 
 def extractive_qa(sentences: Sequence[str]) -> list[tuple[str, str]]:
