@@ -1,0 +1,134 @@
+"""Training data: rows from documents or an upload; validate, edit, split and save."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core import datasets as D
+from core.errors import StudioError
+from core.settings import get_workspace
+
+ws = get_workspace()
+st.title("Training data")
+st.caption("Turn documents into instruction rows (or upload your own), check them, edit them, and keep held-out rows for evaluation.")
+
+if "tune_rows" not in st.session_state:
+    st.session_state["tune_rows"] = []
+
+build_tab, upload_tab = st.tabs(["From documents", "Upload JSONL / CSV"])
+
+with build_tab:
+    from core.knowledge import list_knowledge_bases
+
+    kbs = [kb.name for kb in list_knowledge_bases(ws)]
+    if not kbs:
+        st.info("No knowledge base yet: add documents on the Documents page, or upload rows in the next tab.")
+    else:
+        active = st.session_state.get("active_kb")
+        active = getattr(active, "name", active)
+        kb = st.selectbox("Knowledge base", kbs, index=kbs.index(active) if active in kbs else 0, key="td_kb")
+        kind = st.radio("Kind of rows", ["qa", "summary", "style"], horizontal=True, key="td_kind",
+                        format_func={"qa": "Question → answer", "summary": "Summary (3 bullets)", "style": "Voice / format"}.get)
+        style = D.DEFAULT_STYLE
+        use_model = False
+        if kind == "style":
+            style = st.text_input("Style to teach", D.DEFAULT_STYLE, key="td_style", help=D.DatasetBuildSettings.__dataclass_fields__["style"].metadata["help"])
+            rule = D.detect_style_rule(style)
+            st.caption(f"Checkable rule **{rule}**: {D.STYLE_RULES[rule]}. Outputs are built from each chunk's own sentences.")
+        if kind == "qa":
+            use_model = st.checkbox("Ask the current model for questions (slow: ~10 s per chunk on CPU)", key="td_use_model",
+                                    help="Off: extractive questions, no model needed. Unparseable model replies fall back to extractive.")
+        max_rows = st.number_input("Max rows", 1, 5000, 200, key="td_max_rows")
+        if st.button("Build rows", type="primary", key="td_build"):
+            bar = st.progress(0.0, text="Building rows…")
+            generate = None
+            if use_model:
+                from core.generation import DecodingSettings, generate_text
+                from core.models import EMBEDDED_GENERATOR
+                from ui.tune_helpers import generator_for
+
+                spec = st.session_state.get("generator_spec")  # the sidebar's model choice (ui/common.py)
+                loaded = generator_for(ws, getattr(spec, "model_id", EMBEDDED_GENERATOR))
+                generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
+            try:
+                rows = D.build_from_knowledge_base(
+                    ws, kb, D.DatasetBuildSettings(kind=kind, style=style, use_model=use_model, max_rows=int(max_rows)), generate,
+                    progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Chunk {done}/{total}"),
+                )
+            except StudioError as error:
+                st.error(str(error))
+            else:
+                st.session_state["tune_rows"] = rows
+                st.session_state["tune_meta"] = {"kind": kind, "style_rule": D.detect_style_rule(style) if kind == "style" else None,
+                                                  "origin": f"kb:{kb}", "style": style if kind == "style" else None}
+                bar.progress(1.0, text=f"{len(rows)} rows built")
+
+with upload_tab:
+    upload = st.file_uploader("Rows file", type=["jsonl", "csv"], key="td_upload",
+                              help="JSONL or CSV with instruction/input/output or prompt/completion columns.")
+    max_length = st.number_input("Max length (tokens) to flag", 32, 8192, 512, key="td_max_length")
+    if upload is not None:
+        try:
+            report = D.parse_upload(upload.name, upload.getvalue(), max_length=int(max_length))
+        except StudioError as error:
+            st.error(str(error))
+        else:
+            (st.success if report.ok else st.warning)(report.summary())
+            if report.errors:
+                st.dataframe(pd.DataFrame(report.errors, columns=["line", "problem"]), hide_index=True)
+            if report.too_long:
+                st.caption(f"Lines longer than {report.max_length} tokens: {', '.join(map(str, report.too_long[:30]))}")
+            if report.rows and st.button(f"Use the {len(report.rows)} valid rows", key="td_use_upload"):
+                st.session_state["tune_rows"] = report.rows
+                st.session_state["tune_meta"] = {"kind": "imported", "style_rule": None, "origin": f"file:{upload.name}"}
+
+rows = st.session_state["tune_rows"]
+if rows:
+    st.subheader(f"Rows ({len(rows)})")
+    frame = pd.DataFrame(
+        [{"instruction": r["instruction"], "input": r["input"], "output": r["output"],
+          "document": r.get("source", {}).get("document", ""), "page": r.get("source", {}).get("page"),
+          "source": json.dumps(r.get("source", {}), ensure_ascii=False)} for r in rows]
+    )
+    edited = st.data_editor(frame, num_rows="dynamic", hide_index=True, key="td_editor",
+                            column_config={"source": None}, disabled=["document", "page"])
+    with st.form("td_save"):
+        c1, c2, c3, c4 = st.columns(4)
+        dataset_id = c1.text_input("Dataset id", "my-dataset")
+        fmt = c2.selectbox("Format", D.FORMATS, format_func={"instruction": "instruction / input / output", "prompt_completion": "prompt / completion"}.get)
+        heldout = c3.slider("Held-out share", 0.0, 0.5, 0.2, 0.05)
+        seed = c4.number_input("Split seed", 0, 10_000, 0)
+        if st.form_submit_button("Split and save", type="primary"):
+            records = []
+            for record in edited.fillna("").to_dict("records"):
+                try:
+                    source = json.loads(record.get("source") or "{}")
+                except json.JSONDecodeError:
+                    source = {}
+                records.append(D.make_row(record["instruction"], record["input"], record["output"], source))
+            meta = st.session_state.get("tune_meta", {"kind": "imported", "style_rule": None, "origin": "editor"})
+            try:
+                info = D.save_dataset(ws, dataset_id, records, kind=meta["kind"], fmt=fmt, heldout_fraction=heldout, seed=int(seed),
+                                      style_rule=meta.get("style_rule"), origin=meta.get("origin", ""), extra_meta={"style": meta.get("style")})
+            except StudioError as error:
+                st.error(str(error))
+            else:
+                st.session_state["td_saved"] = (info.id, fmt)
+    if st.session_state.get("td_saved"):
+        saved_id, saved_fmt = st.session_state["td_saved"]
+        try:
+            info = D.get_dataset(ws, saved_id)
+        except StudioError:
+            st.session_state.pop("td_saved")
+        else:
+            st.success(f"Saved {info.id}: {info.train_rows} training rows and {info.heldout_rows} held-out rows.")
+            st.download_button("Download training rows (JSONL)", D.export_rows(D.load_dataset_rows(ws, info.id), saved_fmt), f"{info.id}-train.jsonl")
+
+st.subheader("Saved datasets")
+saved = D.list_datasets(ws)
+if saved:
+    st.dataframe(pd.DataFrame([d.__dict__ for d in saved]), hide_index=True)
+else:
+    st.caption("None yet.")

@@ -1,0 +1,125 @@
+"""Training rows: building, validation of uploads, split, save/load. No model needed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import datasets as D
+from core.errors import StudioError
+from core.knowledge import Chunk
+from core.settings import get_workspace
+
+PASSAGE = (
+    "The 1973 oil crisis began in October 1973 when OAPEC proclaimed an oil embargo. "
+    "By March 1974 the price of oil had risen from US$3 per barrel to nearly $12. "
+    "The embargo caused an oil shock with many effects on global politics. "
+    "However, the crisis also threatened economic growth and caused a recession in many countries."
+)
+CHUNKS = [(10 + i, f"doc{i}.pdf", Chunk(PASSAGE.replace("1973", str(1973 + i)), i + 1, i + 1, i)) for i in range(6)]
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return get_workspace(tmp_path / "ws")
+
+
+def test_style_rows_follow_their_rule_and_link_to_chunks():
+    rows = D.build_rows(CHUNKS, D.DatasetBuildSettings(kind="style", style="answer in 3 bullets, then one line of risks"))
+    assert len(rows) == 6
+    for row in rows:
+        assert D.follows_style(row["output"], "bullets3_risk"), row["output"]
+        assert row["source"]["chunk_id"] >= 10 and row["source"]["document"].startswith("doc") and row["source"]["page"] >= 1
+        assert row["prompt"].startswith(row["instruction"]) and row["completion"] == row["output"]
+        assert "bullet" not in row["instruction"].lower()  # the format is learned, not asked for
+    assert rows[0]["output"].splitlines()[3].startswith("Risks: However")
+
+
+def test_follows_style_is_strict():
+    good = "- a\n- b\n- c\nRisks: d"
+    assert D.follows_style(good, "bullets3_risk")
+    assert D.follows_style("\n" + good + "\n\n", "bullets3_risk")
+    assert not D.follows_style("- a\n- b\nRisks: d", "bullets3_risk")
+    assert not D.follows_style(good + "\nmore", "bullets3_risk")
+    assert not D.follows_style("The answer is a, b and c.", "bullets3_risk")
+    assert D.follows_style("- a\n- b\n- c", "bullets3")
+    assert D.follows_style("TL;DR: short", "tldr")
+    assert D.detect_style_rule("TL;DR in one line") == "tldr"
+    assert D.detect_style_rule("three bullets please") == "bullets3"
+
+
+def test_qa_uses_the_model_seam_and_falls_back_when_the_reply_is_unusable():
+    replies = iter(["Q: When did it begin?\nA: October 1973", "I cannot do that"])
+    assert D._QA_PARSE.search("Question: What rose?\nAnswer: The price.")["a"] == "The price."
+    rows = D.build_rows(CHUNKS[:2], D.DatasetBuildSettings(kind="qa", use_model=True), generate=lambda prompt: next(replies))
+    assert rows[0]["instruction"] == "When did it begin?" and rows[0]["output"] == "October 1973"
+    assert rows[0]["source"]["method"] == "model"
+    fallback = [r for r in rows if r["source"]["method"] == "extractive"]
+    assert fallback and fallback[0]["instruction"].startswith("What does the document say about")
+    summary = D.build_rows(CHUNKS[:1], D.DatasetBuildSettings(kind="summary"))
+    assert summary[0]["instruction"] == "Summarize in 3 bullets." and D.follows_style(summary[0]["output"], "bullets3")
+
+
+def test_jsonl_upload_reports_line_numbered_problems():
+    lines = [
+        json.dumps({"instruction": "Say hi", "input": "", "output": "hi"}).encode(),
+        json.dumps({"instruction": "No output here"}).encode(),
+        json.dumps({"instruction": "Empty", "output": "   "}).encode(),
+        b'{"instruction": "caf\xe9", "output": "latin-1 bytes"}',
+        b"{not json",
+        json.dumps({"instruction": "Say hi", "input": "", "output": "hi"}).encode(),  # duplicate of line 1
+        json.dumps({"instruction": "Long " + "word " * 400, "output": "ok"}).encode(),
+        b"",
+    ]
+    report = D.parse_upload("rows.jsonl", b"\n".join(lines), max_length=100)
+    messages = dict(report.errors)
+    assert "missing field 'output'" in messages[2]
+    assert "empty output" in messages[3]
+    assert "UTF-8" in messages[4]
+    assert "JSON" in messages[5]
+    assert report.duplicates == 1
+    assert report.too_long == [7]
+    assert len(report.rows) == 2 and not report.ok
+    assert "2 valid rows" in report.summary() and "1 duplicates removed" in report.summary()
+
+
+def test_csv_prompt_completion_upload_and_token_counter():
+    data = "prompt,completion\nWhat is 2+2?,4\nName a colour,\n\"Multi, with comma\",yes\n".encode()
+    report = D.parse_upload("rows.csv", data, max_length=3, count_tokens=lambda text: len(text.split()))
+    assert report.errors == [(3, "empty output (completion)")]
+    assert [r["completion"] for r in report.rows] == ["4", "yes"]
+    assert report.rows[0]["instruction"] == "What is 2+2?" and report.rows[0]["output"] == "4"
+    assert report.too_long == [2, 4]  # 4 words each > 3
+    with pytest.raises(StudioError):
+        D.parse_upload("rows.txt", b"x")
+
+
+def test_split_is_seeded_and_deterministic():
+    rows = [D.make_row(f"q{i}", "", f"a{i}") for i in range(50)]
+    a = D.split_rows(rows, 0.2, seed=7)
+    b = D.split_rows(rows, 0.2, seed=7)
+    c = D.split_rows(rows, 0.2, seed=8)
+    assert a == b and a != c
+    assert len(a[0]) == 40 and len(a[1]) == 10
+    assert not {r["instruction"] for r in a[0]} & {r["instruction"] for r in a[1]}
+
+
+def test_save_load_list_round_trip(ws):
+    rows = D.build_rows(CHUNKS, D.DatasetBuildSettings(kind="style"))
+    info = D.save_dataset(ws, "style-1", rows, kind="style", style_rule="bullets3_risk", heldout_fraction=0.34, seed=1)
+    assert (info.train_rows, info.heldout_rows) == (4, 2)
+    assert [d.id for d in D.list_datasets(ws)] == ["style-1"]
+    held = D.load_dataset_rows(ws, "style-1", "heldout")
+    assert len(held) == 2 and set(held[0]) >= {"instruction", "input", "output", "prompt", "completion", "source"}
+    assert D.dataset_meta(ws, "style-1")["style_rule"] == "bullets3_risk"
+    assert (ws.datasets / "style-1" / "train.jsonl").exists()
+    with pytest.raises(StudioError, match="No dataset"):
+        D.load_dataset_rows(ws, "missing")
+    with pytest.raises(StudioError, match="empty"):
+        D.save_dataset(ws, "empty", [])
+    with pytest.raises(StudioError, match="not allowed"):
+        D.save_dataset(ws, "../evil", rows)
+    with pytest.raises(StudioError, match="empty output"):
+        D.save_dataset(ws, "bad", [{"instruction": "x", "output": ""}])
+    D.delete_dataset(ws, "style-1")
+    assert D.list_datasets(ws) == []

@@ -1,0 +1,157 @@
+"""Run settings, pre-launch refusals, the one-run lock and crash detection. Reads the model config only."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core import training as T
+from core.datasets import DatasetBuildSettings, build_rows, save_dataset
+from core.errors import StudioError
+from tune_support import passage_chunks, squad_passages, workspace_with_model
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = workspace_with_model(tmp_path_factory.mktemp("tune-unit"))
+    rows = build_rows(passage_chunks(squad_passages(12)), DatasetBuildSettings(kind="style", max_input_chars=300))
+    save_dataset(ws, "style", rows, kind="style", style_rule="bullets3_risk")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def facts(ws):
+    return T.model_facts(ws)
+
+
+def test_model_facts_list_the_real_layer_names(facts):
+    assert set(T.KNOWN_TARGETS) <= set(facts.linear_names)
+    assert "lm_head" not in facts.linear_names
+    assert facts.max_length == 8192 and facts.num_layers == 30
+    # q_proj 576->576, k/v 576->192 (3 kv heads x 64): r * (in + out) per layer
+    assert T.lora_parameter_count(facts, T.LoraSettings(r=8, target_modules=("q_proj", "v_proj"))) == 30 * 8 * (576 + 576 + 576 + 192)
+
+
+@pytest.mark.parametrize(
+    "lora, training, message",
+    [
+        (T.LoraSettings(r=0), T.TrainingSettings(), "rank r must be at least 1"),
+        (T.LoraSettings(), T.TrainingSettings(learning_rate=0.0), "learning rate must be above 0"),
+        (T.LoraSettings(), T.TrainingSettings(learning_rate=-1e-4), "learning rate must be above 0"),
+        (T.LoraSettings(), T.TrainingSettings(batch_size=0), "batch size must be at least 1"),
+        (T.LoraSettings(), T.TrainingSettings(max_length=9000), "above the model's context of 8192"),
+        (T.LoraSettings(target_modules=("q_proj", "query_key_value")), T.TrainingSettings(), "no layer named query_key_value"),
+        (T.LoraSettings(target_modules=()), T.TrainingSettings(), "at least one target module"),
+        (T.LoraSettings(), T.TrainingSettings(qlora=True), "QLoRA needs a CUDA GPU"),
+    ],
+)
+def test_bad_settings_are_refused_before_launch(ws, facts, lora, training, message):
+    with pytest.raises(StudioError, match=message):
+        T.plan_run(ws, "style", lora, training, facts=facts)
+    assert not list(ws.runs.glob("run-*"))
+
+
+def test_bad_datasets_are_refused(ws, facts):
+    with pytest.raises(StudioError, match="No dataset"):
+        T.plan_run(ws, "nope", T.LoraSettings(), T.TrainingSettings(), facts=facts)
+    (ws.datasets / "style" / "train.jsonl").rename(ws.datasets / "style" / "train.bak")
+    try:
+        (ws.datasets / "style" / "train.jsonl").write_text("")
+        with pytest.raises(StudioError, match="no training rows"):
+            T.plan_run(ws, "style", T.LoraSettings(), T.TrainingSettings(), facts=facts)
+        (ws.datasets / "style" / "train.jsonl").write_text(json.dumps({"instruction": "x", "output": ""}) + "\n")
+        with pytest.raises(StudioError, match="row 1 .*empty output"):
+            T.plan_run(ws, "style", T.LoraSettings(), T.TrainingSettings(), facts=facts)
+    finally:
+        (ws.datasets / "style" / "train.bak").replace(ws.datasets / "style" / "train.jsonl")
+
+
+def test_plan_counts_parameters_and_estimates_time(ws, facts):
+    lora, training = T.preset("demo")
+    plan = T.plan_run(ws, "style", lora, training, facts=facts)
+    assert plan.trainable_params == T.lora_parameter_count(facts, lora) > 0
+    assert plan.total_steps == training.max_steps
+    assert plan.tokens > 0 and 10 < plan.est_seconds < 3600 and 0.5 < plan.est_memory_gb < 8
+    epochs = T.plan_run(ws, "style", lora, dataclasses.replace(training, max_steps=0, epochs=2, batch_size=3), facts=facts)
+    assert epochs.total_steps == 2 * -(-plan.train_rows // 3)
+
+
+def test_encode_row_masks_the_prompt_and_keeps_the_answer_when_cut():
+    from transformers import AutoTokenizer
+
+    from core.datasets import make_row
+    from tune_support import converted_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(converted_model_dir())
+    row = make_row("What does this passage say?", "word " * 600, "- a\n- b\n- c\nRisks: d")
+    example = T.encode_row(tokenizer, row, max_length=128)
+    assert len(example["input_ids"]) <= 128
+    answer = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert "Risks: d" in tokenizer.decode(answer)
+    assert example["labels"][0] == -100
+    packed = T.pack_examples([example, example, example], 300)
+    assert len(packed) == 2 and len(packed[0]["input_ids"]) == 2 * len(example["input_ids"])
+
+
+def test_one_run_at_a_time_and_stale_locks(ws):
+    T.acquire_lock(ws, "first", os.getpid())  # this live process holds the lock
+    try:
+        with pytest.raises(StudioError, match="already training"):
+            T.acquire_lock(ws, "second", os.getpid())
+        with pytest.raises(StudioError, match="already training"):
+            T.start_run(ws, "style", *T.preset("demo"))
+    finally:
+        T.release_lock(ws, os.getpid())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (ws.runs / T.LOCK_NAME).write_text(json.dumps({"run_id": "old", "pid": dead.pid}))
+    T.acquire_lock(ws, "third", os.getpid())  # the stale lock is cleared
+    assert T.read_lock(ws)["run_id"] == "third"
+    T.release_lock(ws)
+
+
+def test_a_dead_worker_is_recorded_as_failed(ws):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with T._open(ws) as conn:
+        conn.execute(
+            "INSERT INTO runs (id, dataset_id, base_model, config, status, pid, created_at) VALUES ('crashed', 'style', 'x', '{}', 'running', ?, 'now')",
+            (dead.pid,),
+        )
+    (ws.runs / "crashed").mkdir()
+    (ws.runs / "crashed" / "train.log").write_text("step 3\nKilled\n")
+    run = T.get_run(ws, "crashed")
+    assert run.status == "failed" and "ended without finishing" in run.error and "Killed" in run.error
+    with pytest.raises(StudioError, match="no adapter"):
+        T.adapter_path(ws, "crashed")
+    assert T.list_adapters(ws) == []
+    T.delete_run(ws, "crashed")
+    assert not (ws.runs / "crashed").exists()
+    with pytest.raises(StudioError, match="No run"):
+        T.get_run(ws, "crashed")
+
+
+def _cli(ws, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "core", "--workspace", str(ws.root), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_import_list_and_clear_errors(ws, tmp_path):
+    good = tmp_path / "rows.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"Q{i}?", "completion": f"A{i}"}) + "\n" for i in range(10)))
+    done = _cli(ws, "dataset", "import", str(good), "--out", "cli-rows", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["train_rows"] == 8
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "completion": ""}) + "\n" + json.dumps({"prompt": "y", "completion": "z"}) + "\n")
+    done = _cli(ws, "dataset", "import", str(bad), "--out", "bad")
+    assert done.returncode == 2 and "line 1: empty output" in done.stdout and "error:" in done.stderr
+    assert "cli-rows" in _cli(ws, "dataset", "list").stdout
+    done = _cli(ws, "train", "--dataset", "nope", "--max-steps", "2")
+    assert done.returncode == 2 and "No dataset named 'nope'" in done.stderr
+    done = _cli(ws, "runs", "show", "nope")
+    assert done.returncode == 2 and "No run named" in done.stderr

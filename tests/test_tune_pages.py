@@ -1,0 +1,70 @@
+"""AppTest of the Training data and Fine-tune pages (each page file directly)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import datasets as D
+from core import training as T
+from tune_support import passage_chunks, squad_passages, workspace_with_model
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path / "ws"))
+    return workspace_with_model(tmp_path / "ws")
+
+
+def test_training_data_page_edits_splits_and_saves(ws):
+    at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60)
+    at.session_state["tune_rows"] = D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style"))
+    at.session_state["tune_meta"] = {"kind": "style", "style_rule": "bullets3_risk", "origin": "test"}
+    at.run()
+    assert not at.exception
+    assert any("No knowledge base yet" in info.value for info in at.info)
+    assert at.subheader[0].value == "Rows (10)"
+    at.text_input[0].set_value("style-page")
+    at.button[0].click().run()  # the form's "Split and save"
+    assert not at.exception
+    assert any("Saved style-page: 8 training rows and 2 held-out rows" in s.value for s in at.success)
+    assert D.dataset_meta(ws, "style-page")["style_rule"] == "bullets3_risk"
+
+
+def test_fine_tune_page_form_estimate_and_qlora_reason(ws):
+    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+    at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90)
+    at.session_state["decision_plan"] = {"lora_preset": "quality"}
+    at.run()
+    assert not at.exception
+    assert at.radio(key="ft_preset").value == "quality"
+    qlora = at.checkbox(key="ft_quality_qlora")
+    assert qlora.disabled and "CUDA" in qlora.help
+    labels = {m.label: m.value for m in at.metric}
+    assert int(labels["Trainable parameters"].replace(",", "")) > 0
+    assert set(at.multiselect(key="ft_quality_targets").options) >= set(T.KNOWN_TARGETS)
+    at.number_input(key="ft_quality_lr").set_value(0.0).run()
+    assert any("learning rate must be above 0" in e.value for e in at.error)
+    assert at.button(key="ft_start").disabled
+
+
+def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
+    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+    with T._open(ws) as conn:
+        conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, final_loss, created_at) "
+                     "VALUES ('run-x', 'style', 'embedded:SmolLM2-135M-Instruct', '{}', 'cancelled', 1.1, 'now')")
+    (ws.runs / "run-x").mkdir()
+    events = [{"event": "step", "step": s, "total": 10, "loss": 2.0 - s / 10, "learning_rate": 1e-3, "tokens_per_s": 150.0,
+               "elapsed": 4.0 * s, "eta": 4.0 * (10 - s), "epoch": 0.1 * s} for s in (1, 2, 3)]
+    (ws.runs / "run-x" / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90)
+    at.run()  # a fresh session: nothing in session_state about the run
+    assert not at.exception
+    assert any("Run run-x" == h.value for h in at.subheader)
+    assert any(b.label == "Resume" for b in at.button)
+    assert {m.label: m.value for m in at.metric}["Loss"] == "1.7000"
