@@ -523,12 +523,16 @@ def _ingest_one(
     return IngestResult(
         stored_name,
         "added",
-        f"“{stored_name}”: {len(document.pages)} pages, {len(chunks)} chunks.",
+        f"“{stored_name}”: {_count(len(document.pages), 'page')}, {_count(len(chunks), 'chunk')}.",
         pages=len(document.pages),
         chunks=len(chunks),
         seconds=saved - started,
         timings={"extract": extracted - started, "chunk": chunked - extracted, "embed": embedded - chunked, "save": saved - embedded},
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _unique_document_name(workspace: Workspace, kb: KnowledgeBase, name: str) -> str:

@@ -61,11 +61,12 @@ if choice == NEW:
 
 kb = get_knowledge_base(ws, choice)
 st.session_state["active_kb"] = kb.name
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3 = st.columns(3)
 c1.metric("Documents", kb.document_count)
 c2.metric("Chunks", kb.chunk_count)
-c3.metric("Chunking", f"{kb.chunk_size} / {kb.chunk_overlap}")
-c4.metric("Embeddings", kb.embedding_model.split(":")[-1].split("/")[-1])
+c3.metric("Chunk size / overlap", f"{kb.chunk_size} / {kb.chunk_overlap}", help="characters")
+st.caption(f"Embeddings: {md_escape(kb.embedding_model.split(':')[-1])} · {kb.dimension} dimensions · "
+           "hybrid retrieval (dense + BM25)")
 
 add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
 
