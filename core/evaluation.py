@@ -902,3 +902,23 @@ def describe_machine() -> dict:
     except ImportError:
         pass
     return facts
+
+
+# ---------------------------------------------------------------- real parts (CLI, bench, page worker)
+def make_local_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48, generator=None,
+                      dtype: str = "auto") -> LocalVariantRunner:
+    """A LocalVariantRunner over a private copy of the generator (see the class docstring for why private)."""
+    from core.models import GeneratorSpec, load_generator
+
+    spec = generator if generator is not None else GeneratorSpec(dtype=dtype)
+    loaded = load_generator(spec, workspace)
+    return LocalVariantRunner(loaded, resolve_adapter(workspace, adapter), max_new_tokens=max_new_tokens)
+
+
+def embedder_for_kb(workspace: Workspace, kb_name: str):
+    """The embedding model a knowledge base was built with, behind the Embedder seam."""
+    from core.knowledge import SentenceTransformerEmbedder, get_knowledge_base
+    from core.models import EmbedderSpec, load_embedder
+
+    kb = get_knowledge_base(workspace, kb_name)
+    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec(model_id=kb.embedding_model)), kb.embedding_model)
