@@ -922,3 +922,39 @@ def embedder_for_kb(workspace: Workspace, kb_name: str):
 
     kb = get_knowledge_base(workspace, kb_name)
     return SentenceTransformerEmbedder(load_embedder(EmbedderSpec(model_id=kb.embedding_model)), kb.embedding_model)
+
+
+# ---------------------------------------------------------------- tables for views
+SCOREBOARD_COLUMNS = {
+    "n": "answers", "em": "exact match", "f1": "token F1", "rouge_l": "ROUGE-L", "contains": "contains answer",
+    "groundedness": "lexical support", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
+    "latency_p50_s": "p50 s", "latency_p95_s": "p95 s", "first_token_p50_s": "first token p50 s", "tokens_per_s": "tokens/s",
+    "errors": "errors",
+}
+
+
+def scoreboard_rows(summary: dict) -> list[dict]:
+    """One row per variant with readable column names; None stays None (rendered as n/a)."""
+    out = []
+    for variant, values in (summary or {}).get("variants", {}).items():
+        row = {"variant": VARIANT_LABELS.get(variant, variant)}
+        for key, label in SCOREBOARD_COLUMNS.items():
+            value = values.get(key)
+            row[label] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        out.append(row)
+    return out
+
+
+def question_rows(rows: Sequence[dict]) -> list[dict]:
+    """Flat per-answer rows for a filterable table."""
+    return [
+        {
+            "question id": r["qid"], "variant": VARIANT_LABELS.get(r["variant"], r["variant"]), "question": r["question"],
+            "answer": r.get("answer") or (f"error: {r['error']}" if r.get("error") else ""),
+            "reference": " | ".join(r.get("answers") or []), "F1": r.get("f1"), "EM": r.get("em"), "ROUGE-L": r.get("rouge_l"),
+            "lexical support": r.get("groundedness"), "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
+            "seconds": r.get("total_s"),
+            "sources": "; ".join(f"[{c['n']}] {c['document']} p.{c['page']}" for c in r.get("citations") or []),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,40 @@
+"""AppTest of pages/evaluate.py (the page file directly: AppTest and st.navigation don't mix)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core import evaluation
+from core.evaluation import EvaluationSettings
+from tests.test_evaluation import QUESTIONS, FakeRunner
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "evaluate.py")
+
+
+def test_page_renders_empty_workspace(workspace):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Evaluate"
+    assert any("No evaluations yet" in info.value for info in at.info)
+
+
+def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag"), min_score=0.05),
+                                        kb=toy_kb, embedder=fake_embedder, question_source="toy")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert len(at.dataframe) >= 2  # scoreboard + per-question table
+    board = at.dataframe[0].value
+    assert list(board.index) == ["Base", "RAG"]
+    # filter the per-question table to failures only
+    at.checkbox[0].check().run()
+    assert not at.exception
+    # the report tab builds a report for the evaluation
+    build = next(b for b in at.button if b.label == "Build the report")
+    build.click().run()
+    assert not at.exception
+    assert any("Saved" in s.value for s in at.success)
+    assert (workspace.reports / f"report-{eval_id}.html").exists()
