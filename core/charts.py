@@ -86,7 +86,11 @@ def loss_figure(events: Sequence[dict]):
     """Training loss per step from a run's progress.jsonl."""
     import plotly.graph_objects as go
 
-    points = [(e.get("step"), e.get("loss")) for e in events if isinstance(e.get("loss"), (int, float)) and e.get("step") is not None]
+    points = [
+        (e.get("step"), e.get("loss"))
+        for e in events
+        if isinstance(e.get("loss"), (int, float)) and e.get("step") is not None and e.get("event", "step") == "step"
+    ]
     fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", line_color="#F59E0B"))
     fig.update_layout(title="Training loss", xaxis_title="step", yaxis_title="loss", margin=dict(t=50, b=40, l=50, r=20), height=320)
     return fig
