@@ -350,6 +350,7 @@ class LocalVariantRunner:
         self.settings = DecodingSettings(max_new_tokens=max_new_tokens)
         self.adapter_path = Path(adapter_path) if adapter_path else None
         self.has_adapter = False
+        self._answer_lock = threading.Lock()
         if self.adapter_path is not None:
             from peft import PeftModel
 
@@ -371,7 +372,9 @@ class LocalVariantRunner:
         messages = build_messages(question, hits if variant in CONTEXT_VARIANTS else None, self.system)
         stats = GenerationStats()
         use_base = self.has_adapter and variant not in ADAPTER_VARIANTS
-        with self.loaded.lock:  # RLock: stream_chat's worker takes it too; keeps adapter state fixed per answer
+        # Our own lock, not loaded.lock: stream_chat's worker thread takes loaded.lock, and an RLock held
+        # here by another thread would deadlock it. This keeps the adapter state fixed for the whole answer.
+        with self._answer_lock:
             guard = self.loaded.model.disable_adapter() if use_base else nullcontext()
             with guard:
                 text = "".join(stream_chat(self.loaded, messages, self.settings, stats)).strip()

@@ -117,10 +117,11 @@ with run_tab:
             kb_name = None if kb == NONE else kb
             embedder = cached_embedder(str(workspace.root), kb_name) if kb_name else None
             style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, [q.answers[0] for q in questions if q.answers])
-            root = str(workspace.root)
+            # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
+            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens))
             job = evaluation.start_evaluation_job(
                 workspace,
-                lambda: cached_runner(root, str(adapter_path) if adapter_path else None, int(max_new_tokens)),
+                lambda: runner,
                 questions, settings, kb=kb_name, embedder=embedder, adapter=adapter, question_source=question_source,
                 style_check=style_check, style_note=style_note,
             )
