@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--out-of-scope", type=int, default=0)
     parser.add_argument("--record", default=None, help="append a results section to this markdown file")
     parser.add_argument("--note", default="")
+    parser.add_argument("--dataset", default=None, help="training dataset id whose format adherence is checked")
     args = parser.parse_args()
 
     from core.knowledge import SentenceTransformerEmbedder, ingest_files, list_documents, list_knowledge_bases
@@ -70,8 +71,10 @@ def main() -> int:
         if p.done % 10 == 0:
             print(f"{p.done}/{p.total}", flush=True)
 
+    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [q.answers[0] for q in questions if q.answers])
     eval_id = evaluation.run_evaluation(workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
-                                        question_source=Path(args.questions).name, progress=progress)
+                                        question_source=Path(args.questions).name, progress=progress,
+                                        style_check=style_check, style_note=style_note)
     summary = evaluation.load_summary(workspace, eval_id)
     print(json.dumps(summary, indent=2))
     if args.record:
@@ -93,7 +96,7 @@ def record(path: Path, eval_id: str, summary: dict, args, variants) -> None:
         f"({facts.get('threads')} threads), {facts.get('platform')}; CPU shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end).",
         f"- Questions: first {summary['questions']} of {Path(args.questions).name}{' (round-robin across articles)' if args.spread else ''}; "
         f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; k 5; SmolLM2-135M fp32; evaluation {eval_id}.",
-        f"- Adapter: {args.adapter or 'none'}. {args.note}",
+        f"- Adapter: {args.adapter or 'none'}. Format check: {summary.get('style_note')}. {args.note}",
         f"- Elapsed {summary['elapsed_s']:.0f} s: **{summary['questions_per_minute']:.2f} questions/minute** for all {len(variants)} variants "
         f"({summary['answers'] / summary['elapsed_s'] * 60:.1f} answers/minute).",
         f"- Retrieval ({r['questions_with_gold']} questions): hit@1 {_f(r['hit@1'])}, hit@5 {_f(r.get('hit@5'))}, MRR@5 {_f(r['mrr'])}.",

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=5, help="chunks retrieved per question")
     p.add_argument("--max-new-tokens", type=int, default=48, help="answer length cap")
     p.add_argument("--out-of-scope", type=int, default=0, help="add N built-in out-of-scope questions (refusal check)")
+    p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
     p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_evaluate)
@@ -47,7 +48,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     questions = evaluation.load_questions(args.questions)
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
-    style_check, style_note = evaluation.dataset_style_check(workspace, None, [a for q in questions for a in q.answers[:1]])
+    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
     runner = evaluation.make_local_runner(workspace, str(adapter_path) if adapter_path else None, args.max_new_tokens, dtype=args.dtype)
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
