@@ -25,9 +25,9 @@ def cached_embedder(workspace_root: str, kb_name: str):
 
 
 @st.cache_resource(show_spinner="Loading the generator and adapter…")
-def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int):
+def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
     # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
-    return evaluation.make_local_runner(get_workspace(workspace_root), adapter, max_new_tokens)
+    return evaluation.make_local_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty=repetition_penalty)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -97,6 +97,10 @@ with run_tab:
     max_new_tokens = c3.number_input("Max new tokens", 8, 1024, 48)
     out_of_scope = c4.number_input("Out-of-scope questions", 0, len(evaluation.OUT_OF_SCOPE_QUESTIONS), 3,
                                    help="built-in questions the documents can't answer: RAG should say so")
+    repetition_penalty = st.number_input(
+        "Repetition penalty", 1.0, 2.0, 1.0, 0.05,
+        help=evaluation.EvaluationSettings.__dataclass_fields__["repetition_penalty"].metadata["help"],
+    )
     with st.expander("Optional: RAGAS with a judge model"):
         judge_url = st.text_input("Judge endpoint (OpenAI-compatible URL)", key="judge_url")
         if importlib.util.find_spec("ragas") is None:
@@ -110,7 +114,7 @@ with run_tab:
         try:
             settings = evaluation.EvaluationSettings(
                 variants=tuple(variants), k=int(k), max_new_tokens=int(max_new_tokens), limit=int(limit) or None,
-                out_of_scope=int(out_of_scope),
+                out_of_scope=int(out_of_scope), repetition_penalty=float(repetition_penalty),
             )
             settings.validate()
             adapter_path = evaluation.resolve_adapter(workspace, adapter)
@@ -118,7 +122,8 @@ with run_tab:
             embedder = cached_embedder(str(workspace.root), kb_name) if kb_name else None
             style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, [q.answers[0] for q in questions if q.answers])
             # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
-            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens))
+            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens),
+                                   float(repetition_penalty))
             job = evaluation.start_evaluation_job(
                 workspace,
                 lambda: runner,
@@ -149,6 +154,9 @@ with run_tab:
             st.error(f"The evaluation failed: {record.error}")
         elif record.status in ("done", "cancelled"):
             st.success(f"Evaluation {record.status}. Open the Scoreboard tab.")
+            if st.session_state.get("evaluation_refreshed") != evaluation_id:
+                st.session_state["evaluation_refreshed"] = evaluation_id
+                st.rerun()  # once, so the Scoreboard tab shows the finished run
         elif job is None:
             st.warning("This evaluation is not running in this app process (it was interrupted); its partial results are kept.")
 

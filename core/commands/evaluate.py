@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=48, help="answer length cap")
     p.add_argument("--out-of-scope", type=int, default=0, help="add N built-in out-of-scope questions (refusal check)")
     p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 lets RAG quote its sources (see EvaluationSettings)")
     p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_evaluate)
@@ -42,14 +43,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     workspace = get_workspace(args.workspace)
     settings = evaluation.EvaluationSettings(
-        variants=_variants(args), k=args.k, max_new_tokens=args.max_new_tokens, limit=args.limit, out_of_scope=args.out_of_scope
+        variants=_variants(args), k=args.k, max_new_tokens=args.max_new_tokens, limit=args.limit, out_of_scope=args.out_of_scope,
+        repetition_penalty=args.repetition_penalty
     )
     settings.validate()
     questions = evaluation.load_questions(args.questions)
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
     style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
-    runner = evaluation.make_local_runner(workspace, str(adapter_path) if adapter_path else None, args.max_new_tokens, dtype=args.dtype)
+    runner = evaluation.make_local_runner(workspace, str(adapter_path) if adapter_path else None, args.max_new_tokens, dtype=args.dtype,
+                                          repetition_penalty=args.repetition_penalty)
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
         question_source=args.questions, style_check=style_check, style_note=style_note,
