@@ -92,24 +92,25 @@ def record(path: Path, eval_id: str, summary: dict, args, variants) -> None:
     facts = evaluation.describe_machine()
     r = summary["retrieval"]
     lines = [
-        f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {summary['questions']} questions x {len(variants)} variants",
+        f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {summary['questions'] - args.out_of_scope} squad36 questions"
+        f" + {args.out_of_scope} out-of-scope x {len(variants)} variants",
         "",
         f"- Machine: {facts.get('cpu', platform.processor())}, {facts.get('cpu_count')} cores, torch {facts.get('torch')} "
         f"({facts.get('threads')} threads), {facts.get('platform')}; CPU shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end).",
-        f"- Questions: first {summary['questions']} of {Path(args.questions).name}{' (round-robin across articles)' if args.spread else ''}; "
+        f"- Questions: first {summary['questions'] - args.out_of_scope} of {Path(args.questions).name}{' (round-robin across articles)' if args.spread else ''}; "
         f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; repetition_penalty {args.repetition_penalty}; k 5; SmolLM2-135M fp32; evaluation {eval_id}.",
         f"- Adapter: {args.adapter or 'none'}. Format check: {summary.get('style_note')}. {args.note}",
         f"- Elapsed {summary['elapsed_s']:.0f} s: **{summary['questions_per_minute']:.2f} questions/minute** for all {len(variants)} variants "
         f"({summary['answers'] / summary['elapsed_s'] * 60:.1f} answers/minute).",
         f"- Retrieval ({r['questions_with_gold']} questions): hit@1 {_f(r['hit@1'])}, hit@5 {_f(r.get('hit@5'))}, MRR@5 {_f(r['mrr'])}.",
         "",
-        "| variant | EM | F1 | ROUGE-L | contains | lexical support | format | p50 s | p95 s | tokens/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | EM | F1 | ROUGE-L | contains | lexical support | format | refuses out-of-scope | p50 s | p95 s | tokens/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant, m in summary["variants"].items():
         lines.append(
             f"| {variant} | {_f(m['em'])} | {_f(m['f1'])} | {_f(m['rouge_l'])} | {_f(m['contains'])} | {_f(m['groundedness'])} | "
-            f"{_f(m['style'])} | {_f(m['latency_p50_s'], 2)} | {_f(m['latency_p95_s'], 2)} | {_f(m['tokens_per_s'], 1)} |"
+            f"{_f(m['style'])} | {_f(m['refusal_oos'])} | {_f(m['latency_p50_s'], 2)} | {_f(m['latency_p95_s'], 2)} | {_f(m['tokens_per_s'], 1)} |"
         )
     existing = path.read_text() if path.exists() else "# Evaluation benchmark\n\nWritten by `bench/eval_bench.py`.\n"
     path.write_text(existing + "\n".join(lines) + "\n")

@@ -41,6 +41,7 @@ _REFUSAL_PATTERNS = [
     r"\bcannot (answer|find)\b",
     r"\bcan'?t (answer|find)\b",
     r"\bwon'?t guess\b",
+    r"\b(was|is|are|were) not (provided|mentioned|stated|given|specified)\b",
 ]
 _REFUSAL = re.compile("|".join(_REFUSAL_PATTERNS), re.IGNORECASE)
 

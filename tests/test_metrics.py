@@ -79,6 +79,7 @@ def test_refusal_detection():
     assert metrics.is_refusal(NO_CONTEXT_ANSWER)
     assert metrics.is_refusal("The documents do not say who won.")
     assert metrics.is_refusal("This is not mentioned in the sources.")
+    assert metrics.is_refusal("The actor who won the 2087 championship was not provided.")
     assert not metrics.is_refusal("The capital of France is Paris.")
 
 
