@@ -84,7 +84,7 @@ with run_tab:
     except StudioError as error:
         st.error(str(error))
     if questions:
-        st.caption(f"{len(questions)} questions loaded, e.g. “{questions[0].question[:120]}”")
+        st.caption(f"{len(questions)} questions loaded, e.g. “{' '.join(questions[0].question.split())[:120]}”")
 
     available = [v for v in evaluation.VARIANTS
                  if (kb != NONE or v not in evaluation.CONTEXT_VARIANTS) and (adapter or v not in evaluation.ADAPTER_VARIANTS)]

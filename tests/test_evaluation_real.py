@@ -52,7 +52,7 @@ def test_base_column_is_really_the_base_model(real_ws, toy_adapter):
 
     question = "What is the capital of France?"
     plain = load_generator(GeneratorSpec(), real_ws)
-    expected = generate_text(plain, build_messages(question), DecodingSettings(max_new_tokens=12))
+    expected = generate_text(plain, build_messages(question), DecodingSettings(max_new_tokens=12, repetition_penalty=1.0))
     runner = evaluation.make_local_runner(real_ws, toy_adapter, max_new_tokens=12)
     base = runner.answer(question, "base", [])
     tuned = runner.answer(question, "finetuned", [])
