@@ -188,7 +188,7 @@ with results_tab:
             m3.metric(f"hit@{r['k']}", fmt(r.get(f"hit@{r['k']}")))
             m4.metric(f"MRR@{r['k']}", fmt(r.get("mrr")))
         if summary.get("groundedness_method"):
-            st.caption(f"Lexical support = {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
+            st.caption(f"Groundedness is {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
         if rows:
             col_a, col_b = st.columns(2)
             col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")
@@ -308,7 +308,7 @@ with drill_tab:
         retrain_s, retrain_source = evaluation.retrain_cost(workspace)
         c1, c2 = st.columns(2)
         reindex = st.session_state.get("drill_reindex_s")
-        c1.metric("Update cost, RAG: re-index", f"{reindex:.2f} s" if reindex is not None else "apply an update to measure")
+        c1.metric("Update cost, RAG: re-index", f"{reindex:.2f} s" if reindex is not None else "not measured yet")
         c2.metric("Update cost, fine-tuning: retrain", f"{retrain_s / 60:.1f} min")
         st.caption(f"Re-index: measured just now on this machine. Retrain: {retrain_source}.")
 

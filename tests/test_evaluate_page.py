@@ -38,3 +38,25 @@ def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
     assert not at.exception
     assert any("Saved" in s.value for s in at.success)
     assert (workspace.reports / f"report-{eval_id}.html").exists()
+
+
+def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, fake_embedder, monkeypatch):
+    """Fakes enter where the real parts do: the page asks core.evaluation for its embedder and runner."""
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
+    next(b for b in at.button if b.label.startswith("1. Ask")).click().run()
+    assert not at.exception
+    at.text_input(key="drill_doc_name").input("harbor.txt").run()
+    at.text_area(key="drill_text").input("The Harbor Bridge opened in 1999 after a long delay.").run()
+    next(b for b in at.button if b.label == "Apply update").click().run()
+    assert not at.exception
+    assert any("Re-indexed in" in s.value for s in at.success)
+    next(b for b in at.button if b.label.startswith("3. Ask")).click().run()
+    assert not at.exception
+    before, after = at.session_state["drill_before"], at.session_state["drill_after"]
+    assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
+    assert before["tuned"] == after["tuned"]  # the model's weights did not change
+    assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
