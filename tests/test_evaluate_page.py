@@ -60,3 +60,25 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
     assert before["tuned"] == after["tuned"]  # the model's weights did not change
     assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
+
+
+def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, monkeypatch):
+    import time
+
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.selectbox[0].select("toy").run()
+    at.radio[0].set_value("Generate from the documents").run()
+    assert not at.exception
+    start = next(b for b in at.button if b.label == "Start evaluation")
+    start.click().run()
+    assert not at.exception
+    evaluation_id = at.session_state["evaluation_id"]
+    job = evaluation.get_job(evaluation_id)
+    job.thread.join(30)
+    assert evaluation.get_evaluation(workspace, evaluation_id).status == "done"
+    at.run()
+    assert not at.exception
+    assert any("Evaluation done" in s.value for s in at.success)
