@@ -46,11 +46,15 @@ def workspace(tmp_path, monkeypatch):
 
     monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path / "ws"))
     ws = get_workspace(tmp_path / "ws")
-    # Reuse a converted embedded model when one exists (conversion takes ~20 s).
-    for cached in (Path("/tmp/eval-ws/models/SmolLM2-135M-Instruct"),):
-        if (cached / "config.json").exists():
-            shutil.copytree(cached, ws.models / cached.name, dirs_exist_ok=True)
+    seed_converted_model(ws)
     return ws
+
+
+def seed_converted_model(ws) -> None:
+    """Reuse an already converted embedded generator (conversion takes ~20 s): $STUDIO_TEST_MODELS or /tmp/eval-ws/models."""
+    cached = Path(os.environ.get("STUDIO_TEST_MODELS", "/tmp/eval-ws/models")) / "SmolLM2-135M-Instruct"
+    if (cached / "config.json").exists() and not (ws.models / cached.name).exists():
+        shutil.copytree(cached, ws.models / cached.name)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ def real_ws(tmp_path_factory):
     from core.settings import get_workspace
 
     ws = get_workspace(tmp_path_factory.mktemp("real") / "ws")
-    cached = Path("/tmp/eval-ws/models/SmolLM2-135M-Instruct")
-    if (cached / "config.json").exists():
-        shutil.copytree(cached, ws.models / cached.name)
+    from tests.conftest import seed_converted_model
+
+    seed_converted_model(ws)
     return ws
 
 
