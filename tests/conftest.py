@@ -86,3 +86,27 @@ def app_workspace(tmp_path, monkeypatch, shared_models_workspace):
     (ws.models / converted.name).symlink_to(converted, target_is_directory=True)
     monkeypatch.setenv("STUDIO_WORKSPACE", str(ws.root))
     return ws
+
+
+HashEmbedder = FakeEmbedder  # the evaluation tests' name for the same fake
+
+TOY_DOCS = {
+    "harbor.txt": (
+        "The Harbor Bridge opened in 1932 and carries eight lanes of traffic. "
+        "Its chief engineer was Ada Brennan, who designed the steel arch.\n\n"
+        "The bridge is painted grey every ten years by a crew of forty painters."
+    ),
+    "orchard.txt": (
+        "The Linden Orchard grows twelve varieties of apples. "
+        "Its oldest tree was planted in 1871 by the Moreau family.\n\n"
+        "Harvest starts in September and the cider press runs until November."
+    ),
+}
+
+
+@pytest.fixture
+def toy_kb(workspace, fake_embedder):
+    from core.knowledge import ChunkingSettings, ingest_files
+
+    ingest_files(workspace, "toy", [(n, t.encode()) for n, t in TOY_DOCS.items()], fake_embedder, ChunkingSettings(200, 20))
+    return "toy"

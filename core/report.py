@@ -1,0 +1,289 @@
+"""The decision report: one self-contained HTML file (inline CSS, plotly.js inlined once) that opens offline.
+
+Sections (each an element with a stable id, so tests and readers can find them):
+  decision, estimate, scoreboard, charts, retrieval, examples, training, latency, method.
+Every piece of user or model text goes through `html.escape`. The questionnaire section renders
+whatever `decision` dict it is given (core.decision.decision_to_dict output fits); the lead can
+swap in the decide engineer's renderer at merge time.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from core import charts
+from core.errors import StudioError
+from core.evaluation import (
+    VARIANT_LABELS,
+    get_evaluation,
+    load_results,
+    load_retrieval,
+    load_summary,
+    read_jsonl,
+    resolve_adapter,
+)
+from core.settings import Workspace
+from core.storage import atomic_write_text, read_json
+
+SECTIONS = {
+    "decision": "Questionnaire and recommendation",
+    "estimate": "Cost estimate",
+    "scoreboard": "Scoreboard",
+    "charts": "Charts",
+    "retrieval": "Retrieval",
+    "examples": "Example answers",
+    "training": "Training run",
+    "latency": "Latency",
+    "method": "What was measured, and on what",
+}
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:0;color:#1f2937;background:#f8fafc}
+main{max-width:1100px;margin:0 auto;padding:24px 32px 64px}
+h1{font-size:28px;margin:8px 0 4px} h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #e5e7eb;padding-bottom:4px}
+h3{font-size:16px;margin:16px 0 6px}
+.muted{color:#6b7280;font-size:13px} .tag{display:inline-block;padding:2px 8px;border-radius:10px;background:#eef2ff;color:#3730a3;font-size:12px;margin-right:4px}
+table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px;background:#fff}
+th,td{border:1px solid #e5e7eb;padding:6px 8px;text-align:left;vertical-align:top} th{background:#f1f5f9}
+td.num{text-align:right;font-variant-numeric:tabular-nums} .na{color:#9ca3af;font-style:italic}
+.card{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:12px 16px;margin:8px 0}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:12px} pre{white-space:pre-wrap;font-family:inherit;margin:4px 0}
+.best{border-left:4px solid #10b981}.worst{border-left:4px solid #ef4444}
+nav a{margin-right:12px;font-size:13px}
+@media print{nav{display:none}}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '<span class="na">n/a</span>'
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return _e(value)
+
+
+def _generic(value: Any) -> str:
+    """Any JSON-like value as nested HTML (used for the decision and estimate sections)."""
+    if isinstance(value, dict):
+        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_generic(v)}</td></tr>" for k, v in value.items())
+        return f"<table>{rows}</table>"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return '<span class="na">none</span>'
+        return "<ul>" + "".join(f"<li>{_generic(v)}</li>" for v in value) + "</ul>"
+    if isinstance(value, float):
+        return _fmt(value)
+    return _e(value)
+
+
+def _as_dict(value: Any) -> Any:
+    import dataclasses
+
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _figure_html(fig, include_js: bool) -> str:
+    import plotly.io as pio
+
+    return pio.to_html(fig, include_plotlyjs=True if include_js else False, full_html=False,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def find_run_folder(workspace: Workspace, adapter: str | None) -> Path | None:
+    """The training run behind an adapter (runs/<id>/adapter -> runs/<id>), if it is one."""
+    if not adapter:
+        return None
+    try:
+        folder = resolve_adapter(workspace, adapter)
+    except StudioError:
+        return None
+    run = folder.parent if folder and folder.name == "adapter" else None
+    return run if run is not None and ((run / "config.json").exists() or (run / "progress.jsonl").exists()) else None
+
+
+def pick_examples(rows: Sequence[dict], variant: str, count: int = 3) -> tuple[list[dict], list[dict]]:
+    """Best and worst answers of a variant by token F1 (in-scope questions with a score)."""
+    scored = [r for r in rows if r.get("variant") == variant and r.get("f1") is not None and not r.get("out_of_scope")]
+    scored.sort(key=lambda r: (r["f1"], r.get("rouge_l") or 0), reverse=True)
+    return scored[:count], list(reversed(scored[-count:])) if len(scored) > count else scored[::-1][:count]
+
+
+def _answer_card(row: dict, css: str) -> str:
+    cites = "".join(
+        f"<li>[{_e(c['n'])}] {_e(c['document'])}, p. {_e(c['page'])} (score {_fmt(c.get('score'))})</li>" for c in row.get("citations") or []
+    )
+    return (
+        f'<div class="card {css}"><div class="muted">{_e(VARIANT_LABELS.get(row["variant"], row["variant"]))} · '
+        f'F1 {_fmt(row.get("f1"))} · {_fmt(row.get("total_s"), 1)} s</div>'
+        f"<h3>{_e(row['question'])}</h3><pre>{_e(row.get('answer') or row.get('error') or '')}</pre>"
+        f"<div class=\"muted\">Reference: {_e(' | '.join(row.get('answers') or []))}</div>"
+        + (f"<div class=\"muted\">Sources:</div><ul class=\"muted\">{cites}</ul>" if cites else "")
+        + "</div>"
+    )
+
+
+def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None, estimate: Any = None,
+                 title: str = "RAG vs Fine-Tuning: decision report") -> str:
+    """The report as one HTML string."""
+    record = get_evaluation(workspace, evaluation_id)
+    summary = load_summary(workspace, evaluation_id)
+    rows = load_results(workspace, evaluation_id)
+    retrieval = load_retrieval(workspace, evaluation_id)
+    config = read_json(workspace.evaluations / evaluation_id / "config.json", {}) or {}
+    decision, estimate = _as_dict(decision), _as_dict(estimate)
+    if decision is None:
+        decision = read_json(workspace.evaluations / evaluation_id / "decision.json")
+    if estimate is None:
+        estimate = read_json(workspace.evaluations / evaluation_id / "estimate.json")
+    board = summary.get("variants", {})
+    parts: list[str] = []
+    first_chart = True
+
+    def chart(fig) -> str:
+        nonlocal first_chart
+        out = _figure_html(fig, include_js=first_chart)
+        first_chart = False
+        return out
+
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(
+        f"<h1>{_e(title)}</h1><p class=\"muted\">Evaluation {_e(evaluation_id)} · knowledge base {_e(record.kb or 'none')} · "
+        f"adapter {_e(record.adapter or 'none')} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
+        f"generated {generated}</p>"
+    )
+    parts.append("<nav>" + "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in SECTIONS.items()) + "</nav>")
+
+    # -- decision
+    body = (
+        _generic(decision)
+        if decision
+        else '<p class="na">No questionnaire answers were attached. Answer the questionnaire on the Decide page and export again.</p>'
+    )
+    parts.append(_section("decision", body))
+    # -- estimate
+    body = _generic(estimate) if estimate else '<p class="na">No cost estimate was attached (the Decide page computes one).</p>'
+    parts.append(_section("estimate", body))
+
+    # -- scoreboard
+    header = "<tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
+             "<th>Lexical support</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr>"
+    body_rows = "".join(
+        f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('n'))}</td>"
+        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos"))
+        + f"<td class=num>{_fmt(m.get('latency_p50_s'), 2)}</td><td class=num>{_fmt(m.get('latency_p95_s'), 2)}</td>"
+        f"<td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td><td class=num>{_fmt(m.get('errors'))}</td></tr>"
+        for v, m in board.items()
+    )
+    parts.append(_section("scoreboard", f"<table>{header}{body_rows}</table>"
+                          f"<p class=\"muted\">{summary.get('questions', 0)} questions × {len(board)} variants = "
+                          f"{summary.get('answers', len(rows))} answers. n/a = not applicable or not measurable, never a score.</p>"))
+    # -- charts
+    parts.append(_section("charts", chart(charts.scoreboard_figure(summary)) + chart(charts.metric_bars(summary))))
+    # -- retrieval
+    r = summary.get("retrieval", {})
+    k = r.get("k", 5)
+    if r.get("questions_with_gold"):
+        body = (f"<table><tr><th>Questions with a known source</th><th>hit@1</th><th>hit@{_e(k)}</th><th>MRR@{_e(k)}</th></tr>"
+                f"<tr><td class=num>{_fmt(r.get('questions_with_gold'))}</td><td class=num>{_fmt(r.get('hit@1'))}</td>"
+                f"<td class=num>{_fmt(r.get(f'hit@{k}'))}</td><td class=num>{_fmt(r.get('mrr'))}</td></tr></table>"
+                "<p class=\"muted\">A hit is a retrieved chunk from the gold document that contains a reference answer or overlaps the gold passage.</p>")
+    else:
+        body = '<p class="na">No question had a known source document, so retrieval was not scored.</p>'
+    parts.append(_section("retrieval", body))
+    # -- examples
+    body = ""
+    for variant in board:
+        best, worst = pick_examples(rows, variant, 2)
+        if not best:
+            continue
+        body += (f"<h3>{_e(VARIANT_LABELS.get(variant, variant))}</h3><div class=\"pair\"><div><div class=\"muted\">Best</div>"
+                 + "".join(_answer_card(x, "best") for x in best)
+                 + "</div><div><div class=\"muted\">Worst</div>" + "".join(_answer_card(x, "worst") for x in worst) + "</div></div>")
+    oos = [x for x in rows if x.get("out_of_scope")]
+    if oos:
+        body += "<h3>Out-of-scope questions</h3><table><tr><th>Question</th><th>Variant</th><th>Refused?</th><th>Answer</th></tr>" + "".join(
+            f"<tr><td>{_e(x['question'])}</td><td>{_e(VARIANT_LABELS.get(x['variant'], x['variant']))}</td>"
+            f"<td>{'yes' if x.get('refusal') else 'no'}</td><td><pre>{_e(x.get('answer'))}</pre></td></tr>" for x in oos
+        ) + "</table>"
+    parts.append(_section("examples", body or '<p class="na">No scored answers yet.</p>'))
+    # -- training
+    run = find_run_folder(workspace, record.adapter)
+    if run is not None:
+        events = read_jsonl(run / "progress.jsonl")
+        run_config = read_json(run / "config.json", {}) or {}
+        body = f"<p class=\"muted\">Run {_e(run.name)}</p>"
+        if any("loss" in e for e in events):
+            body += chart(charts.loss_figure(events))
+        body += "<h3>Run settings</h3>" + (_generic(run_config) if run_config else '<p class="na">config.json missing</p>')
+    elif record.adapter:
+        body = f"<p>Adapter folder {_e(record.adapter)} (not a run in this workspace, so no loss curve or run settings).</p>"
+    else:
+        body = '<p class="na">No adapter was evaluated, so there is no training run to show.</p>'
+    parts.append(_section("training", body))
+    # -- latency
+    lat = "".join(
+        f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('latency_p50_s'), 2)}</td><td class=num>{_fmt(m.get('latency_p95_s'), 2)}</td>"
+        f"<td class=num>{_fmt(m.get('first_token_p50_s'), 2)}</td><td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td></tr>"
+        for v, m in board.items()
+    )
+    parts.append(_section("latency", "<table><tr><th>Variant</th><th>p50 total s</th><th>p95 total s</th><th>p50 first token s</th><th>tokens/s</th></tr>"
+                          f"{lat}</table>" + (chart(charts.latency_figure(rows)) if rows else "")))
+    # -- method
+    hardware = config.get("hardware") or record.settings.get("hardware") or {}
+    settings = config.get("settings") or {}
+    body = (
+        "<ul>"
+        "<li><b>Exact match, token F1</b>: SQuAD v1.1 normalisation (lower-case; punctuation and the articles a/an/the removed; "
+        "whitespace collapsed); best over all reference answers.</li>"
+        "<li><b>ROUGE-L</b>: F-measure of the longest common token subsequence, same normalisation.</li>"
+        "<li><b>Contains answer</b>: a normalised reference answer appears inside the answer (lenient for long answers).</li>"
+        f"<li><b>Lexical support</b> (groundedness, not an entailment model): {_e(summary.get('groundedness_method', ''))}.</li>"
+        f"<li><b>Format adherence</b>: {_e(summary.get('style_note') or 'not checked')}.</li>"
+        "<li><b>Refusal</b>: on built-in out-of-scope questions, the answer says the documents do not cover it.</li>"
+        "<li><b>Latency</b>: wall time per answer on this machine, generation streamed; tokens/s = new tokens / total seconds.</li>"
+        "</ul>"
+        f"<h3>Settings</h3>{_generic(settings)}<h3>Hardware</h3>{_generic(hardware)}"
+        f"<p class=\"muted\">Elapsed {_fmt(summary.get('elapsed_s'), 1)} s · {_fmt(summary.get('questions_per_minute'), 2)} questions/minute "
+        f"for all chosen variants.</p>"
+    )
+    parts.append(_section("method", body))
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+        f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main></body></html>"
+    )
+
+
+def _section(key: str, body: str) -> str:
+    return f'<section id="{key}"><h2>{_e(SECTIONS[key])}</h2>{body}</section>'
+
+
+def write_report(workspace: Workspace, evaluation_id: str, out: str | Path | None = None, decision: Any = None, estimate: Any = None) -> Path:
+    """Write the report (atomically) to `out`, default workspace/reports/<evaluation id>.html."""
+    path = Path(out) if out else workspace.reports / f"report-{evaluation_id}.html"
+    atomic_write_text(path, build_report(workspace, evaluation_id, decision, estimate))
+    return path
+
+
+def attach_context(workspace: Workspace, evaluation_id: str, decision: Any = None, estimate: Any = None) -> None:
+    """Save the questionnaire decision and estimate next to an evaluation, so the CLI report has them too."""
+    from core.storage import atomic_write_json
+
+    get_evaluation(workspace, evaluation_id)
+    folder = workspace.evaluations / evaluation_id
+    if decision is not None:
+        atomic_write_json(folder / "decision.json", json.loads(json.dumps(_as_dict(decision), default=str)))
+    if estimate is not None:
+        atomic_write_json(folder / "estimate.json", json.loads(json.dumps(_as_dict(estimate), default=str)))

@@ -1,0 +1,342 @@
+"""Evaluate: the scoreboard on held-out questions, the update drill, and the decision report.
+
+A thin view: everything it shows comes from core.evaluation / core.report. Evaluations run in a
+background thread that only writes to the workspace; this page polls with st.fragment(run_every=...).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, is_dataclass
+
+import pandas as pd
+import streamlit as st
+
+from core import charts, evaluation
+from core.errors import StudioError
+from core.knowledge import list_documents, list_knowledge_bases
+from core.settings import get_workspace
+
+NONE = "(none)"
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def cached_embedder(workspace_root: str, kb_name: str):
+    return evaluation.embedder_for_kb(get_workspace(workspace_root), kb_name)
+
+
+@st.cache_resource(show_spinner="Loading the generator and adapter…")
+def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
+    # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
+    return evaluation.make_local_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty=repetition_penalty)
+
+
+def fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+
+
+st.title("Evaluate")
+st.caption("Every variant answers the same held-out questions; every number below is measured on this machine.")
+try:
+    workspace = get_workspace()
+    kbs = [kb.name for kb in list_knowledge_bases(workspace)]
+    adapters = evaluation.list_adapter_runs(workspace)
+except StudioError as error:
+    st.error(str(error))
+    st.stop()
+
+run_tab, results_tab, drill_tab, report_tab = st.tabs(["Run an evaluation", "Scoreboard", "Update drill", "Decision report"])
+
+# ---------------------------------------------------------------- run
+with run_tab:
+    left, right = st.columns(2)
+    kb = left.selectbox("Knowledge base", [NONE] + kbs, help="RAG and hybrid retrieve from it; retrieval metrics need it")
+    adapter_choice = right.selectbox("Adapter (training run)", [NONE] + adapters + ["folder path…"])
+    adapter = None if adapter_choice == NONE else adapter_choice
+    if adapter_choice == "folder path…":
+        adapter = right.text_input("Adapter folder", placeholder="/path/to/adapter") or None
+    source = st.radio("Questions", ["Held-out split of a training dataset", "Upload JSONL or CSV", "Generate from the documents"],
+                      horizontal=True)
+    questions: list = []
+    question_source = ""
+    dataset_id = None
+    try:
+        if source.startswith("Held-out"):
+            sets = evaluation.list_heldout_sets(workspace)
+            if sets:
+                dataset_id = st.selectbox("Dataset", sets)
+                questions = evaluation.load_heldout(workspace, dataset_id)
+                question_source = f"held-out split of {dataset_id}"
+            else:
+                st.info("No dataset has a held-out split yet: build one on the Training data page, or upload questions.")
+        elif source.startswith("Upload"):
+            upload = st.file_uploader("Question file", type=["jsonl", "json", "csv"],
+                                      help="fields: question, answer or answers, optional source_doc, source_passage")
+            if upload is not None:
+                questions = evaluation.parse_questions(upload.name, upload.getvalue())
+                question_source = upload.name
+        else:
+            if kb == NONE:
+                st.info("Choose a knowledge base to generate questions from its chunks.")
+            else:
+                count = st.number_input("Questions to generate", 1, 200, 10)
+                questions = evaluation.generate_questions(workspace, kb, int(count))
+                question_source = f"generated (cloze) from {kb}"
+    except StudioError as error:
+        st.error(str(error))
+    if questions:
+        st.caption(f"{len(questions)} questions loaded, e.g. “{' '.join(questions[0].question.split())[:120]}”")
+
+    available = [v for v in evaluation.VARIANTS
+                 if (kb != NONE or v not in evaluation.CONTEXT_VARIANTS) and (adapter or v not in evaluation.ADAPTER_VARIANTS)]
+    variants = st.multiselect("Variants", list(evaluation.VARIANTS), default=available,
+                              format_func=evaluation.VARIANT_LABELS.get,
+                              help="fine-tuned and hybrid need an adapter; RAG and hybrid need a knowledge base")
+    c1, c2, c3, c4 = st.columns(4)
+    limit = c1.number_input("Limit (0 = all)", 0, 10000, 10)
+    k = c2.number_input("Chunks (k)", 1, 50, 5)
+    max_new_tokens = c3.number_input("Max new tokens", 8, 1024, 48)
+    out_of_scope = c4.number_input("Out-of-scope questions", 0, len(evaluation.OUT_OF_SCOPE_QUESTIONS), 3,
+                                   help="built-in questions the documents can't answer: RAG should say so")
+    repetition_penalty = st.number_input(
+        "Repetition penalty", 1.0, 2.0, 1.0, 0.05,
+        help=evaluation.EvaluationSettings.__dataclass_fields__["repetition_penalty"].metadata["help"],
+    )
+    with st.expander("Optional: RAGAS with a judge model"):
+        judge_url = st.text_input("Judge endpoint (OpenAI-compatible URL)", key="judge_url")
+        if importlib.util.find_spec("ragas") is None:
+            st.info("ragas is not installed, so RAGAS scores are off. The local metrics (EM, F1, ROUGE-L, retrieval, "
+                    "lexical support, format, refusal, latency) are always computed.")
+        elif judge_url:
+            st.warning("RAGAS scoring is not wired into this build yet; the local metrics are shown.")
+
+    start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
+    if start:
+        try:
+            settings = evaluation.EvaluationSettings(
+                variants=tuple(variants), k=int(k), max_new_tokens=int(max_new_tokens), limit=int(limit) or None,
+                out_of_scope=int(out_of_scope), repetition_penalty=float(repetition_penalty),
+            )
+            settings.validate()
+            adapter_path = evaluation.resolve_adapter(workspace, adapter)
+            kb_name = None if kb == NONE else kb
+            embedder = cached_embedder(str(workspace.root), kb_name) if kb_name else None
+            style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, [q.answers[0] for q in questions if q.answers])
+            # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
+            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens),
+                                   float(repetition_penalty))
+            job = evaluation.start_evaluation_job(
+                workspace,
+                lambda: runner,
+                questions, settings, kb=kb_name, embedder=embedder, adapter=adapter, question_source=question_source,
+                style_check=style_check, style_note=style_note,
+            )
+            st.session_state["evaluation_id"] = job.evaluation_id
+        except StudioError as error:
+            st.error(str(error))
+
+    @st.fragment(run_every=1.5)
+    def progress_panel() -> None:
+        evaluation_id = st.session_state.get("evaluation_id")
+        if not evaluation_id:
+            return
+        try:
+            record = evaluation.get_evaluation(workspace, evaluation_id)
+        except StudioError as error:
+            st.error(str(error))
+            return
+        job = evaluation.get_job(evaluation_id)
+        st.progress(record.done / max(1, record.total), text=f"Evaluation {evaluation_id}: {record.done} of {record.total} answers · {record.status}")
+        if record.status == "running" and job is not None and job.running:
+            if st.button("Cancel", key="cancel_eval"):
+                job.cancel()
+                st.toast("Cancelling after the current answer…")
+        elif record.status == "failed":
+            st.error(f"The evaluation failed: {record.error}")
+        elif record.status in ("done", "cancelled"):
+            st.success(f"Evaluation {record.status}. Open the Scoreboard tab.")
+            if st.session_state.get("evaluation_refreshed") != evaluation_id:
+                st.session_state["evaluation_refreshed"] = evaluation_id
+                st.rerun()  # once, so the Scoreboard tab shows the finished run
+        elif job is None:
+            st.warning("This evaluation is not running in this app process (it was interrupted); its partial results are kept.")
+
+    progress_panel()
+
+# ---------------------------------------------------------------- scoreboard
+with results_tab:
+    records = evaluation.list_evaluations(workspace)
+    if not records:
+        st.info("No evaluations yet. Run one in the first tab, or with `python -m core evaluate`.")
+    else:
+        ids = [r.id for r in records]
+        current = st.session_state.get("evaluation_id")
+        labels = {r.id: f"{r.id} · {r.status} · {r.kb or 'no KB'} · {r.adapter or 'no adapter'} · {r.question_source}" for r in records}
+        chosen = st.selectbox("Evaluation", ids, index=ids.index(current) if current in ids else 0, format_func=labels.get)
+        st.session_state["report_evaluation_id"] = chosen
+        summary = evaluation.load_summary(workspace, chosen)
+        rows = evaluation.load_results(workspace, chosen)
+        st.subheader("Scoreboard")
+        board = pd.DataFrame(evaluation.scoreboard_rows(summary))
+        if not board.empty:
+            st.dataframe(board.set_index("variant"), width="stretch")
+            st.caption("Empty cells are n/a (not applicable or not measurable), never a score.")
+        r = summary.get("retrieval", {})
+        if r.get("questions_with_gold"):
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Questions with known source", r["questions_with_gold"])
+            m2.metric("hit@1", fmt(r.get("hit@1")))
+            m3.metric(f"hit@{r['k']}", fmt(r.get(f"hit@{r['k']}")))
+            m4.metric(f"MRR@{r['k']}", fmt(r.get("mrr")))
+        if summary.get("groundedness_method"):
+            st.caption(f"Groundedness is {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
+        if rows:
+            col_a, col_b = st.columns(2)
+            col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")
+            col_b.plotly_chart(charts.latency_figure(rows), key="latency_chart")
+            st.plotly_chart(charts.metric_bars(summary), key="metric_bars")
+            st.subheader("Per question")
+            table = pd.DataFrame(evaluation.question_rows(rows))
+            f1, f2, f3 = st.columns([2, 2, 1])
+            show = f1.multiselect("Variants", sorted(table["variant"].unique()), default=sorted(table["variant"].unique()))
+            text = f2.text_input("Search questions and answers")
+            wrong_only = f3.checkbox("Only F1 < 0.5")
+            view = table[table["variant"].isin(show)]
+            if text:
+                mask = view["question"].str.contains(text, case=False, regex=False) | view["answer"].str.contains(text, case=False, regex=False)
+                view = view[mask]
+            if wrong_only:
+                view = view[view["F1"].fillna(1.0) < 0.5]
+            st.dataframe(view, width="stretch", hide_index=True)
+            st.subheader("Best and worst")
+            variant = st.selectbox("Variant", summary.get("variants", {}).keys(), format_func=evaluation.VARIANT_LABELS.get)
+            from core.report import pick_examples
+
+            best, worst = pick_examples(rows, variant, 3)
+            b, w = st.columns(2)
+            for column, items, title in ((b, best, "Best"), (w, worst, "Worst")):
+                column.markdown(f"**{title}**")
+                for item in items:
+                    with column.container(border=True):
+                        st.caption(f"F1 {fmt(item.get('f1'))} · {fmt(item.get('total_s'), 1)} s")
+                        st.markdown(f"**{item['question']}**".replace("$", "\\$"))
+                        st.text(item.get("answer") or item.get("error") or "")
+                        st.caption("Reference: " + " | ".join(item.get("answers") or []))
+                        for c in item.get("citations") or []:
+                            st.caption(f"[{c['n']}] {c['document']}, p. {c['page']}")
+
+# ---------------------------------------------------------------- update drill
+with drill_tab:
+    st.markdown("Change a document, ask the same question again: **RAG** sees the change at once; the **fine-tuned** "
+                "model only knows what it was trained on.")
+    if not kbs:
+        st.info("Create a knowledge base on the Documents page first.")
+    else:
+        d1, d2 = st.columns(2)
+        drill_kb = d1.selectbox("Knowledge base", kbs, key="drill_kb")
+        drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, key="drill_adapter")
+        question = st.text_input("Question", key="drill_question", placeholder="e.g. When does the warranty expire?")
+
+        def ask() -> dict:
+            from core.knowledge import RetrievalSettings, relevant, search
+
+            root = str(workspace.root)
+            adapter_path = evaluation.resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
+            runner = cached_runner(root, str(adapter_path) if adapter_path else None, 64)
+            hits = relevant(search(workspace, drill_kb, question, cached_embedder(root, drill_kb), RetrievalSettings()))
+            tuned = "finetuned" if adapter_path else "base"
+            return {
+                "rag": runner.answer(question, "rag", hits).text,
+                "sources": [f"[{n}] {h.document}, p. {h.page}" for n, h in enumerate(hits, 1)],
+                "tuned": runner.answer(question, tuned, []).text,
+                "tuned_label": "Fine-tuned" if adapter_path else "Base (no adapter chosen)",
+            }
+
+        if st.button("1. Ask before the update", disabled=not question):
+            try:
+                with st.spinner("Answering…"):
+                    st.session_state["drill_before"] = ask()
+            except StudioError as error:
+                st.error(str(error))
+        st.markdown("**2. Update the knowledge base**")
+        u1, u2 = st.columns(2)
+        with u1:
+            doc_name = st.text_input("Document name", value="update.txt", key="drill_doc_name")
+            doc_text = st.text_area("Type a short document (ingested as .txt; an existing name is replaced)", key="drill_text")
+            new_version = st.file_uploader("…or upload a new version of a document", type=["txt", "md", "pdf", "docx"], key="drill_upload")
+            if st.button("Apply update"):
+                try:
+                    if new_version is not None:
+                        name, data = new_version.name, new_version.getvalue()
+                    else:
+                        name = doc_name if doc_name.endswith((".txt", ".md")) else f"{doc_name}.txt"
+                        data = doc_text.encode("utf-8")
+                    if not data.strip():
+                        raise StudioError("The document is empty; type some text or upload a file.")
+                    seconds, message = evaluation.replace_document(workspace, drill_kb, name, data, cached_embedder(str(workspace.root), drill_kb))
+                    st.session_state["drill_reindex_s"] = seconds
+                    st.success(f"{message} Re-indexed in {seconds:.2f} s.")
+                except StudioError as error:
+                    st.error(str(error))
+        with u2:
+            docs = [d.name for d in list_documents(workspace, drill_kb)]
+            to_remove = st.selectbox("Or remove a document", [NONE] + docs, key="drill_remove")
+            if st.button("Remove document", disabled=to_remove == NONE):
+                try:
+                    seconds = evaluation.remove_document_timed(workspace, drill_kb, to_remove)
+                    st.session_state["drill_reindex_s"] = seconds
+                    st.success(f"Removed {to_remove}; re-indexed in {seconds:.2f} s.")
+                except StudioError as error:
+                    st.error(str(error))
+        if st.button("3. Ask again", disabled=not question):
+            try:
+                with st.spinner("Answering…"):
+                    st.session_state["drill_after"] = ask()
+            except StudioError as error:
+                st.error(str(error))
+        before, after = st.session_state.get("drill_before"), st.session_state.get("drill_after")
+        if before or after:
+            h1, h2 = st.columns(2)
+            for column, label, key in ((h1, "RAG", "rag"), (h2, (after or before)["tuned_label"], "tuned")):
+                with column.container(border=True):
+                    st.markdown(f"**{label}**")
+                    st.caption("Before")
+                    st.text(before[key] if before else "—")
+                    st.caption("After")
+                    st.text(after[key] if after else "—")
+                    if key == "rag" and after:
+                        st.caption("Sources after: " + "; ".join(after["sources"]) if after["sources"] else "No relevant sources")
+        retrain_s, retrain_source = evaluation.retrain_cost(workspace)
+        c1, c2 = st.columns(2)
+        reindex = st.session_state.get("drill_reindex_s")
+        c1.metric("Update cost, RAG: re-index", f"{reindex:.2f} s" if reindex is not None else "not measured yet")
+        c2.metric("Update cost, fine-tuning: retrain", f"{retrain_s / 60:.1f} min")
+        st.caption(f"Re-index: measured just now on this machine. Retrain: {retrain_source}.")
+
+# ---------------------------------------------------------------- report
+with report_tab:
+    records = evaluation.list_evaluations(workspace)
+    if not records:
+        st.info("Run an evaluation first; the report is built around its scoreboard.")
+    else:
+        ids = [r.id for r in records]
+        default = st.session_state.get("report_evaluation_id")
+        report_id = st.selectbox("Evaluation for the report", ids, index=ids.index(default) if default in ids else 0, key="report_id")
+        decision = st.session_state.get("decision")
+        estimate = st.session_state.get("estimate")
+        decision = asdict(decision) if is_dataclass(decision) else decision
+        estimate = asdict(estimate) if is_dataclass(estimate) else estimate
+        st.caption("Questionnaire: " + ("included from the Decide page." if decision else "not answered in this session (the report says so)."))
+        if st.button("Build the report"):
+            from core.report import write_report
+
+            try:
+                path = write_report(workspace, report_id, decision=decision, estimate=estimate)
+                st.session_state["report_path"] = str(path)
+                st.success(f"Saved {path}")
+            except StudioError as error:
+                st.error(str(error))
+        path = st.session_state.get("report_path")
+        if path:
+            from pathlib import Path
+
+            st.download_button("Download the report (HTML, opens offline)", Path(path).read_bytes(), file_name=Path(path).name, mime="text/html")

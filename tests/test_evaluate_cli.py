@@ -1,0 +1,35 @@
+"""`python -m core evaluate` with the fakes entering through core.evaluation's factories."""
+from __future__ import annotations
+
+import json
+
+from core import evaluation
+from core.cli import main
+from tests.test_evaluation import FakeRunner
+
+
+def test_cli_evaluate_prints_metrics_and_id(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"},
+        {"question": "Who was the chief engineer?", "answer": "Ada Brennan", "source_doc": "harbor.txt"},
+    ]))
+    root = str(workspace.root)
+    assert main(["--workspace", root, "evaluate", "--kb", toy_kb, "--questions", str(questions), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload["variants"]) == {"base", "rag"} and payload["questions"] == 2
+    assert evaluation.get_evaluation(workspace, payload["id"]).status == "done"
+    assert main(["--workspace", root, "evaluate", "--kb", toy_kb, "--questions", str(questions), "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation " in out and "rag" in out and "hit@5" in out
+
+
+def test_cli_evaluate_errors_exit_2(workspace, tmp_path, capsys):
+    root = str(workspace.root)
+    assert main(["--workspace", root, "evaluate", "--questions", str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["--workspace", root, "evaluate", "--questions", "x.jsonl", "--variants", "hybrid"]) == 2
+    assert main(["--workspace", root, "evaluate", "--questions", "x.jsonl", "--adapter", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 3

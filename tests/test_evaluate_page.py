@@ -1,0 +1,84 @@
+"""AppTest of pages/evaluate.py (the page file directly: AppTest and st.navigation don't mix)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core import evaluation
+from core.evaluation import EvaluationSettings
+from tests.test_evaluation import QUESTIONS, FakeRunner
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "evaluate.py")
+
+
+def test_page_renders_empty_workspace(workspace):
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Evaluate"
+    assert any("No evaluations yet" in info.value for info in at.info)
+
+
+def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag"), min_score=0.05),
+                                        kb=toy_kb, embedder=fake_embedder, question_source="toy")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert len(at.dataframe) >= 2  # scoreboard + per-question table
+    board = at.dataframe[0].value
+    assert list(board.index) == ["Base", "RAG"]
+    # filter the per-question table to failures only
+    at.checkbox[0].check().run()
+    assert not at.exception
+    # the report tab builds a report for the evaluation
+    build = next(b for b in at.button if b.label == "Build the report")
+    build.click().run()
+    assert not at.exception
+    assert any("Saved" in s.value for s in at.success)
+    assert (workspace.reports / f"report-{eval_id}.html").exists()
+
+
+def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, fake_embedder, monkeypatch):
+    """Fakes enter where the real parts do: the page asks core.evaluation for its embedder and runner."""
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
+    next(b for b in at.button if b.label.startswith("1. Ask")).click().run()
+    assert not at.exception
+    at.text_input(key="drill_doc_name").input("harbor.txt").run()
+    at.text_area(key="drill_text").input("The Harbor Bridge opened in 1999 after a long delay.").run()
+    next(b for b in at.button if b.label == "Apply update").click().run()
+    assert not at.exception
+    assert any("Re-indexed in" in s.value for s in at.success)
+    next(b for b in at.button if b.label.startswith("3. Ask")).click().run()
+    assert not at.exception
+    before, after = at.session_state["drill_before"], at.session_state["drill_after"]
+    assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
+    assert before["tuned"] == after["tuned"]  # the model's weights did not change
+    assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
+
+
+def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, monkeypatch):
+    import time
+
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.selectbox[0].select("toy").run()
+    at.radio[0].set_value("Generate from the documents").run()
+    assert not at.exception
+    start = next(b for b in at.button if b.label == "Start evaluation")
+    start.click().run()
+    assert not at.exception
+    evaluation_id = at.session_state["evaluation_id"]
+    job = evaluation.get_job(evaluation_id)
+    job.thread.join(30)
+    assert evaluation.get_evaluation(workspace, evaluation_id).status == "done"
+    at.run()
+    assert not at.exception
+    assert any("Evaluation done" in s.value for s in at.success)
