@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-SQUAD = ROOT.parent / "shared" / "data" / "squad36"
+SQUAD = next(
+    (path for path in (Path(os.environ.get("STUDIO_SQUAD36", "")), ROOT.parent / "shared" / "data" / "squad36",
+                       Path("/work/shared/data/squad36")) if str(path) != "." and (path / "qa.jsonl").exists()),
+    ROOT.parent / "shared" / "data" / "squad36",
+)
 
 
 class FakeEmbedder:
@@ -56,7 +60,7 @@ def shared_models_workspace(tmp_path_factory):
     """One workspace per test session holding the converted embedded generator (converted once, ~20 s)."""
     from core.settings import get_workspace
 
-    root = Path(os.environ.get("STUDIO_TEST_MODELS", tmp_path_factory.mktemp("models-ws")))
+    root = Path(os.environ.get("STUDIO_TEST_MODEL_CACHE", "/tmp/tune-model-cache"))  # shared with tests/tune_support.py
     return get_workspace(root)
 
 
@@ -110,3 +114,10 @@ def toy_kb(workspace, fake_embedder):
 
     ingest_files(workspace, "toy", [(n, t.encode()) for n, t in TOY_DOCS.items()], fake_embedder, ChunkingSettings(200, 20))
     return "toy"
+
+
+def seed_converted_model(ws) -> None:
+    """Link the once-converted embedded generator into a workspace (no 540 MB copy, no 20 s conversion)."""
+    from tests.tune_support import workspace_with_model
+
+    workspace_with_model(ws.root)

@@ -10,7 +10,7 @@ from core import evaluation, metrics
 from core.evaluation import EvaluationSettings
 
 pytestmark = pytest.mark.slow
-SQUAD = Path("/work/shared/data/squad36")
+from tests.conftest import SQUAD  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-SQUAD = Path("/work/shared/data/squad36")
+from tests.conftest import SQUAD  # noqa: E402
 MODEL_CACHE = Path(os.environ.get("STUDIO_TEST_MODEL_CACHE", "/tmp/tune-model-cache"))
 
 
