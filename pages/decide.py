@@ -26,7 +26,8 @@ from core.decision import (
     suggested_hardware,
 )
 from core.errors import StudioError
-from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, human_bytes, human_seconds, summary_lines
+from core.decision import decision_to_dict
+from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, estimate_to_dict, human_bytes, human_seconds, summary_lines
 
 COLORS = {"RAG": "#0EA5E9", "Fine-tune": "#F59E0B", "Hybrid": "#4F46E5"}
 ANSWERS_KEY = "decide_answers"
@@ -172,6 +173,9 @@ with right:
         st.markdown("**Evaluation plan**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(plan.eval_plan, 1)))
 
 markdown = render_markdown(decision, plan, est)
+# The Evaluate page's decision report includes the current questionnaire and estimate.
+state["decision"] = decision_to_dict(decision)
+state["estimate"] = estimate_to_dict(est) if est is not None else None
 with actions:
     b1, b2 = st.columns(2)
     if b1.button("Apply to the other pages", type="primary", icon=":material/check_circle:", key="decide_apply",
