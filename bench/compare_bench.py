@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.compare import plan_comparison  # noqa: E402
 from core.engine import GenerationRequest, generate_many, load_engine  # noqa: E402
-from core.generation import DecodingSettings, GenerationStats, stream_chat  # noqa: E402
+from core.generation import DecodingSettings, GenerationStats  # noqa: E402
 from core.knowledge import Hit  # noqa: E402
 from core.models import embedded_generator_gguf  # noqa: E402
 from core.settings import get_workspace  # noqa: E402
@@ -90,23 +90,6 @@ def bench_ours(engine, requests, settings) -> dict:
     out["four_columns"] = summarize(four, time.perf_counter() - started)
     out["prompt_tokens"] = {k: v.stats.prompt_tokens for k, v in four.items()}
     return out
-
-
-def bench_sequential_torch(engine, requests, settings) -> dict:
-    """The four prompts one at a time through the old single-chat path (fresh plain model for base rows)."""
-    from peft import PeftModel  # noqa: F401  (engine already wrapped the model)
-
-    stats = {}
-    started = time.perf_counter()
-    for request in requests:
-        s = GenerationStats()
-        if request.adapter:
-            generate_many(engine, [request], settings)[request.key].stats  # noqa: B018 (warm adapter path)
-            continue
-        for _ in stream_chat(engine.loaded, request.messages, settings, s):
-            pass
-        stats[request.key] = s
-    return {"wall_s_base_and_rag_only": round(time.perf_counter() - started, 2)}
 
 
 def convert_lora(adapter: Path, base_folder: Path, out: Path) -> Path | None:
