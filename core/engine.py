@@ -137,6 +137,17 @@ class _BatchStreamer:
         self.sink.put(("end", None))
 
 
+def _stopping_on(event: threading.Event):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
 class TorchEngine:
     """transformers + peft, one model, a mixed-adapter batch. Thread-safe: one generation at a time."""
 
@@ -147,14 +158,7 @@ class TorchEngine:
         self._peft = None
         self._adapters: dict[Path, str] = {}
         self.lock = loaded.lock
-        try:
-            import torch
-
-            self.loaded.tokenizer.padding_side = "left"
-            if loaded.device == "cpu":
-                torch.set_num_threads(max(1, torch.get_num_threads()))
-        except ImportError:  # pragma: no cover
-            pass
+        self.loaded.tokenizer.padding_side = "left"  # decoder-only batches must be left-padded
 
     # ------------------------------------------------------------ adapters
     @property
@@ -261,6 +265,8 @@ class TorchEngine:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         sink: queue.Queue = queue.Queue()
         kwargs["streamer"] = _BatchStreamer(sink)
+        cancel = threading.Event()
+        kwargs["stopping_criteria"] = _stopping_on(cancel)
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -315,6 +321,9 @@ class TorchEngine:
                         shown[row] = text
                         yield StreamEvent(runnable[row][0].key, "text", "", stats[row])
         finally:
+            # The consumer stopped early (a Streamlit rerun, a closed tab): end generate at the next step
+            # instead of holding the model lock until max_new_tokens.
+            cancel.set()
             worker.join()
         total = time.perf_counter() - started
         for row in range(rows):
