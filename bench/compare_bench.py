@@ -89,6 +89,9 @@ def bench_ours(engine, requests, settings) -> dict:
     four = generate_many(engine, requests, settings)
     out["four_columns"] = summarize(four, time.perf_counter() - started)
     out["prompt_tokens"] = {k: v.stats.prompt_tokens for k, v in four.items()}
+    import torch
+
+    out["threads_last_run"] = torch.get_num_threads()
     return out
 
 
@@ -112,7 +115,10 @@ def bench_llama_cpp(texts: dict, lora_gguf: Path | None, new_tokens: int) -> dic
     except ImportError:
         return None
     gguf = str(embedded_generator_gguf())
-    common = dict(n_ctx=2048, n_threads=2, n_threads_batch=2, n_batch=512, seed=0, verbose=False)
+    from core.engine import cpu_threads
+
+    threads = cpu_threads()  # the same thread policy as our engine, decided now
+    common = dict(n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, seed=0, verbose=False)
     base = Llama(model_path=gguf, **common)
     tuned = Llama(model_path=gguf, lora_path=str(lora_gguf), **common) if lora_gguf else base
     eos = base.token_eos()
@@ -137,6 +143,7 @@ def bench_llama_cpp(texts: dict, lora_gguf: Path | None, new_tokens: int) -> dic
     out = summarize(per, wall)
     out["first_token_s_by_column"] = {k: round(s.first_token_s or 0, 2) for k, s in per.items()}
     out["lora"] = bool(lora_gguf)
+    out["threads"] = threads
     return out
 
 
@@ -207,9 +214,9 @@ def write_markdown(path: Path, report: dict, args) -> None:
         lines.append(f"| {name} | {cols} | {s['first_token_s']} | {s['wall_s']} | {s['new_tokens']} | {s['aggregate_tok_s']} | {s['per_column_tok_s']} |")
 
     row("ours (transformers batch)", 1, ours["one_column"])
-    row("ours (transformers batch)", 4, ours["four_columns"])
+    row(f"ours (transformers batch, {ours['threads_last_run']} threads)", 4, ours["four_columns"])
     if llama:
-        row(f"llama.cpp sequential (Q4_1, 2 threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
+        row(f"llama.cpp sequential (Q4_1, {llama['threads']} threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
     if seq:
         row("transformers one column at a time", 4, seq)
     if llama:
