@@ -132,7 +132,7 @@ def test_core_compare_never_imports_streamlit():
 
 
 # ---------------------------------------------------------------- the real engine (slow)
-SETTINGS = DecodingSettings(max_new_tokens=24, temperature=0.0)
+SETTINGS = DecodingSettings(max_new_tokens=12, temperature=0.0)
 QUESTION = "When did the 1973 oil crisis begin?"
 
 

@@ -87,7 +87,7 @@ def test_page_real_models_four_columns(tmp_path_factory, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=300).run()
     assert not at.exception
     assert at.selectbox[0].value == KB_NAME
-    at.slider(key="compare_max_new").set_value(24)
+    at.slider(key="compare_max_new").set_value(16)
     at.chat_input[0].set_value("When did the 1973 oil crisis begin?").run()
     at.run()
     assert not at.exception, at.exception
