@@ -147,6 +147,37 @@ def bench_llama_cpp(texts: dict, lora_gguf: Path | None, new_tokens: int) -> dic
     return out
 
 
+def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> dict | None:
+    """llama.cpp in a child process: a crash in the native library must not lose our numbers."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        try:
+            return pool.apply_async(_llama_child, (texts, str(lora) if lora else None, new_tokens)).get(timeout=900)
+        except Exception as error:  # noqa: BLE001
+            return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _llama_child(texts, lora, new_tokens):
+    import faulthandler
+    import subprocess as sp
+
+    # Run once more in a plain subprocess to learn the exit code if the library segfaults.
+    code = (
+        "import json,sys; sys.path.insert(0, %r); from bench.compare_bench import bench_llama_cpp; from pathlib import Path;"
+        "r = bench_llama_cpp(json.loads(sys.argv[1]), Path(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]));"
+        "print('RESULT' + json.dumps(r))"
+    ) % str(Path(__file__).resolve().parents[1])
+    faulthandler.enable()
+    result = sp.run([sys.executable, "-c", code, json.dumps(texts), lora or "", str(new_tokens)], capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[6:])
+    tail = [line for line in result.stderr.splitlines() if "lora for" not in line][-3:]
+    return {"error": f"llama-cpp-python exited with code {result.returncode} (-11 = segmentation fault)", "stderr_tail": tail}
+
+
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "cpu": cpu, "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
@@ -174,7 +205,7 @@ def main() -> int:
     print(json.dumps(report["ours"]), flush=True)
     print("llama.cpp ...", flush=True)
     lora = convert_lora(adapter, Path(engine.loaded.path), workspace.root / "bench-lora.gguf")
-    report["llama_cpp_sequential"] = bench_llama_cpp(texts, lora, args.new_tokens)
+    report["llama_cpp_sequential"] = run_llama_cpp_isolated(texts, lora, args.new_tokens)
     print(json.dumps(report["llama_cpp_sequential"]), flush=True)
     if not args.no_sequential:
         print("transformers one at a time ...", flush=True)
@@ -186,7 +217,7 @@ def main() -> int:
         print(json.dumps(report["transformers_sequential"]), flush=True)
     report["machine_after"] = machine()
     llama = report["llama_cpp_sequential"]
-    if llama:
+    if llama and "error" not in llama:
         report["ratio_ours_over_llama_cpp_wall"] = round(report["ours"]["four_columns"]["wall_s"] / llama["wall_s"], 2)
     print(json.dumps(report, indent=2))
     write_markdown(Path(args.out), report, args)
@@ -195,6 +226,8 @@ def main() -> int:
 
 def write_markdown(path: Path, report: dict, args) -> None:
     ours, llama, seq = report["ours"], report.get("llama_cpp_sequential"), report.get("transformers_sequential")
+    llama_error = llama.get("error") if llama else "llama-cpp-python not installed"
+    llama = None if llama_error else llama
     lines = [
         "# Compare benchmark (bench/compare_bench.py)",
         "",
@@ -219,6 +252,11 @@ def write_markdown(path: Path, report: dict, args) -> None:
         row(f"llama.cpp sequential (Q4_1, {llama['threads']} threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
     if seq:
         row("transformers one column at a time", 4, seq)
+    if seq:
+        lines += ["", f"**Four columns batched vs one at a time (transformers): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
+                  f"({round(seq['wall_s'] / ours['four_columns']['wall_s'], 2)}x faster).**"]
+    if llama_error:
+        lines += ["", f"llama.cpp: not measured in this run: {llama_error}."]
     if llama:
         lines += ["", f"**Four columns, ours / llama.cpp sequential wall time: {report['ratio_ours_over_llama_cpp_wall']}** (below 1 = we are faster)."]
     if llama:
