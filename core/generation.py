@@ -104,6 +104,8 @@ def stream_chat(
         streamer=streamer,
         pad_token_id=tokenizer.pad_token_id,
     )
+    if settings.min_new_tokens:
+        kwargs["min_new_tokens"] = settings.min_new_tokens
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:
