@@ -59,7 +59,7 @@ def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettin
 def _timing_line(answer) -> str:
     s = answer.stats
     first = f"{s.first_token_s:.2f} s" if s.first_token_s is not None else "–"
-    return f":material/timer: first token **{first}** · total **{s.total_s:.1f} s** · **{s.new_tokens}** tokens · **{s.tokens_per_s:.1f}** tok/s"
+    return f":material/timer: first token **{first}** · total **{s.total_s:.1f} s**  \n:material/speed: **{s.tokens_per_s:.1f}** tok/s · {s.new_tokens} tokens"
 
 
 def _render_sources(answer) -> None:
