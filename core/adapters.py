@@ -24,7 +24,7 @@ class AdapterInfo:
 
     @property
     def label(self) -> str:
-        return f"{self.run_id} (r={self.rank}, {self.modified[:16].replace('T', ' ')})"
+        return f"{self.run_id} · r={self.rank} · {self.modified[:16].replace('T', ' ')}"
 
 
 def _info(run_id: str, folder: Path) -> AdapterInfo | None:

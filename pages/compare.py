@@ -149,7 +149,7 @@ def _settings_form(workspace) -> dict | None:
     plan = st.session_state.get("decision_plan") or {}
     preselect = [v for v in (plan.get("compare_variants") or []) if v in VARIANTS] or list(VARIANTS)
 
-    top = st.columns([2, 2, 3])
+    top = st.columns(2)
     kb_names = [kb.name for kb in kbs]
     kb = top[0].selectbox(
         "Knowledge base", kb_names, index=0 if kb_names else None, placeholder="No knowledge base yet",
@@ -160,8 +160,9 @@ def _settings_form(workspace) -> dict | None:
         "Adapter", list(adapter_labels), index=0 if adapter_labels else None, format_func=adapter_labels.get,
         placeholder="No adapter yet", help="Fine-tuned and hybrid use it. Train one on the Fine-tune page.", key="compare_adapter",
     )
-    variants = top[2].pills(
-        "Columns", list(VARIANTS), selection_mode="multi", default=preselect, format_func=VARIANT_LABELS.get, key="compare_variants",
+    variants = st.pills(
+        "Columns", list(VARIANTS), selection_mode="multi", default=preselect, key="compare_variants",
+        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_LABELS[v]),
     )
     if not kb_names:
         st.info("No knowledge base yet: RAG and hybrid will say so. Add documents on the **Documents** page.", icon=":material/info:")
