@@ -34,12 +34,15 @@ class DecodingSettings:
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling cut-off when temperature > 0"})
     seed: int = field(default=0, metadata={"help": "sampling seed, for repeatable answers"})
     repetition_penalty: float = field(default=1.1, metadata={"help": ">1 discourages loops, common in small models"})
+    min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks: equal work per engine)"})
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
             raise StudioError(f"Max new tokens {self.max_new_tokens} is out of range; use 1 to 4096.")
         if not 0.0 <= self.temperature <= 2.0:
             raise StudioError(f"Temperature {self.temperature} is out of range; use 0 to 2.")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise StudioError(f"Min new tokens {self.min_new_tokens} must lie between 0 and max new tokens ({self.max_new_tokens}).")
         if not 0.0 < self.top_p <= 1.0:
             raise StudioError(f"Top-p {self.top_p} must be above 0 and at most 1.")
 
@@ -101,6 +104,8 @@ def stream_chat(
         streamer=streamer,
         pad_token_id=tokenizer.pad_token_id,
     )
+    if settings.min_new_tokens:
+        kwargs["min_new_tokens"] = settings.min_new_tokens
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:

@@ -1,0 +1,269 @@
+"""Compare benchmark: four columns (base, RAG, fine-tuned, hybrid) on this CPU.
+
+    python bench/compare_bench.py [--new-tokens 150] [--no-sequential] [--out bench/RESULTS_compare.md]
+
+Measures, in one run and on the same four prompts (RAG/hybrid: a question plus ~600 tokens of squad36
+passages; 150 new tokens forced, so every engine does the same work):
+  1. our engine (core.engine.TorchEngine), one column (RAG) and all four in one mixed-adapter batch;
+  2. transformers answering the four one after another (the old path, core.generation.stream_chat);
+  3. llama.cpp (llama-cpp-python, Q4_1 GGUF, 2 threads) answering the four one after another,
+     fine-tuned/hybrid with the same LoRA converted by llama.cpp's convert_lora_to_gguf.py.
+Not part of the test suite. llama-cpp-python is optional: without it, step 3 is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.compare import plan_comparison  # noqa: E402
+from core.engine import GenerationRequest, generate_many, load_engine  # noqa: E402
+from core.generation import DecodingSettings, GenerationStats  # noqa: E402
+from core.knowledge import Hit  # noqa: E402
+from core.models import embedded_generator_gguf  # noqa: E402
+from core.settings import get_workspace  # noqa: E402
+
+SQUAD = Path("/work/shared/data/squad36/qa.jsonl")
+
+
+def build_hits(target_tokens: int, tokenizer) -> tuple[str, list[Hit]]:
+    rows = [json.loads(line) for line in SQUAD.read_text().splitlines()[:400]]
+    question = rows[0]["question"]
+    hits, seen, total = [], set(), 0
+    for row in rows:
+        passage = row["source_passage"]
+        if passage in seen:
+            continue
+        seen.add(passage)
+        hits.append(Hit(len(hits) + 1, row["source_doc"], 1, 1, 0.6, passage, len(hits) + 1))
+        total += len(tokenizer(passage)["input_ids"])
+        if total >= target_tokens:
+            break
+    return question, hits
+
+
+def make_adapter(workspace) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from core.models import GeneratorSpec, load_generator
+
+    target = workspace.runs / "bench-run" / "adapter"
+    if not (target / "adapter_config.json").exists():
+        torch.manual_seed(1234)
+        model = load_generator(GeneratorSpec(dtype="float32"), workspace).model
+        config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+        get_peft_model(model, config).save_pretrained(target)
+    return target
+
+
+def summarize(results: dict, wall: float) -> dict:
+    stats = [r.stats if hasattr(r, "stats") else r for r in results.values()]
+    tokens = sum(s.new_tokens for s in stats)
+    return {
+        "wall_s": round(wall, 2),
+        "first_token_s": round(min(s.first_token_s or 0 for s in stats), 2),
+        "new_tokens": tokens,
+        "aggregate_tok_s": round(tokens / wall, 1),
+        "per_column_tok_s": [round(s.tokens_per_s, 1) for s in stats],
+    }
+
+
+def bench_ours(engine, requests, settings) -> dict:
+    generate_many(engine, requests[:1], DecodingSettings(max_new_tokens=4))  # warm-up
+    out = {}
+    started = time.perf_counter()
+    single = generate_many(engine, [r for r in requests if r.key == "rag"], settings)
+    out["one_column"] = summarize(single, time.perf_counter() - started)
+    started = time.perf_counter()
+    four = generate_many(engine, requests, settings)
+    out["four_columns"] = summarize(four, time.perf_counter() - started)
+    out["prompt_tokens"] = {k: v.stats.prompt_tokens for k, v in four.items()}
+    import torch
+
+    out["threads_last_run"] = torch.get_num_threads()
+    return out
+
+
+def convert_lora(adapter: Path, base_folder: Path, out: Path) -> Path | None:
+    """llama.cpp's convert_lora_to_gguf.py from the llama-cpp-python sdist, if we can find one."""
+    candidates = list(Path("/tmp").glob("compare-build/llama_cpp_python-*/vendor/llama.cpp/convert_lora_to_gguf.py"))
+    if not candidates:
+        return None
+    script = candidates[0]
+    env = dict(os.environ, PYTHONPATH=str(script.parent / "gguf-py"))
+    result = subprocess.run(
+        [sys.executable, str(script), "--base", str(base_folder), "--outfile", str(out), str(adapter)],
+        cwd=script.parent, env=env, capture_output=True, text=True,
+    )
+    return out if result.returncode == 0 and out.exists() else None
+
+
+def bench_llama_cpp(texts: dict, lora_gguf: Path | None, new_tokens: int) -> dict | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    gguf = str(embedded_generator_gguf())
+    from core.engine import cpu_threads
+
+    threads = cpu_threads()  # the same thread policy as our engine, decided now
+    common = dict(n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, seed=0, verbose=False)
+    base = Llama(model_path=gguf, **common)
+    tuned = Llama(model_path=gguf, lora_path=str(lora_gguf), **common) if lora_gguf else base
+    eos = base.token_eos()
+    for llm in {id(base): base, id(tuned): tuned}.values():
+        llm.create_completion("Hello", max_tokens=4, temperature=0)  # warm-up
+    per = {}
+    started = time.perf_counter()
+    for key, text in texts.items():
+        llm = tuned if key in ("finetuned", "hybrid") else base
+        llm.reset()
+        t0 = time.perf_counter()
+        first, count = None, 0
+        for chunk in llm.create_completion(
+            text, max_tokens=new_tokens, temperature=0.0, repeat_penalty=1.1, logit_bias={eos: -1e9}, stream=True
+        ):
+            if first is None:
+                first = time.perf_counter() - t0
+            count += 1
+        total = time.perf_counter() - t0
+        per[key] = GenerationStats(prompt_tokens=len(llm.tokenize(text.encode(), add_bos=False, special=True)), new_tokens=count, first_token_s=first, total_s=total)
+    wall = time.perf_counter() - started
+    out = summarize(per, wall)
+    out["first_token_s_by_column"] = {k: round(s.first_token_s or 0, 2) for k, s in per.items()}
+    out["lora"] = bool(lora_gguf)
+    out["threads"] = threads
+    return out
+
+
+def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> dict | None:
+    """llama.cpp in a child process: a crash in the native library must not lose our numbers."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        try:
+            return pool.apply_async(_llama_child, (texts, str(lora) if lora else None, new_tokens)).get(timeout=900)
+        except Exception as error:  # noqa: BLE001
+            return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _llama_child(texts, lora, new_tokens):
+    import faulthandler
+    import subprocess as sp
+
+    # Run once more in a plain subprocess to learn the exit code if the library segfaults.
+    code = (
+        "import json,sys; sys.path.insert(0, %r); from bench.compare_bench import bench_llama_cpp; from pathlib import Path;"
+        "r = bench_llama_cpp(json.loads(sys.argv[1]), Path(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]));"
+        "print('RESULT' + json.dumps(r))"
+    ) % str(Path(__file__).resolve().parents[1])
+    faulthandler.enable()
+    result = sp.run([sys.executable, "-c", code, json.dumps(texts), lora or "", str(new_tokens)], capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[6:])
+    tail = [line for line in result.stderr.splitlines() if "lora for" not in line][-3:]
+    return {"error": f"llama-cpp-python exited with code {result.returncode} (-11 = segmentation fault)", "stderr_tail": tail}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--new-tokens", type=int, default=150)
+    parser.add_argument("--context-tokens", type=int, default=600)
+    parser.add_argument("--no-sequential", action="store_true", help="skip the old one-at-a-time transformers path")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_compare.md")))
+    args = parser.parse_args()
+    workspace = get_workspace(os.environ.get("STUDIO_WORKSPACE") or tempfile.mkdtemp(prefix="compare-bench-"))
+    adapter = make_adapter(workspace)
+    before = machine()
+    engine = load_engine(workspace)
+    question, hits = build_hits(args.context_tokens, engine.loaded.tokenizer)
+    answers, requests = plan_comparison(question, ["base", "rag", "finetuned", "hybrid"], hits, adapter=str(adapter))
+    settings = DecodingSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=0.0)
+    texts = {r.key: engine.loaded.tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests}
+
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine_before": before, "engine": f"transformers {engine.loaded.dtype}"}
+    print("ours ...", flush=True)
+    report["ours"] = bench_ours(engine, requests, settings)
+    print(json.dumps(report["ours"]), flush=True)
+    print("llama.cpp ...", flush=True)
+    lora = convert_lora(adapter, Path(engine.loaded.path), workspace.root / "bench-lora.gguf")
+    report["llama_cpp_sequential"] = run_llama_cpp_isolated(texts, lora, args.new_tokens)
+    print(json.dumps(report["llama_cpp_sequential"]), flush=True)
+    if not args.no_sequential:
+        print("transformers one at a time ...", flush=True)
+        started = time.perf_counter()
+        seq = {}
+        for request in requests:
+            seq.update(generate_many(engine, [request], settings))
+        report["transformers_sequential"] = summarize(seq, time.perf_counter() - started)
+        print(json.dumps(report["transformers_sequential"]), flush=True)
+    report["machine_after"] = machine()
+    llama = report["llama_cpp_sequential"]
+    if llama and "error" not in llama:
+        report["ratio_ours_over_llama_cpp_wall"] = round(report["ours"]["four_columns"]["wall_s"] / llama["wall_s"], 2)
+    print(json.dumps(report, indent=2))
+    write_markdown(Path(args.out), report, args)
+    return 0
+
+
+def write_markdown(path: Path, report: dict, args) -> None:
+    ours, llama, seq = report["ours"], report.get("llama_cpp_sequential"), report.get("transformers_sequential")
+    llama_error = llama.get("error") if llama else "llama-cpp-python not installed"
+    llama = None if llama_error else llama
+    lines = [
+        "# Compare benchmark (bench/compare_bench.py)",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {report['machine_before']['nproc']} CPUs, {report['machine_before']['cpu']}",
+        f"- load before: `{report['machine_before']['uptime']}`",
+        f"- load after: `{report['machine_after']['uptime']}`",
+        f"- prompts: base/fine-tuned = question only; RAG/hybrid = question + ~{args.context_tokens} tokens of squad36 passages; "
+        f"prompt tokens {ours['prompt_tokens']}; {args.new_tokens} new tokens forced per column; greedy.",
+        f"- our engine: {report['engine']}, one model, one left-padded batch mixing `__base__` and the LoRA (peft adapter_names).",
+        "",
+        "| path | columns | first token (s) | wall (s) | new tokens | aggregate tok/s | per-column tok/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name, cols, s):
+        lines.append(f"| {name} | {cols} | {s['first_token_s']} | {s['wall_s']} | {s['new_tokens']} | {s['aggregate_tok_s']} | {s['per_column_tok_s']} |")
+
+    row("ours (transformers batch)", 1, ours["one_column"])
+    row(f"ours (transformers batch, {ours['threads_last_run']} threads)", 4, ours["four_columns"])
+    if llama:
+        row(f"llama.cpp sequential (Q4_1, {llama['threads']} threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
+    if seq:
+        row("transformers one column at a time", 4, seq)
+    if seq:
+        lines += ["", f"**Four columns batched vs one at a time (transformers): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
+                  f"({round(seq['wall_s'] / ours['four_columns']['wall_s'], 2)}x faster).**"]
+    if llama_error:
+        lines += ["", f"llama.cpp: not measured in this run: {llama_error}."]
+    if llama:
+        lines += ["", f"**Four columns, ours / llama.cpp sequential wall time: {report['ratio_ours_over_llama_cpp_wall']}** (below 1 = we are faster)."]
+    if llama:
+        lines.append(f"llama.cpp first token per column (s): {llama['first_token_s_by_column']}")
+    lines += ["", "Raw:", "", "```json", json.dumps(report, indent=2), "```", ""]
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

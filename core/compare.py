@@ -1,0 +1,341 @@
+"""Compare the four answer variants (base, RAG, fine-tuned, hybrid) for one or many questions.
+
+Every variant of a question shares the decoding settings, the system voice and (RAG, hybrid) the same
+retrieved chunks; all variants go to the engine as ONE batch. Used by pages/compare.py, the CLI
+(`python -m core compare`) and evaluation (`compare_many`).
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from core.engine import GenerationEngine, GenerationRequest, StreamEvent, collect
+from core.errors import StudioError
+from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
+from core.knowledge import Hit
+from core.settings import Workspace
+from core.storage import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("base", "rag", "finetuned", "hybrid")
+VARIANT_LABELS = {"base": "Base model", "rag": "RAG", "finetuned": "Fine-tuned", "hybrid": "Hybrid (RAG + fine-tuned)"}
+VARIANT_BLURBS = {
+    "base": "The model as shipped: no documents, no adapter.",
+    "rag": "Base model + retrieved passages, cited [1], [2].",
+    "finetuned": "Base model + your LoRA adapter, no documents.",
+    "hybrid": "LoRA adapter + the same retrieved passages.",
+}
+USES_CONTEXT = frozenset({"rag", "hybrid"})
+USES_ADAPTER = frozenset({"finetuned", "hybrid"})
+_ALIASES = {"ft": "finetuned", "fine-tuned": "finetuned", "fine_tuned": "finetuned", "tuned": "finetuned", "lora": "finetuned"}
+NO_ADAPTER_MESSAGE = "No adapter yet. Train one on the Fine-tune page, then pick it here to see the fine-tuned answer."
+
+
+def parse_variants(values: str | Sequence[str]) -> list[str]:
+    """'base,rag,ft,hybrid' or a list -> canonical names in display order; a StudioError for unknown names."""
+    items = values.split(",") if isinstance(values, str) else list(values)
+    chosen = set()
+    for item in items:
+        name = _ALIASES.get(item.strip().lower(), item.strip().lower())
+        if not name:
+            continue
+        if name not in VARIANTS:
+            raise StudioError(f"Unknown variant {item!r}; choose from base, rag, finetuned (ft), hybrid.")
+        chosen.add(name)
+    if not chosen:
+        raise StudioError("Choose at least one variant: base, rag, finetuned or hybrid.")
+    return [name for name in VARIANTS if name in chosen]
+
+
+@dataclass
+class VariantAnswer:
+    variant: str
+    text: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    error: str | None = None
+    note: str | None = None  # e.g. "nothing relevant retrieved": answered without generating
+    adapter: str | None = None
+    messages: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return VARIANT_LABELS[self.variant]
+
+    def to_dict(self) -> dict:
+        return {
+            "variant": self.variant,
+            "label": self.label,
+            "answer": self.text,
+            "error": self.error,
+            "note": self.note,
+            "adapter": self.adapter,
+            "sources": [hit.to_dict() for hit in self.hits],
+            "prompt_tokens": self.stats.prompt_tokens,
+            "new_tokens": self.stats.new_tokens,
+            "first_token_s": self.stats.first_token_s,
+            "total_s": self.stats.total_s,
+            "tokens_per_s": self.stats.tokens_per_s,
+        }
+
+
+@dataclass
+class Comparison:
+    question: str
+    answers: dict[str, VariantAnswer]
+    kb: str | None = None
+    adapter: str | None = None
+    settings: DecodingSettings = field(default_factory=DecodingSettings)
+    system: str | None = None
+    wall_s: float = 0.0
+    engine: str = ""
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "kb": self.kb,
+            "adapter": self.adapter,
+            "engine": self.engine,
+            "wall_s": self.wall_s,
+            "created_at": self.created_at,
+            "settings": {k: getattr(self.settings, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")},
+            "system": self.system,
+            "answers": [answer.to_dict() for answer in self.answers.values()],
+        }
+
+
+def plan_comparison(
+    question: str,
+    variants: Sequence[str],
+    hits: Sequence[Hit] = (),
+    adapter: str | None = None,
+    system: str | None = None,
+    key_prefix: str = "",
+) -> tuple[dict[str, VariantAnswer], list[GenerationRequest]]:
+    """Answers to fill in and the engine requests that fill them.
+
+    Variants answered without the model: RAG/hybrid with no relevant hits (NO_CONTEXT_ANSWER, never a
+    guess) and fine-tuned/hybrid without an adapter (how to get one).
+    """
+    variants = parse_variants(variants)
+    answers: dict[str, VariantAnswer] = {}
+    requests: list[GenerationRequest] = []
+    hits = list(hits)
+    for variant in variants:
+        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [])
+        answers[variant] = answer
+        if variant in USES_ADAPTER and not adapter:
+            answer.error = NO_ADAPTER_MESSAGE
+            continue
+        answer.adapter = adapter if variant in USES_ADAPTER else None
+        if variant in USES_CONTEXT and not hits:
+            answer.text = NO_CONTEXT_ANSWER
+            answer.note = "Nothing relevant was retrieved, so this column does not generate."
+            continue
+        answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
+        requests.append(GenerationRequest(key_prefix + variant, answer.messages, answer.adapter))
+    return answers, requests
+
+
+def stream_comparison(
+    engine: GenerationEngine,
+    question: str,
+    variants: Sequence[str],
+    hits: Sequence[Hit] = (),
+    adapter: str | None = None,
+    settings: DecodingSettings = DecodingSettings(),
+    system: str | None = None,
+) -> tuple[Comparison, Iterator[StreamEvent]]:
+    """The comparison (filled in as the stream is consumed) and the stream of events, keyed by variant."""
+    answers, requests = plan_comparison(question, variants, hits, adapter, system)
+    comparison = Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", ""))
+
+    def events() -> Iterator[StreamEvent]:
+        started = time.perf_counter()
+        try:
+            for event in engine.stream_many(requests, settings) if requests else ():
+                answer = answers[event.key]
+                if event.kind == "text":
+                    answer.text += event.text
+                elif event.kind == "error":
+                    answer.error = event.text
+                if event.stats is not None:
+                    answer.stats = event.stats
+                yield event
+        except StudioError as error:
+            for request in requests:
+                if answers[request.key].error is None:
+                    answers[request.key].error = str(error)
+                    yield StreamEvent(request.key, "error", str(error))
+        finally:
+            comparison.wall_s = time.perf_counter() - started
+            for answer in answers.values():
+                answer.text = answer.text.strip()
+
+    return comparison, events()
+
+
+def run_comparison(engine: GenerationEngine, question: str, variants: Sequence[str], **kwargs) -> Comparison:
+    comparison, events = stream_comparison(engine, question, variants, **kwargs)
+    for _ in events:
+        pass
+    return comparison
+
+
+def compare_many(
+    engine: GenerationEngine,
+    questions: Sequence[str],
+    variants: Sequence[str],
+    retrieve: Callable[[Sequence[str]], list[list[Hit]]] | None = None,
+    adapter: str | None = None,
+    settings: DecodingSettings = DecodingSettings(),
+    system: str | None = None,
+    batch_rows: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Comparison]:
+    """Every variant for many questions (evaluation). Rows of several questions share one batch.
+
+    `retrieve(questions) -> hits per question` (already filtered by `relevant`), e.g.
+    `lambda qs: [relevant(h) for h in search_many(ws, kb, qs, embedder, retrieval)]`.
+    """
+    variants = parse_variants(variants)
+    needs_context = any(v in USES_CONTEXT for v in variants)
+    if needs_context and retrieve is None:
+        raise StudioError("RAG and hybrid need a knowledge base; pass a retrieve function or drop those variants.")
+    all_hits = retrieve(list(questions)) if needs_context else [[] for _ in questions]
+    comparisons, pending = [], []
+    for index, (question, hits) in enumerate(zip(questions, all_hits)):
+        answers, requests = plan_comparison(question, variants, hits, adapter, system, key_prefix=f"{index}:")
+        comparisons.append(Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", "")))
+        pending.extend(requests)
+    done = 0
+    for start in range(0, len(pending), max(1, batch_rows)):
+        batch = pending[start : start + batch_rows]
+        started = time.perf_counter()
+        try:
+            results = collect(engine.stream_many(batch, settings), [r.key for r in batch])
+        except StudioError as error:
+            results = {r.key: None for r in batch}
+            failure = str(error)
+        elapsed = time.perf_counter() - started
+        for request in batch:
+            index, variant = request.key.split(":", 1)
+            answer = comparisons[int(index)].answers[variant]
+            result = results.get(request.key)
+            if result is None:
+                answer.error = failure
+                continue
+            answer.text, answer.stats, answer.error = result.text, result.stats, result.error
+            comparisons[int(index)].wall_s += elapsed / len(batch)
+        done += len(batch)
+        if progress:
+            progress(done, len(pending))
+    return comparisons
+
+
+# ---------------------------------------------------------------- demo questions (per knowledge base)
+DEFAULT_DEMO_QUESTIONS = [
+    "What is this document about, in two sentences?",
+    "What are the key dates or numbers mentioned?",
+    "Who are the main people or organisations involved?",
+]
+
+
+def _demo_file(workspace: Workspace) -> Path:
+    return workspace.root / "compare_demo_questions.json"
+
+
+def load_demo_questions(workspace: Workspace, kb_name: str) -> list[str]:
+    stored = read_json(_demo_file(workspace), default={}) or {}
+    questions = stored.get(kb_name)
+    return list(questions) if isinstance(questions, list) else list(DEFAULT_DEMO_QUESTIONS)
+
+
+def save_demo_questions(workspace: Workspace, kb_name: str, questions: Sequence[str]) -> list[str]:
+    cleaned = [q.strip() for q in questions if q and q.strip()]
+    if len(cleaned) > 50:
+        raise StudioError("Keep the demo list to 50 questions or fewer.")
+    if any(len(q) > 1000 for q in cleaned):
+        raise StudioError("A demo question is longer than 1000 characters; shorten it.")
+    stored = read_json(_demo_file(workspace), default={}) or {}
+    stored[kb_name] = cleaned
+    atomic_write_json(_demo_file(workspace), stored)
+    return cleaned
+
+
+# ---------------------------------------------------------------- export
+def _timing(answer: VariantAnswer) -> str:
+    s = answer.stats
+    first = f"{s.first_token_s:.2f} s" if s.first_token_s is not None else "–"
+    return f"first token {first} · total {s.total_s:.2f} s · {s.new_tokens} tokens · {s.tokens_per_s:.1f} tok/s"
+
+
+def export_markdown(comparisons: Sequence[Comparison]) -> str:
+    lines = ["# RAG vs Fine-Tuning Studio: comparison", ""]
+    for comparison in comparisons:
+        lines += [f"## Q: {comparison.question}", ""]
+        meta = [f"knowledge base: {comparison.kb or '–'}", f"adapter: {comparison.adapter or '–'}", f"engine: {comparison.engine or '–'}"]
+        s = comparison.settings
+        meta.append(f"max new tokens {s.max_new_tokens}, temperature {s.temperature}, top-p {s.top_p}, seed {s.seed}")
+        lines += [f"*{' · '.join(meta)}*", ""]
+        for answer in comparison.answers.values():
+            lines += [f"### {answer.label}", ""]
+            if answer.error:
+                lines += [f"> {answer.error}", ""]
+                continue
+            lines += [answer.text or "(empty answer)", "", f"*{_timing(answer)}*", ""]
+            for number, hit in enumerate(answer.hits, start=1):
+                snippet = " ".join(hit.text.split())
+                lines.append(f"- [{number}] {hit.document}, p. {hit.page} (score {hit.score:.2f}): {snippet[:300]}")
+            if answer.hits:
+                lines.append("")
+    return "\n".join(lines)
+
+
+def export_html(comparisons: Sequence[Comparison]) -> str:
+    """A standalone page; every user or model string goes through html.escape."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2937}"
+        ".row{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:1rem}"
+        ".col{border:1px solid #e5e7eb;border-radius:8px;padding:1rem}.meta{color:#6b7280;font-size:.85rem}"
+        ".err{color:#b91c1c}pre{white-space:pre-wrap;font-family:inherit}</style></head><body>",
+        "<h1>RAG vs Fine-Tuning Studio: comparison</h1>",
+    ]
+    for comparison in comparisons:
+        parts.append(f"<h2>Q: {e(comparison.question)}</h2>")
+        parts.append(
+            f"<p class='meta'>knowledge base: {e(comparison.kb or '–')} · adapter: {e(comparison.adapter or '–')} · "
+            f"engine: {e(comparison.engine or '–')}</p><div class='row'>"
+        )
+        for answer in comparison.answers.values():
+            parts.append(f"<div class='col'><h3>{e(answer.label)}</h3>")
+            if answer.error:
+                parts.append(f"<p class='err'>{e(answer.error)}</p></div>")
+                continue
+            parts.append(f"<pre>{e(answer.text)}</pre><p class='meta'>{e(_timing(answer))}</p>")
+            if answer.hits:
+                parts.append("<ol>")
+                for hit in answer.hits:
+                    parts.append(
+                        f"<li><b>{e(hit.document)}</b>, p. {hit.page} (score {hit.score:.2f})<br>"
+                        f"<span class='meta'>{e(' '.join(hit.text.split())[:400])}</span></li>"
+                    )
+                parts.append("</ol>")
+            parts.append("</div>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def comparisons_to_json(comparisons: Sequence[Comparison]) -> str:
+    return json.dumps([c.to_dict() for c in comparisons], indent=2, ensure_ascii=False, default=str)

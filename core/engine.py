@@ -1,0 +1,382 @@
+"""Generation engines: many chats at once, each with or without a LoRA adapter, streamed.
+
+One interface (`GenerationEngine.stream_many`) so pages, the CLI and evaluation never care which
+engine runs. The default, `TorchEngine`, keeps ONE copy of the base weights and serves a batch that
+mixes adapters: peft's `generate(..., adapter_names=[...])` with "__base__" for rows that must be
+the plain base model (peft applies each LoRA only to its own sub-batch, so base rows compute exactly
+`base_layer(x)`). Rows are left-padded and decoded together, so four columns cost little more than
+one on a CPU (bench/RESULTS_compare.md). On CUDA the same code runs in bf16.
+
+Pitfall (peft 0.21, lora/layer.py `_mixed_batch_forward`): an adapter name that is not loaded is
+skipped without a word, which silently gives base output. We only pass names we loaded ourselves and
+verify each adapter injected LoRA weights (> 0 parameters) before using it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+from core.errors import StudioError
+from core.generation import DecodingSettings, GenerationStats
+
+log = logging.getLogger(__name__)
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One chat to answer. `adapter` is a peft LoRA folder, or None for the base model."""
+
+    key: str
+    messages: list
+    adapter: str | None = None
+
+
+@dataclass
+class StreamEvent:
+    """`text`: a new piece of `key`'s answer; `done`: `key` finished; `error`: `key` failed with `text`."""
+
+    key: str
+    kind: str
+    text: str = ""
+    stats: GenerationStats | None = None
+
+
+@dataclass
+class GenerationResult:
+    key: str
+    text: str = ""
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    error: str | None = None
+
+
+class GenerationEngine(Protocol):
+    """What the compare and evaluation code needs from an engine (real: TorchEngine; tests: fakes)."""
+
+    name: str
+
+    def stream_many(self, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> Iterator[StreamEvent]: ...
+
+
+def collect(events: Iterator[StreamEvent], keys: Sequence[str]) -> dict[str, GenerationResult]:
+    """Drain a stream into one result per key."""
+    results = {key: GenerationResult(key) for key in keys}
+    pieces: dict[str, list[str]] = {key: [] for key in keys}
+    for event in events:
+        result = results.setdefault(event.key, GenerationResult(event.key))
+        if event.kind == "text":
+            pieces.setdefault(event.key, []).append(event.text)
+        elif event.kind == "error":
+            result.error = event.text
+        if event.stats is not None:
+            result.stats = event.stats
+    for key, result in results.items():
+        result.text = "".join(pieces.get(key, [])).strip()
+    return results
+
+
+def generate_many(engine: GenerationEngine, requests: Sequence[GenerationRequest], settings: DecodingSettings = DecodingSettings()) -> dict[str, GenerationResult]:
+    return collect(engine.stream_many(requests, settings), [request.key for request in requests])
+
+
+def check_adapter_folder(path: str | Path) -> Path:
+    """A readable peft LoRA folder, or a StudioError that says what is wrong."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise StudioError(f"The adapter folder {folder} does not exist; train one on the Fine-tune page or pick another adapter.")
+    config_file = folder / "adapter_config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudioError(f"{folder} has no adapter_config.json; it is not a peft adapter folder.") from None
+    except (OSError, ValueError) as error:
+        raise StudioError(f"The adapter config {config_file} is unreadable ({error}); retrain or pick another adapter.") from None
+    if str(config.get("peft_type", "")).upper() != "LORA":
+        raise StudioError(f"The adapter in {folder} is {config.get('peft_type')!r}, not LoRA; only LoRA adapters can be compared.")
+    if not any((folder / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise StudioError(f"{folder} has no adapter_model.safetensors; the training run may not have finished.")
+    return folder.resolve()
+
+
+def _adapter_name(folder: Path) -> str:
+    weights = folder / "adapter_model.safetensors"
+    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
+    # A retrained run replaces the file in place: the mtime makes it a new adapter.
+    return "a" + hashlib.sha1(f"{folder}|{stamp}".encode()).hexdigest()[:12]
+
+
+def fast_cpu_dtype() -> str:
+    """fp32 on CPU, by measurement (bench/RESULTS_compare.md, this 2-core AMX machine, 4 rows x 32 tokens):
+    fp32 2 threads 2.1 s, bf16 1 thread 3.0 s, bf16 2 threads 21 s (bf16 kernels collapse when the two
+    cores are shared with other processes). bf16 stays available through GeneratorSpec(dtype=...)."""
+    return "float32"
+
+
+class _BatchStreamer:
+    """A transformers streamer for a whole batch: `generate` pushes the prompt, then one token per row per step."""
+
+    def __init__(self, sink: "queue.Queue"):
+        self.sink = sink
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.sink.put(("tokens", value.reshape(-1).tolist()))
+
+    def end(self) -> None:
+        self.sink.put(("end", None))
+
+
+def cpu_threads() -> int:
+    """Torch threads for the next generation on CPU: all cores, or 1 when other processes already load them.
+
+    Measured on the 2-core box (prefill of 625 tokens, fp32): load ~5 -> 2 threads 5.2 s, 1 thread 2.9 s;
+    load ~3 -> 32 tokens x 4 rows: 2 threads 2.1 s, 1 thread 3.4 s. OpenMP threads that lose their core
+    stall each other at every barrier, so a busy machine is faster with one.
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return cores
+    return 1 if load >= cores + 1 else cores
+
+
+def _stopping_on(event: threading.Event):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
+class TorchEngine:
+    """transformers + peft, one model, a mixed-adapter batch. Thread-safe: one generation at a time."""
+
+    name = "transformers"
+
+    def __init__(self, loaded):
+        self.loaded = loaded
+        self._peft = None
+        self._adapters: dict[Path, str] = {}
+        self.lock = loaded.lock
+        self.loaded.tokenizer.padding_side = "left"  # decoder-only batches must be left-padded
+
+    # ------------------------------------------------------------ adapters
+    @property
+    def adapters(self) -> dict[str, str]:
+        return {str(path): name for path, name in self._adapters.items()}
+
+    def load_adapter(self, path: str | Path) -> str:
+        """The peft name of the adapter in `path`, loading it once; a StudioError when it cannot serve."""
+        folder = check_adapter_folder(path)
+        name = _adapter_name(folder)
+        with self.lock:
+            if self._adapters.get(folder) == name:
+                return name
+            from peft import PeftModel
+
+            try:
+                if self._peft is None:
+                    # autocast off: keep LoRA weights in the base dtype (bf16 on CPU) instead of fp32 copies.
+                    self._peft = PeftModel.from_pretrained(
+                        self.loaded.model, str(folder), adapter_name=name, is_trainable=False, autocast_adapter_dtype=False
+                    )
+                    self._peft.eval()
+                else:
+                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False, autocast_adapter_dtype=False)
+            except Exception as error:  # a corrupt file, another base model's shapes, ...
+                self._drop(name)
+                raise StudioError(f"The adapter in {folder} could not be loaded onto this model: {error}") from error
+            injected = sum(p.numel() for n, p in self._peft.named_parameters() if f".{name}." in n)
+            if injected == 0:
+                self._drop(name)
+                raise StudioError(
+                    f"The adapter in {folder} targets modules this model does not have, so it would change nothing; "
+                    "train it on this base model."
+                )
+            self._adapters = {p: n for p, n in self._adapters.items() if p != folder}
+            self._adapters[folder] = name
+            log.info("Loaded adapter %s as %s (%d LoRA parameters)", folder, name, injected)
+            return name
+
+    def _drop(self, name: str) -> None:
+        if self._peft is None:
+            return
+        try:
+            if name in getattr(self._peft, "peft_config", {}):
+                self._peft.delete_adapter(name)
+        except Exception:  # pragma: no cover - best effort cleanup
+            log.exception("Could not remove the failed adapter %s", name)
+
+    # ------------------------------------------------------------ generation
+    def encode(self, messages_list: Sequence[list]) -> tuple[list[str], list[int]]:
+        tokenizer = self.loaded.tokenizer
+        texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages_list]
+        lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        return texts, lengths
+
+    def stream_many(self, requests: Sequence[GenerationRequest], settings: DecodingSettings = DecodingSettings()) -> Iterator[StreamEvent]:
+        settings.validate()
+        if not requests:
+            return
+        keys = [request.key for request in requests]
+        if len(set(keys)) != len(keys):
+            raise StudioError("Two requests share a key; give every column its own key.")
+        # Adapters first: a broken one fails only its own column.
+        runnable: list[tuple[GenerationRequest, str]] = []
+        for request in requests:
+            if request.adapter is None:
+                runnable.append((request, BASE_ADAPTER))
+                continue
+            try:
+                runnable.append((request, self.load_adapter(request.adapter)))
+            except StudioError as error:
+                yield StreamEvent(request.key, "error", str(error), GenerationStats())
+        if not runnable:
+            return
+        yield from self._stream_batch(runnable, settings)
+
+    def _stream_batch(self, runnable: list[tuple[GenerationRequest, str]], settings: DecodingSettings) -> Iterator[StreamEvent]:
+        import torch
+
+        tokenizer = self.loaded.tokenizer
+        texts, lengths = self.encode([request.messages for request, _ in runnable])
+        limit = self.loaded.max_length - settings.max_new_tokens
+        for (request, _), length in zip(runnable, lengths):
+            if length > limit:
+                raise StudioError(
+                    f"The prompt for {request.key} has {length} tokens; with {settings.max_new_tokens} new tokens it exceeds the "
+                    f"model's {self.loaded.max_length}-token window. Retrieve fewer chunks or lower max new tokens."
+                )
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {key: value.to(self.loaded.device) for key, value in encoded.items()}
+        names = [name for _, name in runnable]
+        stop_ids = self._stop_ids()
+        kwargs = dict(
+            **encoded,
+            max_new_tokens=settings.max_new_tokens,
+            repetition_penalty=settings.repetition_penalty,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        if settings.min_new_tokens:
+            kwargs["min_new_tokens"] = settings.min_new_tokens
+        if settings.temperature > 0:
+            kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        sink: queue.Queue = queue.Queue()
+        kwargs["streamer"] = _BatchStreamer(sink)
+        cancel = threading.Event()
+        kwargs["stopping_criteria"] = _stopping_on(cancel)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self.lock, torch.inference_mode():
+                    if self.loaded.device == "cpu":
+                        torch.set_num_threads(cpu_threads())
+                    if settings.temperature > 0:
+                        torch.manual_seed(settings.seed)
+                    if self._peft is not None:
+                        # Always name every row: without adapter_names peft would apply the active adapter to all rows.
+                        self._peft.generate(**kwargs, adapter_names=names)
+                    else:
+                        self.loaded.model.generate(**kwargs)
+            except BaseException as error:  # surfaced in the caller's thread
+                errors.append(error)
+                sink.put(("end", None))
+
+        rows = len(runnable)
+        stats = [GenerationStats(prompt_tokens=lengths[i]) for i in range(rows)]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        shown = [""] * rows
+        finished = [False] * rows
+        started = time.perf_counter()
+        worker = threading.Thread(target=run, name="compare-generate", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = sink.get()
+                if kind == "end":
+                    break
+                now = time.perf_counter() - started
+                for row, token in enumerate(value):
+                    if finished[row]:
+                        continue
+                    if token in stop_ids:
+                        finished[row] = True
+                        stats[row].total_s = now
+                        yield StreamEvent(runnable[row][0].key, "done", "", stats[row])
+                        continue
+                    tokens[row].append(token)
+                    stats[row].new_tokens = len(tokens[row])
+                    if stats[row].first_token_s is None:
+                        stats[row].first_token_s = now
+                    stats[row].total_s = now
+                    text = tokenizer.decode(tokens[row], skip_special_tokens=True)
+                    if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+                        continue
+                    if len(text) > len(shown[row]) and text.startswith(shown[row]):
+                        piece = text[len(shown[row]) :]
+                        shown[row] = text
+                        yield StreamEvent(runnable[row][0].key, "text", piece, stats[row])
+                    elif text != shown[row]:
+                        shown[row] = text
+                        yield StreamEvent(runnable[row][0].key, "text", "", stats[row])
+        finally:
+            # The consumer stopped early (a Streamlit rerun, a closed tab): end generate at the next step
+            # instead of holding the model lock until max_new_tokens.
+            cancel.set()
+            worker.join()
+        total = time.perf_counter() - started
+        for row in range(rows):
+            if finished[row]:
+                continue
+            key = runnable[row][0].key
+            if errors:
+                yield StreamEvent(key, "error", f"Generation failed: {errors[0]}", stats[row])
+                continue
+            stats[row].total_s = total
+            text = tokenizer.decode(tokens[row], skip_special_tokens=True)
+            if text != shown[row]:
+                piece = text[len(shown[row]) :] if text.startswith(shown[row]) else ""
+                shown[row] = text
+                yield StreamEvent(key, "text", piece, stats[row])
+            yield StreamEvent(key, "done", "", stats[row])
+
+    def _stop_ids(self) -> set[int]:
+        tokenizer = self.loaded.tokenizer
+        ids = set()
+        eos = getattr(self.loaded.model.generation_config, "eos_token_id", None)
+        for value in (eos if isinstance(eos, (list, tuple)) else [eos]) + [tokenizer.eos_token_id]:
+            if value is not None:
+                ids.add(int(value))
+        return ids
+
+
+def load_engine(workspace, spec=None, engine: str = "auto"):
+    """The engine for this machine: transformers (bf16 on CPUs with native bf16, CUDA when present)."""
+    from core.models import GeneratorSpec, load_generator, resolve_device
+
+    spec = spec or GeneratorSpec()
+    if spec.dtype == "auto" and resolve_device(spec.device) == "cpu":
+        spec = GeneratorSpec(model_id=spec.model_id, device=spec.device, dtype=fast_cpu_dtype())
+    if engine not in ("auto", "transformers"):
+        raise StudioError(f"Unknown engine {engine!r}; choose 'auto' or 'transformers'.")
+    return TorchEngine(load_generator(spec, workspace))

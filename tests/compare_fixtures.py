@@ -1,0 +1,72 @@
+"""Shared helpers for the compare tests: a workspace with the converted model, a LoRA adapter, a KB."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core.settings import Workspace, get_workspace
+
+KB_NAME = "oil"
+KB_TEXT = (
+    "The 1973 oil crisis began in October 1973 when the members of the Organization of Arab Petroleum "
+    "Exporting Countries proclaimed an oil embargo. By the end of the embargo in March 1974, the price of oil "
+    "had risen from US$3 per barrel to nearly $12 globally. The embargo caused an oil crisis, or shock, with "
+    "many short- and long-term effects on global politics and the global economy.\n\n"
+    "The Amazon rainforest covers much of the Amazon basin of South America. The basin is 7,000,000 square "
+    "kilometres, of which 5,500,000 square kilometres are covered by the rainforest."
+)
+
+
+def make_adapter(workspace: Workspace, run_id: str = "fixture-run") -> Path:
+    """A small non-zero LoRA adapter on q_proj, v_proj, saved like a training run saves it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from core.models import GeneratorSpec, load_generator
+
+    target = workspace.runs / run_id / "adapter"
+    if (target / "adapter_config.json").exists():
+        return target
+    torch.manual_seed(1234)
+    model = load_generator(GeneratorSpec(dtype="float32"), workspace).model
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert trainable > 0
+    peft_model.save_pretrained(target)
+    return target
+
+
+def make_broken_adapter(workspace: Workspace) -> Path:
+    target = workspace.runs / "broken-run" / "adapter"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}')
+    (target / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    return target
+
+
+def make_kb(workspace: Workspace) -> None:
+    from core.knowledge import SentenceTransformerEmbedder, list_knowledge_bases, ingest_files
+    from core.models import EmbedderSpec, load_embedder
+
+    if any(kb.name == KB_NAME for kb in list_knowledge_bases(workspace)):
+        return
+    spec = EmbedderSpec()
+    embedder = SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+    results = ingest_files(workspace, KB_NAME, [("oil_and_amazon.txt", KB_TEXT.encode())], embedder)
+    assert results[0].status == "added", results[0].message
+
+
+def prepare_workspace(root: Path, with_kb: bool = True) -> Workspace:
+    """Reuses a converted model from $COMPARE_MODEL_CACHE when present (saves ~20 s per session)."""
+    import os
+
+    workspace = get_workspace(root)
+    cache = os.environ.get("COMPARE_MODEL_CACHE")
+    model_dir = workspace.models / "SmolLM2-135M-Instruct"
+    if cache and (Path(cache) / "config.json").exists() and not model_dir.exists():
+        shutil.copytree(cache, model_dir)
+    make_adapter(workspace)
+    if with_kb:
+        make_kb(workspace)
+    return workspace
