@@ -33,7 +33,9 @@ class DecodingSettings:
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy and deterministic"})
     top_p: float = field(default=0.9, metadata={"help": "nucleus sampling cut-off when temperature > 0"})
     seed: int = field(default=0, metadata={"help": "sampling seed, for repeatable answers"})
-    repetition_penalty: float = field(default=1.1, metadata={"help": ">1 discourages loops, common in small models"})
+    # 1.0 by measurement: 1.1 stopped RAG quoting its sources (F1 0.038 vs 0.051 for base) and broke a
+    # taught 3-bullet format (0.00 vs 0.70 followed), because it penalises the prompt's own tokens too.
+    repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages loops, but also penalises quoting the sources"})
     min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks: equal work per engine)"})
 
     def validate(self) -> None:
