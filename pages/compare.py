@@ -9,6 +9,8 @@ import time
 
 import streamlit as st
 
+import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+
 from core.adapters import find_adapters
 from core.compare import (
     USES_ADAPTER,

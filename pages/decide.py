@@ -12,6 +12,8 @@ from dataclasses import asdict
 import plotly.express as px
 import streamlit as st
 
+import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+
 from core.decision import (
     OPTION_LABELS,
     OPTIONS,

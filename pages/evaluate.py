@@ -11,6 +11,8 @@ from dataclasses import asdict, is_dataclass
 import pandas as pd
 import streamlit as st
 
+import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+
 from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases

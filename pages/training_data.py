@@ -6,6 +6,8 @@ import json
 import pandas as pd
 import streamlit as st
 
+import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+
 from core import datasets as D
 from core.errors import StudioError
 from core.settings import get_workspace

@@ -6,10 +6,11 @@ from tests.e2e import chromium, streamlit_server, wait_for_text
 pytestmark = pytest.mark.browser
 
 
-def test_first_request_to_a_deep_link_uses_the_app_navigation(tmp_path):
+@pytest.mark.parametrize(("path", "title"), [("ask", "Ask your documents"), ("training_data", "Training data")])
+def test_first_request_to_a_deep_link_uses_the_app_navigation(tmp_path, path, title):
     with streamlit_server(tmp_path) as url, chromium() as driver:
-        driver.get(f"{url}/ask")
-        wait_for_text(driver, "Ask your documents")
+        driver.get(f"{url}/{path}")
+        wait_for_text(driver, title)
         wait_for_text(driver, "Workspace:")  # the shared sidebar only app.py renders
         nav = driver.find_element("css selector", '[data-testid="stSidebarNav"]').text
         assert "Decide" in nav and "Documents" in nav
