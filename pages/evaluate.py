@@ -51,8 +51,13 @@ run_tab, results_tab, drill_tab, report_tab = st.tabs(["Run an evaluation", "Sco
 # ---------------------------------------------------------------- run
 with run_tab:
     left, right = st.columns(2)
-    kb = left.selectbox("Knowledge base", [NONE] + kbs, help="RAG and hybrid retrieve from it; retrieval metrics need it")
-    adapter_choice = right.selectbox("Adapter (training run)", [NONE] + adapters + ["folder path…"])
+    kb_options = [NONE] + kbs
+    active_kb = st.session_state.get("active_kb")
+    kb = left.selectbox("Knowledge base", kb_options, index=kb_options.index(active_kb) if active_kb in kbs else min(1, len(kbs)),
+                        help="RAG and hybrid retrieve from it; retrieval metrics need it")
+    adapter_options = [NONE] + adapters + ["folder path…"]
+    adapter_choice = right.selectbox("Adapter (training run)", adapter_options, index=1 if adapters else 0,
+                                     help="The newest completed run is preselected.")
     adapter = None if adapter_choice == NONE else adapter_choice
     if adapter_choice == "folder path…":
         adapter = right.text_input("Adapter folder", placeholder="/path/to/adapter") or None
