@@ -338,7 +338,8 @@ def resolve_adapter(workspace: Workspace, adapter: str | None) -> Path | None:
 def list_adapter_runs(workspace: Workspace) -> list[str]:
     if not workspace.runs.exists():
         return []
-    return sorted(p.parent.parent.name for p in workspace.runs.glob("*/adapter/adapter_config.json"))
+    # Newest first: run ids start with their start time (run-YYYYmmdd-HHMMSS-…).
+    return sorted((p.parent.parent.name for p in workspace.runs.glob("*/adapter/adapter_config.json")), reverse=True)
 
 
 # ---------------------------------------------------------------- the default runner
