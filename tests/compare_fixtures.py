@@ -1,10 +1,9 @@
 """Shared helpers for the compare tests: a workspace with the converted model, a LoRA adapter, a KB."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from core.settings import Workspace, get_workspace
+from core.settings import Workspace
 
 KB_NAME = "oil"
 KB_TEXT = (
@@ -58,14 +57,10 @@ def make_kb(workspace: Workspace) -> None:
 
 
 def prepare_workspace(root: Path, with_kb: bool = True) -> Workspace:
-    """Reuses a converted model from $COMPARE_MODEL_CACHE when present (saves ~20 s per session)."""
-    import os
+    """A workspace linked to the once-converted embedded model (tests/tune_support.py), with an adapter and a KB."""
+    from tests.tune_support import workspace_with_model
 
-    workspace = get_workspace(root)
-    cache = os.environ.get("COMPARE_MODEL_CACHE")
-    model_dir = workspace.models / "SmolLM2-135M-Instruct"
-    if cache and (Path(cache) / "config.json").exists() and not model_dir.exists():
-        shutil.copytree(cache, model_dir)
+    workspace = workspace_with_model(root)
     make_adapter(workspace)
     if with_kb:
         make_kb(workspace)
