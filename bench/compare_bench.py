@@ -5,8 +5,8 @@
 Measures, in one run and on the same four prompts (RAG/hybrid: a question plus ~600 tokens of squad36
 passages; 150 new tokens forced, so every engine does the same work):
   1. our engine (core.engine.TorchEngine), one column (RAG) and all four in one mixed-adapter batch;
-  2. transformers answering the four one after another (the old path, core.generation.stream_chat);
-  3. llama.cpp (llama-cpp-python, Q4_1 GGUF, 2 threads) answering the four one after another,
+  2. our engine answering the four one after another (one request per call);
+  3. llama.cpp (llama-cpp-python, Q4_1 GGUF, bench/llama_ref.py under $LLAMA_PYTHON) answering the four one after another,
      fine-tuned/hybrid with the same LoRA converted by llama.cpp's convert_lora_to_gguf.py.
 Not part of the test suite. llama-cpp-python is optional: without it, step 3 is skipped.
 """
@@ -189,7 +189,7 @@ def write_markdown(path: Path, report: dict, args) -> None:
         f"- load after: `{report['machine_after']['uptime']}`",
         f"- prompts: base/fine-tuned = question only; RAG/hybrid = question + ~{args.context_tokens} tokens of squad36 passages; "
         f"prompt tokens {ours['prompt_tokens']}; {args.new_tokens} new tokens forced per column; greedy.",
-        f"- our engine: {report['engine']}, one model, one left-padded batch mixing `__base__` and the LoRA (peft adapter_names).",
+        f"- our engine: {report['engine']}, one model; each equal-length prompt group prefilled unpadded, then all rows decoded in one left-padded batch mixing `__base__` and the LoRA (peft adapter_names).",
         "",
         "| path | columns | first token (s) | wall (s) | new tokens | aggregate tok/s | per-column tok/s |",
         "|---|---|---|---|---|---|---|",
@@ -203,9 +203,9 @@ def write_markdown(path: Path, report: dict, args) -> None:
     if llama:
         row(f"llama.cpp sequential (Q4_1, {llama['threads']} threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
     if seq:
-        row("transformers one column at a time", 4, seq)
+        row("ours, one column at a time", 4, seq)
     if seq:
-        lines += ["", f"**Four columns batched vs one at a time (transformers): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
+        lines += ["", f"**Four columns batched vs one at a time (our engine): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
                   f"({round(seq['wall_s'] / ours['four_columns']['wall_s'], 2)}x faster).**"]
     if llama_error:
         lines += ["", f"llama.cpp: not measured in this run: {llama_error}."]
