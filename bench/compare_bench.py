@@ -5,8 +5,8 @@
 Measures, in one run and on the same four prompts (RAG/hybrid: a question plus ~600 tokens of squad36
 passages; 150 new tokens forced, so every engine does the same work):
   1. our engine (core.engine.TorchEngine), one column (RAG) and all four in one mixed-adapter batch;
-  2. transformers answering the four one after another (the old path, core.generation.stream_chat);
-  3. llama.cpp (llama-cpp-python, Q4_1 GGUF, 2 threads) answering the four one after another,
+  2. our engine answering the four one after another (one request per call);
+  3. llama.cpp (llama-cpp-python, Q4_1 GGUF, bench/llama_ref.py under $LLAMA_PYTHON) answering the four one after another,
      fine-tuned/hybrid with the same LoRA converted by llama.cpp's convert_lora_to_gguf.py.
 Not part of the test suite. llama-cpp-python is optional: without it, step 3 is skipped.
 """
@@ -109,68 +109,20 @@ def convert_lora(adapter: Path, base_folder: Path, out: Path) -> Path | None:
     return out if result.returncode == 0 and out.exists() else None
 
 
-def bench_llama_cpp(texts: dict, lora_gguf: Path | None, new_tokens: int) -> dict | None:
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    gguf = str(embedded_generator_gguf())
+def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> dict | None:
+    """llama.cpp in a child process (bench/llama_ref.py): a crash in the native library must not lose our numbers.
+
+    The child runs under $LLAMA_PYTHON (e.g. a venv holding llama-cpp-python) or this interpreter.
+    """
     from core.engine import cpu_threads
 
+    python = os.environ.get("LLAMA_PYTHON", sys.executable)
+    probe = subprocess.run([python, "-c", "import llama_cpp"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return None
     threads = cpu_threads()  # the same thread policy as our engine, decided now
-    common = dict(n_ctx=2048, n_threads=threads, n_threads_batch=threads, n_batch=512, seed=0, verbose=False)
-    base = Llama(model_path=gguf, **common)
-    tuned = Llama(model_path=gguf, lora_path=str(lora_gguf), **common) if lora_gguf else base
-    eos = base.token_eos()
-    for llm in {id(base): base, id(tuned): tuned}.values():
-        llm.create_completion("Hello", max_tokens=4, temperature=0)  # warm-up
-    per = {}
-    started = time.perf_counter()
-    for key, text in texts.items():
-        llm = tuned if key in ("finetuned", "hybrid") else base
-        llm.reset()
-        t0 = time.perf_counter()
-        first, count = None, 0
-        for chunk in llm.create_completion(
-            text, max_tokens=new_tokens, temperature=0.0, repeat_penalty=1.1, logit_bias={eos: -1e9}, stream=True
-        ):
-            if first is None:
-                first = time.perf_counter() - t0
-            count += 1
-        total = time.perf_counter() - t0
-        per[key] = GenerationStats(prompt_tokens=len(llm.tokenize(text.encode(), add_bos=False, special=True)), new_tokens=count, first_token_s=first, total_s=total)
-    wall = time.perf_counter() - started
-    out = summarize(per, wall)
-    out["first_token_s_by_column"] = {k: round(s.first_token_s or 0, 2) for k, s in per.items()}
-    out["lora"] = bool(lora_gguf)
-    out["threads"] = threads
-    return out
-
-
-def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> dict | None:
-    """llama.cpp in a child process: a crash in the native library must not lose our numbers."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        try:
-            return pool.apply_async(_llama_child, (texts, str(lora) if lora else None, new_tokens)).get(timeout=900)
-        except Exception as error:  # noqa: BLE001
-            return {"error": f"{type(error).__name__}: {error}"}
-
-
-def _llama_child(texts, lora, new_tokens):
-    import faulthandler
-    import subprocess as sp
-
-    # Run once more in a plain subprocess to learn the exit code if the library segfaults.
-    code = (
-        "import json,sys; sys.path.insert(0, %r); from bench.compare_bench import bench_llama_cpp; from pathlib import Path;"
-        "r = bench_llama_cpp(json.loads(sys.argv[1]), Path(sys.argv[2]) if sys.argv[2] else None, int(sys.argv[3]));"
-        "print('RESULT' + json.dumps(r))"
-    ) % str(Path(__file__).resolve().parents[1])
-    faulthandler.enable()
-    result = sp.run([sys.executable, "-c", code, json.dumps(texts), lora or "", str(new_tokens)], capture_output=True, text=True)
+    args = dict(texts=texts, gguf=str(embedded_generator_gguf()), lora_gguf=str(lora) if lora else None, new_tokens=new_tokens, threads=threads)
+    result = subprocess.run([python, str(Path(__file__).with_name("llama_ref.py"))], input=json.dumps(args), capture_output=True, text=True, timeout=900)
     for line in result.stdout.splitlines():
         if line.startswith("RESULT"):
             return json.loads(line[6:])
@@ -237,7 +189,7 @@ def write_markdown(path: Path, report: dict, args) -> None:
         f"- load after: `{report['machine_after']['uptime']}`",
         f"- prompts: base/fine-tuned = question only; RAG/hybrid = question + ~{args.context_tokens} tokens of squad36 passages; "
         f"prompt tokens {ours['prompt_tokens']}; {args.new_tokens} new tokens forced per column; greedy.",
-        f"- our engine: {report['engine']}, one model, one left-padded batch mixing `__base__` and the LoRA (peft adapter_names).",
+        f"- our engine: {report['engine']}, one model; each equal-length prompt group prefilled unpadded, then all rows decoded in one left-padded batch mixing `__base__` and the LoRA (peft adapter_names).",
         "",
         "| path | columns | first token (s) | wall (s) | new tokens | aggregate tok/s | per-column tok/s |",
         "|---|---|---|---|---|---|---|",
@@ -251,9 +203,9 @@ def write_markdown(path: Path, report: dict, args) -> None:
     if llama:
         row(f"llama.cpp sequential (Q4_1, {llama['threads']} threads, LoRA={'yes' if llama['lora'] else 'no'})", 4, llama)
     if seq:
-        row("transformers one column at a time", 4, seq)
+        row("ours, one column at a time", 4, seq)
     if seq:
-        lines += ["", f"**Four columns batched vs one at a time (transformers): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
+        lines += ["", f"**Four columns batched vs one at a time (our engine): {ours['four_columns']['wall_s']} s vs {seq['wall_s']} s "
                   f"({round(seq['wall_s'] / ours['four_columns']['wall_s'], 2)}x faster).**"]
     if llama_error:
         lines += ["", f"llama.cpp: not measured in this run: {llama_error}."]
