@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -114,10 +115,20 @@ def _adapter_name(folder: Path) -> str:
 
 
 def fast_cpu_dtype() -> str:
-    """fp32 on CPU, by measurement (bench/RESULTS_compare.md, this 2-core AMX machine, 4 rows x 32 tokens):
-    fp32 2 threads 2.1 s, bf16 1 thread 3.0 s, bf16 2 threads 21 s (bf16 kernels collapse when the two
-    cores are shared with other processes). bf16 stays available through GeneratorSpec(dtype=...)."""
-    return "float32"
+    """bf16 on a CPU with native bf16 (AMX / AVX512-BF16) that is not busy, else fp32; by measurement.
+
+    Quiet 2-core AMX machine, 4 columns x 150 tokens, same run: fp32 14.0 / 14.3 s, bf16 11.6 / 11.8 s.
+    But bf16 kernels collapse when the cores are shared (4 rows x 32 tokens: fp32 2 threads 2.1 s, bf16
+    2 threads 21 s under load), so a busy machine (1-minute load >= cores) gets fp32. Decided once, when
+    the model loads; GeneratorSpec(dtype=...) overrides it.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
+    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    return "bfloat16" if native_bf16 and not busy else "float32"
 
 
 def _buffer_cache(keys_values: list[tuple], capacity: int, filled: int):

@@ -142,8 +142,12 @@ def real(tmp_path_factory):
 
     from core.engine import load_engine
 
+    from core.models import GeneratorSpec
+
     workspace = prepare_workspace(tmp_path_factory.mktemp("compare-ws"), with_kb=False)
-    engine = load_engine(workspace)
+    # fp32 pinned: the auto choice (bf16 on a quiet AMX CPU, fp32 when busy) depends on the machine's load,
+    # and the fixture's random adapter can decode to whitespace only in bf16.
+    engine = load_engine(workspace, GeneratorSpec(dtype="float32"))
     adapter = str(workspace.runs / "fixture-run" / "adapter")
     return workspace, engine, adapter, str(make_broken_adapter(workspace))
 
