@@ -148,7 +148,9 @@ def render(report: dict) -> str:
         f"Run {report['started']} to {report['finished']} with `python bench/ingest_bench.py`.",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, no GPU, Python {m['python']}.",
         f"Load average (1/5/15 min) at start: {report['load_start']}; at end: {report['load_end']}.",
-        "The CPU was shared with other engineers' jobs during this run, so the figures are pessimistic and noisy.",
+        ("Other jobs shared the CPU during this run (1-minute load at or above the core count), so the figures are "
+         "pessimistic and noisy." if float(str(report["load_start"]).split(",")[0]) >= m["nproc"]
+         else "The machine was otherwise quiet (1-minute load below the core count)."),
         "",
         f"### Ingestion: {ing['files']} PDFs, {ing['pages']} pages, {ing['chunks']} chunks "
         f"({ing['bytes'] / 2**20:.1f} MB, chunking {ing['chunking']} characters, all-MiniLM-L6-v2)",
