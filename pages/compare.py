@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+from ui.common import embedder_for, generator_spec
 
 from core.adapters import find_adapters
 from core.compare import (
@@ -37,25 +37,19 @@ ICONS = {"base": ":material/smart_toy:", "rag": ":material/menu_book:", "finetun
 
 
 @st.cache_resource(show_spinner="Loading the model once for every column…")
-def _engine(workspace_root: str):
+def _engine(workspace_root: str, model_id: str, device: str, dtype: str):
     from core.engine import load_engine
+    from core.models import GeneratorSpec
 
-    return load_engine(get_workspace(workspace_root))
-
-
-@st.cache_resource(show_spinner="Loading the embedding model…")
-def _embedder():
-    from core.knowledge import SentenceTransformerEmbedder
-    from core.models import EmbedderSpec, load_embedder
-
-    spec = EmbedderSpec()
-    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+    return load_engine(get_workspace(workspace_root), GeneratorSpec(model_id, device, dtype))
 
 
 def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettings):
-    from core.knowledge import relevant, search
+    from core.knowledge import get_knowledge_base, relevant, search
 
-    return relevant(search(workspace, kb_name, question, _embedder(), retrieval), retrieval)
+    # Queries must use the embedding model the knowledge base was built with.
+    embedder = embedder_for(get_knowledge_base(workspace, kb_name))
+    return relevant(search(workspace, kb_name, question, embedder, retrieval), retrieval)
 
 
 def _timing_line(answer) -> str:
@@ -110,7 +104,8 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
     hits = []
     if options["kb"] and any(v in USES_CONTEXT for v in variants):
         hits = _retrieve(workspace, options["kb"], question, options["retrieval"])
-    engine = _engine(str(workspace.root))
+    spec = generator_spec()  # the sidebar's choice
+    engine = _engine(str(workspace.root), spec.model_id, spec.device, spec.dtype)
     comparison, events = stream_comparison(
         engine, question, variants, hits=hits, adapter=options["adapter"], settings=options["decoding"], system=options["system"]
     )
