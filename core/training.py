@@ -590,12 +590,10 @@ def start_run(
                 "INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
                 (run_id, dataset_id, training.base_model, json.dumps(config), _now()),
             )
-        pid = _spawn(workspace, run_id)
     except BaseException:
         release_lock(workspace, os.getpid())
         raise
-    atomic_write_json(_lock_path(workspace), {"run_id": run_id, "pid": pid})
-    update_run(workspace, run_id, pid=pid)
+    pid = _launch_worker(workspace, run_id)
     log.info("Started run %s (pid %s): %d steps", run_id, pid, plan.total_steps)
     return get_run(workspace, run_id)
 
@@ -607,6 +605,18 @@ def cancel_run(workspace: Workspace, run_id: str) -> RunInfo:
         raise StudioError(f"Run {run_id!r} is not running (status {run.status}).")
     atomic_write_text(run_dir(workspace, run_id) / "STOP", _now())
     return run
+
+
+def _launch_worker(workspace: Workspace, run_id: str) -> int:
+    """Spawn the worker for a run whose lock this process holds; hand the lock to the worker's pid."""
+    try:
+        pid = _spawn(workspace, run_id)
+    except BaseException:
+        release_lock(workspace, os.getpid())
+        raise
+    atomic_write_json(_lock_path(workspace), {"run_id": run_id, "pid": pid})
+    update_run(workspace, run_id, pid=pid)
+    return pid
 
 
 def resume_run(workspace: Workspace, run_id: str) -> RunInfo:
@@ -621,12 +631,10 @@ def resume_run(workspace: Workspace, run_id: str) -> RunInfo:
     try:
         (run_dir(workspace, run_id) / "STOP").unlink(missing_ok=True)
         update_run(workspace, run_id, status="queued", error=None, finished_at=None)
-        pid = _spawn(workspace, run_id)
     except BaseException:
         release_lock(workspace, os.getpid())
         raise
-    atomic_write_json(_lock_path(workspace), {"run_id": run_id, "pid": pid})
-    update_run(workspace, run_id, pid=pid)
+    pid = _launch_worker(workspace, run_id)
     log.info("Resumed run %s from %s (pid %s)", run_id, checkpoint or "the start", pid)
     return get_run(workspace, run_id)
 
