@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--record", default=None, help="append a results section to this markdown file")
     parser.add_argument("--note", default="")
+    parser.add_argument("--runner", choices=("batched", "sequential"), default="batched",
+                        help="batched: all variants of a question in one Compare-engine batch; sequential: one answer at a time")
     parser.add_argument("--dataset", default=None, help="training dataset id whose format adherence is checked")
     args = parser.parse_args()
 
@@ -67,7 +69,10 @@ def main() -> int:
     variants = tuple(args.variants.split(",")) if args.variants else (evaluation.VARIANTS if args.adapter else ("base", "rag"))
     settings = evaluation.EvaluationSettings(variants=variants, max_new_tokens=args.max_new_tokens, out_of_scope=args.out_of_scope,
                                             repetition_penalty=args.repetition_penalty)
-    runner = evaluation.make_local_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
+    if args.runner == "batched":
+        runner = evaluation.make_engine_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
+    else:
+        runner = evaluation.make_local_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
 
     def progress(p):
         if p.done % 10 == 0:
@@ -96,9 +101,9 @@ def record(path: Path, eval_id: str, summary: dict, args, variants) -> None:
         f" + {args.out_of_scope} out-of-scope x {len(variants)} variants",
         "",
         f"- Machine: {facts.get('cpu', platform.processor())}, {facts.get('cpu_count')} cores, torch {facts.get('torch')} "
-        f"({facts.get('threads')} threads), {facts.get('platform')}; CPU shared with other jobs (load average {os.getloadavg()[0]:.1f} at the end).",
+        f"({facts.get('threads')} threads), {facts.get('platform')}; load average {os.getloadavg()[0]:.1f} at the end.",
         f"- Questions: first {summary['questions'] - args.out_of_scope} of {Path(args.questions).name}{' (round-robin across articles)' if args.spread else ''}; "
-        f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; repetition_penalty {args.repetition_penalty}; k 5; SmolLM2-135M fp32; evaluation {eval_id}.",
+        f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; repetition_penalty {args.repetition_penalty}; k 5; SmolLM2-135M; runner {args.runner}{' (all variants of a question in one Compare-engine batch, dtype chosen by core.engine.fast_cpu_dtype)' if args.runner == 'batched' else ' (fp32, one answer at a time)'}; evaluation {eval_id}.",
         f"- Adapter: {args.adapter or 'none'}. Format check: {summary.get('style_note')}. {args.note}",
         f"- Elapsed {summary['elapsed_s']:.0f} s: **{summary['questions_per_minute']:.2f} questions/minute** for all {len(variants)} variants "
         f"({summary['answers'] / summary['elapsed_s'] * 60:.1f} answers/minute).",

@@ -658,6 +658,8 @@ def run_evaluation(
         with open(folder / "results.jsonl", "a", encoding="utf-8") as results:
             for item, hits in zip(items, all_hits):
                 given = relevant(hits, settings.retrieval)
+                # A batching runner answers every variant of a question at once (one batch, one copy of the weights).
+                batch = _answer_all(runner, item.question, settings.variants, given) if hasattr(runner, "answer_all") else None
                 for variant in settings.variants:
                     if cancel is not None and cancel.is_set():
                         cancelled = True
@@ -665,7 +667,8 @@ def run_evaluation(
                     if progress:
                         progress(EvaluationProgress(done, total, item.question, variant))
                     try:
-                        answer = runner.answer(item.question, variant, list(given) if variant in CONTEXT_VARIANTS else [])
+                        answer = batch[variant] if batch is not None else runner.answer(
+                            item.question, variant, list(given) if variant in CONTEXT_VARIANTS else [])
                     except StudioError as error:
                         answer = VariantAnswer("", error=str(error))
                     except Exception as error:  # one failing answer must not lose the run
@@ -914,6 +917,49 @@ def describe_machine() -> dict:
     except ImportError:
         pass
     return facts
+
+
+def _answer_all(runner, question: str, variants: Sequence[str], given: list[Hit]) -> dict[str, VariantAnswer]:
+    try:
+        return runner.answer_all(question, list(variants), list(given))
+    except StudioError as error:
+        return {variant: VariantAnswer("", error=str(error)) for variant in variants}
+    except Exception as error:  # one failing batch must not lose the run
+        log.exception("Batch answer failed: %s", question)
+        return {variant: VariantAnswer("", error=f"{type(error).__name__}: {error}") for variant in variants}
+
+
+class EngineVariantRunner:
+    """Every variant of a question in one mixed-adapter batch through the Compare engine (core.engine).
+
+    Per-variant latency is then the time until that column finished inside the shared batch, which is
+    what a Compare-page user waits for.
+    """
+
+    def __init__(self, engine, adapter: str | None, settings: DecodingSettings):
+        self.engine, self.adapter, self.settings = engine, adapter, settings
+
+    def answer_all(self, question: str, variants: list[str], hits: list[Hit]) -> dict[str, VariantAnswer]:
+        from core.compare import run_comparison
+
+        comparison = run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings)
+        return {
+            variant: VariantAnswer(answer.text, answer.stats.first_token_s, answer.stats.total_s, answer.stats.new_tokens, answer.error)
+            for variant, answer in comparison.answers.items()
+        }
+
+    def answer(self, question: str, variant: str, hits: list[Hit]) -> VariantAnswer:
+        return self.answer_all(question, [variant], hits)[variant]
+
+
+def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48,
+                       repetition_penalty: float = 1.0, generator=None) -> EngineVariantRunner:
+    from core.engine import load_engine
+    from core.generation import DecodingSettings
+
+    settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+    adapter_dir = resolve_adapter(workspace, adapter)
+    return EngineVariantRunner(load_engine(workspace, generator), str(adapter_dir) if adapter_dir else None, settings)
 
 
 # ---------------------------------------------------------------- real parts (CLI, bench, page worker)

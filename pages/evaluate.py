@@ -29,7 +29,8 @@ def cached_embedder(workspace_root: str, kb_name: str):
 @st.cache_resource(show_spinner="Loading the generator and adapter…")
 def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
     # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
-    return evaluation.make_local_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty=repetition_penalty)
+    # Every variant of a question in one batch through the Compare engine (one copy of the weights).
+    return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty)
 
 
 def fmt(value, digits: int = 3) -> str:

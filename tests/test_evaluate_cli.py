@@ -11,6 +11,7 @@ from tests.test_evaluation import FakeRunner
 def test_cli_evaluate_prints_metrics_and_id(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
     monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
     questions = tmp_path / "q.jsonl"
     questions.write_text("\n".join(json.dumps(r) for r in [
         {"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"},

@@ -44,6 +44,7 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     """Fakes enter where the real parts do: the page asks core.evaluation for its embedder and runner."""
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
     monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
@@ -67,6 +68,7 @@ def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, mon
 
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
     monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
+    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.selectbox[0].select("toy").run()

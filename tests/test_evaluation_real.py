@@ -84,3 +84,17 @@ def test_end_to_end_squad36_rag_beats_base(real_ws):
     assert summary["retrieval"]["hit@5"] == pytest.approx(metrics.hit_at_k(ranks, 5))
     assert summary["retrieval"]["mrr"] == pytest.approx(metrics.mrr(ranks, 5))
     assert summary["retrieval"]["hit@5"] >= 0.5
+
+
+def test_batched_engine_runner_matches_the_sequential_runner(real_ws, toy_adapter):
+    """The evaluation's batched runner (Compare engine) gives the same greedy answers as one-at-a-time."""
+    from core.models import GeneratorSpec
+
+    question = "What is the capital of France?"
+    fp32 = GeneratorSpec(dtype="float32")
+    sequential = evaluation.make_local_runner(real_ws, toy_adapter, max_new_tokens=12, generator=fp32)
+    batched = evaluation.make_engine_runner(real_ws, toy_adapter, max_new_tokens=12, generator=fp32)
+    together = batched.answer_all(question, ["base", "finetuned"], [])
+    assert together["base"].error is None and together["base"].new_tokens > 0
+    assert together["base"].text == sequential.answer(question, "base", []).text
+    assert together["finetuned"].text != together["base"].text

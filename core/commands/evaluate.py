@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 lets RAG quote its sources (see EvaluationSettings)")
     p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
+    p.add_argument("--runner", choices=("batched", "sequential"), default="batched",
+                   help="batched: every variant of a question in one Compare-engine batch (faster); sequential: one answer at a time")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_evaluate)
 
@@ -51,8 +53,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
     style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
-    runner = evaluation.make_local_runner(workspace, str(adapter_path) if adapter_path else None, args.max_new_tokens, dtype=args.dtype,
-                                          repetition_penalty=args.repetition_penalty)
+    from core.models import GeneratorSpec
+
+    adapter_arg = str(adapter_path) if adapter_path else None
+    if args.runner == "batched":
+        generator = GeneratorSpec(dtype=args.dtype) if args.dtype != "auto" else None
+        runner = evaluation.make_engine_runner(workspace, adapter_arg, args.max_new_tokens, args.repetition_penalty, generator)
+    else:
+        runner = evaluation.make_local_runner(workspace, adapter_arg, args.max_new_tokens, dtype=args.dtype,
+                                              repetition_penalty=args.repetition_penalty)
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
         question_source=args.questions, style_check=style_check, style_note=style_note,
