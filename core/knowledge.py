@@ -310,7 +310,7 @@ def delete_knowledge_base(workspace: Workspace, name: str) -> None:
         path.unlink(missing_ok=True)
     if folder.exists():
         folder.rmdir()
-    _INDEX_CACHE.pop((str(workspace.db_path), kb.id), None)
+    _forget_cached(workspace, kb.id)
 
 
 def list_documents(workspace: Workspace, kb_name: str) -> list[DocumentInfo]:
@@ -377,8 +377,29 @@ def chunk_document(document: ExtractedDocument, settings: ChunkingSettings) -> l
 
 
 # ---------------------------------------------------------------- FAISS index (cache of SQLite)
+# Per-process caches of derived indexes, keyed by (catalogue, kb id) and valid for one kb version.
 _INDEX_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
+_LEXICAL_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
 _INDEX_LOCK = threading.Lock()
+
+
+def _cached(cache: dict, workspace: Workspace, kb: KnowledgeBase) -> Any | None:
+    with _INDEX_LOCK:
+        entry = cache.get((str(workspace.db_path), kb.id))
+    return entry[1] if entry and entry[0] == kb.version else None
+
+
+def _remember(cache: dict, workspace: Workspace, kb: KnowledgeBase, value: Any) -> Any:
+    with _INDEX_LOCK:
+        cache[(str(workspace.db_path), kb.id)] = (kb.version, value)
+    return value
+
+
+def _forget_cached(workspace: Workspace, kb_id: int) -> None:
+    """Drop both caches of a deleted knowledge base: SQLite may hand its id to the next one."""
+    with _INDEX_LOCK:
+        for cache in (_INDEX_CACHE, _LEXICAL_CACHE):
+            cache.pop((str(workspace.db_path), kb_id), None)
 
 
 def _index_folder(workspace: Workspace, kb_id: int) -> Path:
@@ -416,27 +437,21 @@ def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBa
             "chunking": asdict(kb.chunking),
         },
     )
-    with _INDEX_LOCK:
-        _INDEX_CACHE[(str(workspace.db_path), kb.id)] = (kb.version, index)
-    return index
+    return _remember(_INDEX_CACHE, workspace, kb, index)
 
 
 def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
     """The FAISS index for this version of the knowledge base: memory cache, then file, then rebuild."""
     import faiss
 
-    key = (str(workspace.db_path), kb.id)
-    with _INDEX_LOCK:
-        cached = _INDEX_CACHE.get(key)
-    if cached and cached[0] == kb.version:
-        return cached[1]
+    cached = _cached(_INDEX_CACHE, workspace, kb)
+    if cached is not None:
+        return cached
     folder = _index_folder(workspace, kb.id)
     manifest = read_json(folder / "manifest.json", default={}) or {}
     if manifest.get("version") == kb.version and manifest.get("vectors") == kb.chunk_count and (folder / "index.faiss").exists():
         index = faiss.deserialize_index(np.fromfile(folder / "index.faiss", dtype=np.uint8))
-        with _INDEX_LOCK:
-            _INDEX_CACHE[key] = (kb.version, index)
-        return index
+        return _remember(_INDEX_CACHE, workspace, kb, index)
     log.warning("Index of %s is missing or stale; rebuilding it from the catalogue", kb.name)
     with open_catalogue(workspace) as conn:
         return _write_index(workspace, conn, kb)
@@ -646,25 +661,18 @@ class _LexicalIndex:
         return [int(self.ids[i]) for i in best]
 
 
-_LEXICAL_CACHE: dict[tuple[str, int], tuple[int, _LexicalIndex]] = {}
-
-
 def tokenize(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
 def _lexical_index(workspace: Workspace, kb: KnowledgeBase) -> _LexicalIndex:
-    key = (str(workspace.db_path), kb.id)
-    with _INDEX_LOCK:
-        cached = _LEXICAL_CACHE.get(key)
-    if cached and cached[0] == kb.version:
-        return cached[1]
+    cached = _cached(_LEXICAL_CACHE, workspace, kb)
+    if cached is not None:
+        return cached
     with open_catalogue(workspace) as conn:
         rows = conn.execute("SELECT id, text FROM chunks WHERE kb_id = ? ORDER BY id", (kb.id,)).fetchall()
     lexical = _LexicalIndex([row["id"] for row in rows], [row["text"] for row in rows])
-    with _INDEX_LOCK:
-        _LEXICAL_CACHE[key] = (kb.version, lexical)
-    return lexical
+    return _remember(_LEXICAL_CACHE, workspace, kb, lexical)
 
 
 def relevant(hits: Sequence[Hit], settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:

@@ -157,3 +157,14 @@ def test_no_pickle_files_in_workspace(workspace, fake_embedder):
     assert not list(workspace.root.rglob("*.pkl")) and not list(workspace.root.rglob("*.pickle"))
     conn = sqlite3.connect(workspace.db_path)
     assert conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] > 0
+
+
+def test_deleted_knowledge_base_leaves_no_stale_keyword_index(workspace, fake_embedder):
+    from core.knowledge import delete_knowledge_base
+
+    ingest_files(workspace, "kb1", files()[1:], fake_embedder)  # beta only
+    assert search(workspace, "kb1", "sourdough", fake_embedder, RetrievalSettings(k=1, mode="lexical"))[0].document == "beta.txt"
+    delete_knowledge_base(workspace, "kb1")
+    ingest_files(workspace, "kb1", files()[:1], fake_embedder)  # same name, likely the same id and version
+    hits = search(workspace, "kb1", "service centres Leeds Lyon", fake_embedder, RetrievalSettings(k=3, mode="lexical"))
+    assert hits and all(hit.document == "alpha.pdf" for hit in hits)  # a stale beta index finds no Leeds
