@@ -414,6 +414,8 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
             {"n": n, "document": h.document, "page": h.page, "page_end": h.page_end, "score": round(h.score, 4)}
             for n, h in enumerate(given, start=1)
         ] if variant in CONTEXT_VARIANTS else [],
+        # The chunk texts the answer saw, so a judge model (core.judge) can score it later against the same context.
+        "contexts": [h.text for h in given] if variant in CONTEXT_VARIANTS else [],
     }
     ok = answer.error is None
     if item.answers and not item.out_of_scope and ok:
