@@ -5,7 +5,6 @@ background thread that only writes to the workspace; this page polls with st.fra
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict, is_dataclass
 
 import pandas as pd
@@ -17,6 +16,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
+from ui.judge_panel import judge_panel
 
 NONE = "(none)"
 
@@ -109,13 +109,8 @@ with run_tab:
         "Repetition penalty", 1.0, 2.0, 1.0, 0.05,
         help=evaluation.EvaluationSettings.__dataclass_fields__["repetition_penalty"].metadata["help"],
     )
-    with st.expander("Optional: RAGAS with a judge model"):
-        judge_url = st.text_input("Judge endpoint (OpenAI-compatible URL)", key="judge_url")
-        if importlib.util.find_spec("ragas") is None:
-            st.info("ragas is not installed, so RAGAS scores are off. The local metrics (EM, F1, ROUGE-L, retrieval, "
-                    "lexical support, format, refusal, latency) are always computed.")
-        elif judge_url:
-            st.warning("RAGAS scoring is not wired into this build yet; the local metrics are shown.")
+    st.caption("Optional RAGAS scores from a judge model (any OpenAI-compatible endpoint) are added afterwards, "
+               "in the Scoreboard tab.")
 
     start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
     if start:
@@ -231,6 +226,8 @@ with results_tab:
                         st.caption("Reference: " + " | ".join(item.get("answers") or []))
                         for c in item.get("citations") or []:
                             st.caption(f"[{c['n']}] {c['document']}, p. {c['page']}")
+        st.divider()
+        judge_panel(workspace, chosen)
 
 # ---------------------------------------------------------------- update drill
 with drill_tab:

@@ -84,3 +84,38 @@ def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, mon
     at.run()
     assert not at.exception
     assert any("Evaluation done" in s.value for s in at.success)
+
+
+def test_page_judges_with_ragas_through_a_stub_endpoint(workspace, toy_kb, fake_embedder, monkeypatch):
+    import pytest
+
+    from core import judge
+    from tests.judge_stub import JudgeStub
+
+    if not judge.ragas_installed():
+        pytest.skip("ragas is not installed")
+    import ui.judge_panel
+
+    monkeypatch.setattr(ui.judge_panel, "get_embedder", lambda: fake_embedder)
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag"), min_score=0.05),
+                                        kb=toy_kb, embedder=fake_embedder, question_source="toy")
+    with JudgeStub("agree") as stub:
+        at = AppTest.from_file(PAGE, default_timeout=60)
+        at.run()
+        assert any("Not judged yet" in c.value for c in at.caption)
+        at.text_input(key="judge_url").input(stub.url).run()
+        at.button(key="judge_check").click().run()
+        assert not at.exception
+        assert any("The judge answers" in s.value for s in at.success)
+        at.button(key="judge_start").click().run()
+        assert any("Name the judge model" in e.value for e in at.error)  # no model given yet
+        at.text_input(key="judge_model").input("stub-judge").run()
+        at.button(key="judge_start").click().run()
+        assert not at.exception and not at.error
+        judge.get_judge_job(eval_id).thread.join(60)
+    at.run()
+    assert not at.exception
+    assert any("Judged" in s.value for s in at.success)
+    table = next(d.value for d in at.dataframe if "mean" in d.value)
+    faith = table[(table["variant"] == "RAG") & (table["metric"] == "faithfulness")]
+    assert float(faith["mean"].iloc[0]) == 1.0

@@ -133,3 +133,17 @@ def test_summary_means_only_ok_cells():
     entry = judge.summarize_cells(cells)["rag"]["faithfulness"]
     assert entry["mean"] == pytest.approx(0.75) and entry["nan"] == 1 and entry["timeout"] == 1
     assert not math.isnan(entry["mean"])
+
+
+def test_cli_judge_prints_the_table_and_exits_2_on_a_dead_endpoint(workspace, finished_eval, capsys):
+    from core.cli import main
+
+    root = str(workspace.root)
+    with JudgeStub("agree") as stub:
+        url = stub.url
+        assert main(["--workspace", root, "judge", finished_eval, "--url", url, "--model", "stub-judge",
+                     "--metrics", "faithfulness,context_recall"]) == 0
+    out = capsys.readouterr().out
+    assert "faithfulness" in out and "1.000" in out and "never scored" in out
+    assert main(["--workspace", root, "judge", finished_eval, "--url", url, "--model", "stub-judge"]) == 2
+    assert "No judge answers" in capsys.readouterr().err
