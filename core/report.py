@@ -35,6 +35,7 @@ SECTIONS = {
     "scoreboard": "Scoreboard",
     "charts": "Charts",
     "retrieval": "Retrieval",
+    "ragas": "RAGAS scores (judge model, optional)",
     "examples": "Example answers",
     "training": "Training run",
     "latency": "Latency",
@@ -202,6 +203,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     else:
         body = '<p class="na">No question had a known source document, so retrieval was not scored.</p>'
     parts.append(_section("retrieval", body))
+    parts.append(_section("ragas", _ragas_body(workspace, evaluation_id)))
     # -- examples
     body = ""
     for variant in board:
@@ -263,6 +265,34 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
         f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main></body></html>"
+    )
+
+
+def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
+    """The judge's scores with their NaN / timeout / error counts, or why there are none."""
+    from core.judge import METRICS, RETRIEVAL, judgement_rows, load_judgement
+
+    state = load_judgement(workspace, evaluation_id)
+    if not state:
+        return ('<p class="na">Not run. RAGAS needs a judge model behind an OpenAI-compatible endpoint (Ollama, llama.cpp '
+                "server, vLLM); the Scoreboard tab or <code>python -m core judge</code> adds it. Every other number in this "
+                "report is computed locally without one.</p>")
+    judged = state["judge"]
+    rows = "".join(
+        f"<tr><th>{_e('Retrieval (per question)' if r['variant'] == RETRIEVAL else VARIANT_LABELS.get(r['variant'], r['variant']))}</th>"
+        f"<td>{_e(r['metric'].replace('_', ' '))}</td><td class=num>{_fmt(r['mean'])}</td>"
+        + "".join(f"<td class=num>{_fmt(r[key])}</td>" for key in ("scored", "NaN", "timeouts", "errors", "not applicable"))
+        + "</tr>"
+        for r in judgement_rows(state)
+    )
+    status = "" if state.get("status") == "done" else f" · status {_e(state.get('status'))} ({state.get('done')} of {state.get('total')} scores)"
+    model, url, timeout = _e(judged.get("model")), _e(judged.get("base_url")), _fmt(judged.get("timeout_s"), 0)
+    return (
+        f'<p class="muted">Judge {model} at {url} · timeout {timeout} s per score{status}</p>'
+        "<table><tr><th>Variant</th><th>Metric</th><th>Mean (scored only)</th><th>Scored</th><th>NaN</th><th>Timeouts</th>"
+        f"<th>Errors</th><th>Not applicable</th></tr>{rows}</table>"
+        '<p class="muted">The mean covers scored cells only; NaN, timeouts and errors are counted, never scored. '
+        + " ".join(f"{_e(text)}." for text in METRICS.values()) + "</p>"
     )
 
 

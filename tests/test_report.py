@@ -46,6 +46,21 @@ def test_report_has_every_section_and_escapes(evaluated, tmp_path):
     assert "lexical support" in text.lower()
 
 
+def test_report_shows_ragas_scores_with_their_nan_counts(evaluated):
+    from core import judge
+    from tests.judge_stub import JudgeStub
+
+    workspace, eval_id = evaluated
+    assert "Not run. RAGAS needs a judge model" in report.build_report(workspace, eval_id)
+    if not judge.ragas_installed():
+        pytest.skip("ragas is not installed")
+    with JudgeStub("agree") as stub:
+        judge.judge_evaluation(workspace, eval_id, judge.JudgeSettings(stub.url, "<judge>", metrics=("faithfulness",)))
+    section = report.build_report(workspace, eval_id).split('<section id="ragas">')[1].split("</section>")[0]
+    assert "&lt;judge&gt;" in section and "<judge>" not in section
+    assert "faithfulness" in section and "1.000" in section and "never scored" in section
+
+
 def test_report_without_decision_says_so(evaluated, tmp_path):
     workspace, eval_id = evaluated
     text = report.build_report(workspace, eval_id)
