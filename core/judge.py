@@ -288,8 +288,12 @@ def judge_evaluation(workspace: Workspace, evaluation_id: str, settings: JudgeSe
         try:
             result = await asyncio.wait_for(metric_objects[cell.metric].ascore(**cell.inputs), timeout=settings.timeout_s)
             value = float(result.value) if result.value is not None else math.nan
+            low, high = getattr(metric_objects[cell.metric], "allowed_values", (0.0, 1.0))
             if math.isnan(value):
                 record.update(status="nan", detail="RAGAS returned NaN (the judge's reply gave it nothing to score)")
+            elif not low - 1e-6 <= value <= high + 1e-6:
+                # e.g. a small judge answering a 0/1 verdict with 10: RAGAS averages it as given
+                record.update(status="error", detail=f"out-of-range score {value:g} (allowed {low:g} to {high:g}): the judge's verdicts were not 0 or 1")
             else:
                 record.update(status="ok", value=value, detail="")
         except Exception as error:  # one bad cell must not lose the run

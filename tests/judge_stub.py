@@ -7,7 +7,8 @@ every integer verdict 1 ("supported", "attributed", "useful") except `noncommitt
 "stub". That makes faithfulness, context precision and context recall come out as exactly 1.0.
 
 Modes (`JudgeStub.mode`): "agree" (above), "garbage" (prose, not JSON), "slow" (sleeps past any
-sensible timeout), "empty" (valid JSON with empty lists, so RAGAS has nothing to score -> NaN).
+sensible timeout), "empty" (valid JSON with empty lists, so RAGAS has nothing to score -> NaN),
+"overrate" (verdicts of 10 instead of 0/1, as a tiny real judge did: RAGAS then reports 10.0).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _instance(schema: dict, defs: dict, mode: str, name: str = "") -> object:
     if kind == "array":
         return [] if mode == "empty" else [_instance(schema.get("items", {}), defs, mode, name)]
     if kind in ("integer", "number"):
-        return 0 if name == "noncommittal" else 1
+        return 0 if name == "noncommittal" else (10 if mode == "overrate" else 1)
     if kind == "boolean":
         return True
     if "enum" in schema:

@@ -92,6 +92,15 @@ def test_nothing_to_score_is_nan_not_zero(workspace, finished_eval, fake_embedde
     assert any(r["NaN"] > 0 and r["mean"] is None for r in rows)
 
 
+def test_out_of_range_verdicts_are_errors_not_scores(workspace, finished_eval, fake_embedder):
+    with JudgeStub("overrate") as stub:
+        state = judge.judge_evaluation(workspace, finished_eval,
+                                       judge.JudgeSettings(stub.url, "stub-judge", metrics=("context_recall",), limit=1), fake_embedder)
+    entry = state["scores"][judge.RETRIEVAL]["context_recall"]
+    assert entry["error"] == 1 and entry["mean"] is None
+    assert "out-of-range score 10" in _cells(judge.load_judgement(workspace, finished_eval), status="error")[0]["detail"]
+
+
 def test_a_slow_judge_times_out_and_cancel_stops(workspace, finished_eval, fake_embedder):
     with JudgeStub("slow", delay_s=3) as stub:
         state = judge.judge_evaluation(workspace, finished_eval,
