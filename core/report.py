@@ -408,6 +408,8 @@ def write_report_pdf(html_path: str | Path, pdf_path: str | Path | None = None, 
         text = html_path.read_text(encoding="utf-8")
         page.write_text(text.replace("</head>", f"<style>@page{{size:{paper}}}</style></head>", 1), encoding="utf-8")
         out = tmp_dir / "report.pdf"
+        # --no-sandbox: Chromium will not start as root (containers) with its sandbox; what it opens is our own
+        # escaped, self-contained HTML from a local file, with background networking off.
         command = [
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--disable-background-networking", "--disable-component-update", "--disable-extensions",

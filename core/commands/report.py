@@ -17,14 +17,12 @@ from core.settings import get_workspace
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from core.report import PAPER_SIZES
-
     p = subparsers.add_parser("report", help="write the decision report (one offline HTML file, optionally a PDF) for an evaluation")
     p.add_argument("evaluation_id", help="an evaluation id (see the Evaluate page or `python -m core evaluate`)")
     p.add_argument("--out", default=None,
                    help="output .html, or .pdf for a PDF only (default: workspace/reports/report-<id>.html)")
     p.add_argument("--pdf", action="store_true", help="also write a PDF next to the HTML (needs Chromium)")
-    p.add_argument("--paper", choices=PAPER_SIZES, default="A4", help="PDF paper size (default A4)")
+    p.add_argument("--paper", choices=("A4", "Letter"), default="A4", help="PDF paper size (default A4)")
     p.add_argument("--decision", default=None, help="optional JSON file with the questionnaire decision")
     p.add_argument("--estimate", default=None, help="optional JSON file with the cost estimate")
     p.add_argument("--json", action="store_true", help="print JSON")
