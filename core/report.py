@@ -55,8 +55,30 @@ td.num{text-align:right;font-variant-numeric:tabular-nums} .na{color:#9ca3af;fon
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:12px} pre{white-space:pre-wrap;font-family:inherit;margin:4px 0}
 .best{border-left:4px solid #10b981}.worst{border-left:4px solid #ef4444}
 nav a{margin-right:12px;font-size:13px}
-@media print{nav{display:none}}
+.chart{margin:8px 0}
+@page{margin:12mm}
+@media print{
+nav,.modebar-container{display:none!important}
+body{background:#fff;-webkit-print-color-adjust:exact;print-color-adjust:exact}
+main{max-width:none;padding:0}
+h1{font-size:22px;margin-top:0} h2{font-size:17px;margin:18px 0 6px} h3{font-size:14px}
+h2,h3{break-after:avoid} body{font-size:12px} table{font-size:11px} th,td{padding:3px 5px} .card{padding:8px 10px} .card h3{font-size:13px}
+.chart,.card,tr{break-inside:avoid} .pair>div>.muted{break-after:avoid} thead{display:table-header-group}
+}
 """
+
+# Charts are drawn by plotly.js at the screen width, in pixels: a print layout does not resize them. So just
+# before printing (the browser's Print dialog or headless Chromium's --print-to-pdf, both fire `beforeprint`) every
+# chart is redrawn at a width that fits the printable width of A4 (186 mm = 703 px at 12 mm margins) and Letter
+# (192 mm = 725 px), and afterwards back to the width of the window.
+PRINT_CHART_WIDTH_PX = 680
+PRINT_JS = """
+(function(){
+  function plots(){ return window.Plotly ? Array.prototype.slice.call(document.querySelectorAll('.js-plotly-plot')) : []; }
+  window.addEventListener('beforeprint', function(){ plots().forEach(function(g){ Plotly.relayout(g, {width: %d}); }); });
+  window.addEventListener('afterprint', function(){ plots().forEach(function(g){ Plotly.relayout(g, {width: null}); }); });
+})();
+""" % PRINT_CHART_WIDTH_PX
 
 
 def _e(value: Any) -> str:
@@ -98,8 +120,8 @@ def _as_dict(value: Any) -> Any:
 def _figure_html(fig, include_js: bool) -> str:
     import plotly.io as pio
 
-    return pio.to_html(fig, include_plotlyjs=True if include_js else False, full_html=False,
-                       config={"displaylogo": False, "responsive": True})
+    return '<div class="chart">' + pio.to_html(fig, include_plotlyjs=True if include_js else False, full_html=False,
+                                               config={"displaylogo": False, "responsive": True}) + "</div>"
 
 
 def find_run_folder(workspace: Workspace, adapter: str | None) -> Path | None:
@@ -178,8 +200,8 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     parts.append(_section("estimate", body))
 
     # -- scoreboard
-    header = "<tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
-             "<th>Lexical support</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr>"
+    header = "<thead><tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
+             "<th>Lexical support</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
     body_rows = "".join(
         f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('n'))}</td>"
         + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos"))
@@ -215,7 +237,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
                  + "</div><div><div class=\"muted\">Worst</div>" + "".join(_answer_card(x, "worst") for x in worst) + "</div></div>")
     oos = [x for x in rows if x.get("out_of_scope")]
     if oos:
-        body += "<h3>Out-of-scope questions</h3><table><tr><th>Question</th><th>Variant</th><th>Refused?</th><th>Answer</th></tr>" + "".join(
+        body += "<h3>Out-of-scope questions</h3><table><thead><tr><th>Question</th><th>Variant</th><th>Refused?</th><th>Answer</th></tr></thead>" + "".join(
             f"<tr><td>{_e(x['question'])}</td><td>{_e(VARIANT_LABELS.get(x['variant'], x['variant']))}</td>"
             f"<td>{'yes' if x.get('refusal') else 'no'}</td><td><pre>{_e(x.get('answer'))}</pre></td></tr>" for x in oos
         ) + "</table>"
@@ -240,7 +262,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         f"<td class=num>{_fmt(m.get('first_token_p50_s'), 2)}</td><td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td></tr>"
         for v, m in board.items()
     )
-    parts.append(_section("latency", "<table><tr><th>Variant</th><th>p50 total s</th><th>p95 total s</th><th>p50 first token s</th><th>tokens/s</th></tr>"
+    parts.append(_section("latency", "<table><thead><tr><th>Variant</th><th>p50 total s</th><th>p95 total s</th><th>p50 first token s</th><th>tokens/s</th></tr></thead>"
                           f"{lat}</table>" + (chart(charts.latency_figure(rows)) if rows else "")))
     # -- method
     hardware = config.get("hardware") or record.settings.get("hardware") or {}
@@ -264,7 +286,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
-        f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main></body></html>"
+        f"<style>{CSS}</style></head><body><main>{''.join(parts)}</main><script>{PRINT_JS}</script></body></html>"
     )
 
 
@@ -317,3 +339,114 @@ def attach_context(workspace: Workspace, evaluation_id: str, decision: Any = Non
         atomic_write_json(folder / "decision.json", json.loads(json.dumps(_as_dict(decision), default=str)))
     if estimate is not None:
         atomic_write_json(folder / "estimate.json", json.loads(json.dumps(_as_dict(estimate), default=str)))
+
+
+# ---------------------------------------------------------------- PDF (headless Chromium's own print-to-PDF)
+# The charts are plotly.js, so an HTML-to-PDF library without JavaScript (weasyprint, xhtml2pdf) would drop them;
+# the browser that draws them prints them. Chromium is a dev/test dependency (`make test` installs it), not a runtime
+# one: the HTML report is complete without it, and pdf_available() lets the UI say so.
+CHROMIUM_ENV = "STUDIO_CHROMIUM"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+PAPER_SIZES = ("A4", "Letter")
+PDF_TIMEOUT_S = 90.0
+_INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install chromium) or set STUDIO_CHROMIUM to a Chrome/Chromium binary; the HTML report is complete without it"
+
+
+def find_chromium() -> str | None:
+    """The Chromium/Chrome binary: $STUDIO_CHROMIUM if set (a path or a name on PATH), else the first on PATH."""
+    import os
+    import shutil
+
+    override = os.environ.get(CHROMIUM_ENV, "").strip()
+    if override:
+        return shutil.which(override)
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def pdf_available() -> bool:
+    """Whether write_report_pdf can run here (a PATH lookup; starts nothing)."""
+    return find_chromium() is not None
+
+
+def write_report_pdf(html_path: str | Path, pdf_path: str | Path | None = None, *, paper: str = "A4",
+                     timeout: float = PDF_TIMEOUT_S) -> Path:
+    """Print a report HTML file to PDF with headless Chromium; atomic. Returns the PDF path (default: beside the HTML).
+
+    Raises StudioError when there is no browser, it fails, it times out, or it writes no PDF.
+    """
+    import logging
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    from core.storage import atomic_write_bytes
+
+    html_path = Path(html_path)
+    pdf_path = Path(pdf_path) if pdf_path else html_path.with_suffix(".pdf")
+    if paper not in PAPER_SIZES:
+        raise StudioError(f"Paper size {paper!r} is not supported; choose one of {', '.join(PAPER_SIZES)}.")
+    if not html_path.is_file():
+        raise StudioError(f"{html_path} does not exist; build the HTML report first.")
+    browser = find_chromium()
+    if browser is None:
+        override = os.environ.get(CHROMIUM_ENV, "").strip()
+        where = f"{CHROMIUM_ENV}={override} is not an executable" if override else "no Chromium or Chrome was found on PATH"
+        raise StudioError(f"The PDF report needs headless Chromium, and {where}: {_INSTALL_HINT}.")
+    log = logging.getLogger(__name__)
+    with tempfile.TemporaryDirectory(prefix="studio-pdf-") as tmp:
+        tmp_dir = Path(tmp)
+        # A copy that fixes the paper size: Chromium's command line has no paper option and its default depends on
+        # the locale; the saved HTML keeps `size` unset so a reader's own Print dialog picks their paper.
+        page = tmp_dir / "report.html"
+        text = html_path.read_text(encoding="utf-8")
+        page.write_text(text.replace("</head>", f"<style>@page{{size:{paper}}}</style></head>", 1), encoding="utf-8")
+        out = tmp_dir / "report.pdf"
+        # --no-sandbox: Chromium will not start as root (containers) with its sandbox; what it opens is our own
+        # escaped, self-contained HTML from a local file, with background networking off.
+        command = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-extensions",
+            "--no-first-run", "--no-default-browser-check", "--mute-audio", "--hide-scrollbars",
+            f"--user-data-dir={tmp_dir / 'profile'}", "--no-pdf-header-footer",
+            # virtual time runs as fast as the page is idle: it lets plotly finish drawing without a fixed sleep
+            "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={out}", page.as_uri(),
+        ]
+        started = time.monotonic()
+        # own process group, so a timeout ends Chromium's helper processes too (and only those)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.communicate()
+            raise StudioError(f"Chromium did not finish printing the PDF within {timeout:.0f} s ({browser}); "
+                              "try again when the machine is less busy, or print the HTML report from a browser.") from None
+        elapsed = time.monotonic() - started
+        data = out.read_bytes() if out.exists() else b""
+        if process.returncode != 0 or not data.startswith(b"%PDF"):
+            detail = _last_error_line(stderr.decode("utf-8", "replace"))
+            what = f"exited with code {process.returncode}" if process.returncode != 0 else "wrote no PDF"
+            raise StudioError(f"Chromium ({browser}) {what} while printing the report{': ' + detail if detail else ''}. "
+                              "Check that it starts (`chromium --headless --version`), or print the HTML report from a browser.")
+        atomic_write_bytes(pdf_path, data)
+        shutil.rmtree(tmp_dir / "profile", ignore_errors=True)
+    log.info("PDF report %s: %d bytes in %.1f s", pdf_path, len(data), elapsed)
+    return pdf_path
+
+
+def _last_error_line(stderr: str) -> str:
+    """Chromium's last meaningful stderr line (it logs harmless D-Bus noise on machines without a session bus)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and "dbus" not in line.lower()]
+    return lines[-1][:300] if lines else ""

@@ -334,6 +334,7 @@ with report_tab:
         if st.button("Build the report"):
             from core.report import write_report
 
+            st.session_state.pop("report_pdf_path", None)
             try:
                 path = write_report(workspace, report_id, decision=decision, estimate=estimate)
                 st.session_state["report_path"] = str(path)
@@ -344,4 +345,20 @@ with report_tab:
         if path:
             from pathlib import Path
 
+            from core.report import pdf_available, write_report_pdf
+
             st.download_button("Download the report (HTML, opens offline)", Path(path).read_bytes(), file_name=Path(path).name, mime="text/html")
+            if pdf_available():
+                # on demand: printing starts a headless browser for a couple of seconds on this shared machine
+                if st.button("Make a PDF of the report"):
+                    try:
+                        with st.spinner("Printing the PDF with headless Chromium…"):
+                            st.session_state["report_pdf_path"] = str(write_report_pdf(path))
+                    except StudioError as error:
+                        st.error(str(error))
+                pdf_path = st.session_state.get("report_pdf_path")
+                if pdf_path and Path(pdf_path).exists():
+                    st.download_button("Download the report (PDF)", Path(pdf_path).read_bytes(), file_name=Path(pdf_path).name, mime="application/pdf")
+            else:
+                st.caption("No PDF here: it is printed by headless Chromium, which this server does not have (apt-get install chromium, "
+                           "or set STUDIO_CHROMIUM). The HTML report is complete and opens offline; a browser's Print > Save as PDF works too.")
