@@ -37,8 +37,10 @@ def metric_bars(summary: dict, metrics: Sequence[str] = tuple(METRIC_LABELS)):
             x=[METRIC_LABELS[m] for m in shown],
             y=ys,
             marker_color=VARIANT_COLORS.get(variant),
-            text=[("n/a" if y is None else f"{y:.2f}") for y in ys],
+            # "0" rather than "0.00": four zero labels side by side otherwise run into each other
+            text=[("n/a" if y is None else "0" if y == 0 else f"{y:.2f}") for y in ys],
             textposition="outside",
+            textfont=dict(size=10),
         )
     fig.update_layout(
         barmode="group", yaxis=dict(range=[0, 1.1], title="score (0-1)"), title="Metrics per variant",
@@ -59,8 +61,10 @@ def scoreboard_figure(summary: dict):
             x=[VARIANT_LABELS.get(v, v) for v in variants],
             y=[y or 0 for y in ys],
             marker_color=[VARIANT_COLORS.get(v) for v in variants],
-            text=[("n/a" if y is None else f"{y:.2f}") for y in ys],
+            # "0" rather than "0.00": four zero labels side by side otherwise run into each other
+            text=[("n/a" if y is None else "0" if y == 0 else f"{y:.2f}") for y in ys],
             textposition="outside",
+            textfont=dict(size=10),
         )
     )
     fig.update_layout(title="Scoreboard: token F1 per variant", yaxis=dict(range=[0, 1.1], title="token F1"),

@@ -103,7 +103,10 @@ def _generic(value: Any) -> str:
             return '<span class="na">none</span>'
         return "<ul>" + "".join(f"<li>{_generic(v)}</li>" for v in value) + "</ul>"
     if isinstance(value, float):
-        return _fmt(value)
+        # large estimate figures (FLOPs, bytes, tokens) read better as 3,800,000,000 than 3800000000.000
+        return _fmt(value, 3) if math.isnan(value) or abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f"{value:,}"
     return _e(value)
 
 
@@ -311,8 +314,8 @@ def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
     model, url, timeout = _e(judged.get("model")), _e(judged.get("base_url")), _fmt(judged.get("timeout_s"), 0)
     return (
         f'<p class="muted">Judge {model} at {url} · timeout {timeout} s per score{status}</p>'
-        "<table><tr><th>Variant</th><th>Metric</th><th>Mean (scored only)</th><th>Scored</th><th>NaN</th><th>Timeouts</th>"
-        f"<th>Errors</th><th>Not applicable</th></tr>{rows}</table>"
+        "<table><thead><tr><th>Variant</th><th>Metric</th><th>Mean (scored only)</th><th>Scored</th><th>NaN</th><th>Timeouts</th>"
+        f"<th>Errors</th><th>Not applicable</th></tr></thead><tbody>{rows}</tbody></table>"
         '<p class="muted">The mean covers scored cells only; NaN, timeouts and errors are counted, never scored. '
         + " ".join(f"{_e(text)}." for text in METRICS.values()) + "</p>"
     )
