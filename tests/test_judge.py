@@ -156,3 +156,24 @@ def test_cli_judge_prints_the_table_and_exits_2_on_a_dead_endpoint(workspace, fi
     assert "faithfulness" in out and "1.000" in out and "never scored" in out
     assert main(["--workspace", root, "judge", finished_eval, "--url", url, "--model", "stub-judge"]) == 2
     assert "No judge answers" in capsys.readouterr().err
+
+
+def test_cli_evaluate_with_a_judge(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
+    import json
+
+    from core.cli import main
+
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))
+    root = str(workspace.root)
+    with JudgeStub("agree") as stub:
+        assert main(["--workspace", root, "evaluate", "--kb", toy_kb, "--questions", str(questions),
+                     "--judge-url", stub.url, "--judge-model", "stub-judge", "--json"]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["ragas"]["scores"]["rag"]["faithfulness"]["mean"] == pytest.approx(1.0)
+    # a dead judge is refused before any model loads
+    assert main(["--workspace", root, "evaluate", "--kb", toy_kb, "--questions", str(questions),
+                 "--judge-url", stub.url, "--judge-model", "stub-judge"]) == 2
+    assert "No judge answers" in capsys.readouterr().err

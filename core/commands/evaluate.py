@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
     p.add_argument("--runner", choices=("batched", "sequential"), default="batched",
                    help="batched: every variant of a question in one Compare-engine batch (faster); sequential: one answer at a time")
+    p.add_argument("--judge-url", default=None, help="optional: also score with RAGAS through this OpenAI-compatible endpoint "
+                   "(same as running `python -m core judge` afterwards)")
+    p.add_argument("--judge-model", default=None, help="the judge model name, with --judge-url")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_evaluate)
 
@@ -49,6 +52,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         repetition_penalty=args.repetition_penalty
     )
     settings.validate()
+    judge_settings = None
+    if args.judge_url or args.judge_model:
+        import os
+
+        from core import judge
+
+        judge_settings = judge.JudgeSettings(args.judge_url or "", args.judge_model or "", os.environ.get("STUDIO_JUDGE_API_KEY", "local"))
+        judge_settings.validate()
+        judge.check_endpoint(judge_settings.base_url)  # fail before the models load, not after the run
     questions = evaluation.load_questions(args.questions)
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
@@ -67,8 +79,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         question_source=args.questions, style_check=style_check, style_note=style_note,
     )
     summary = evaluation.load_summary(workspace, evaluation_id)
+    judged = None
+    if judge_settings is not None:
+        from core import judge
+
+        judged = judge.judge_evaluation(workspace, evaluation_id, judge_settings, embedder or _default_embedder())
     if args.json:
-        print_json({"id": evaluation_id, **summary})
+        print_json({"id": evaluation_id, **summary, **({"ragas": {k: v for k, v in judged.items() if k != "cells"}} if judged else {})})
         return 0
     print(f"evaluation {evaluation_id}: {summary['questions']} questions, {summary['answers']} answers, "
           f"{summary['elapsed_s']:.0f} s ({summary['questions_per_minute']:.2f} questions/min)")
@@ -82,5 +99,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         k = r["k"]
         hit_k = r[f"hit@{k}"]
         print(f"retrieval over {r['questions_with_gold']} questions: hit@1 {r['hit@1']:.3f}, hit@{k} {hit_k:.3f}, MRR {r['mrr']:.3f}")
+    if judged:
+        from core.commands.judge import print_table
+
+        print_table(judged)
     print(f"report: python -m core report {evaluation_id} --out report.html")
     return 0
+
+
+def _default_embedder():
+    from core.knowledge import SentenceTransformerEmbedder
+    from core.models import EmbedderSpec, load_embedder
+
+    spec = EmbedderSpec()
+    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)

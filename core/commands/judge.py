@@ -38,25 +38,25 @@ def run_judge(args: argparse.Namespace) -> int:
     judge.check_endpoint(settings.base_url)
     embedder = None
     if "answer_relevancy" in settings.metrics:
+        from core.commands.evaluate import _default_embedder
         from core.evaluation import embedder_for_kb, get_evaluation
 
         kb = get_evaluation(workspace, args.evaluation_id).kb
-        if kb:
-            embedder = embedder_for_kb(workspace, kb)
-        else:
-            from core.knowledge import SentenceTransformerEmbedder
-            from core.models import EmbedderSpec, load_embedder
-
-            spec = EmbedderSpec()
-            embedder = SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+        embedder = embedder_for_kb(workspace, kb) if kb else _default_embedder()
     state = judge.judge_evaluation(workspace, args.evaluation_id, settings, embedder)
     if args.json:
         print_json({key: value for key, value in state.items() if key != "cells"})
         return 0
-    print(f"judged {args.evaluation_id} with {settings.model}: {state['done']} scores in {state.get('elapsed_s', 0):.0f} s ({state['status']})")
+    print_table(state)
+    return 0
+
+
+def print_table(state: dict) -> None:
+    from core import judge
+
+    print(f"judged with {state['judge']['model']}: {state['done']} scores in {state.get('elapsed_s', 0):.0f} s ({state['status']})")
     print(f"{'variant':<11}{'metric':<19}{'mean':>8}{'scored':>8}{'NaN':>6}{'timeout':>9}{'error':>7}{'n/a':>6}")
     for row in judge.judgement_rows(state):
         print(f"{row['variant']:<11}{row['metric']:<19}{_fmt(row['mean']):>8}{row['scored']:>8}{row['NaN']:>6}"
               f"{row['timeouts']:>9}{row['errors']:>7}{row['not applicable']:>6}")
     print("means cover scored cells only; NaN, timeouts and errors are counted, never scored")
-    return 0
