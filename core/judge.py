@@ -227,6 +227,8 @@ def _status_of(error: BaseException) -> tuple[str, str]:
         return "timeout", "the judge did not answer in time"
     if "Connection" in name:
         return "error", "the judge could not be reached"
+    if "IncompleteOutput" in name:
+        return "error", "the judge's reply was cut off at its token limit before the JSON closed"
     if "InstructorRetry" in name or "ValidationError" in name:
         return "error", "the judge's reply did not fit the JSON schema RAGAS asked for"
     return "error", f"{name}: {str(error)[:200]}"
