@@ -34,7 +34,9 @@ def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int,
 
 
 def fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 st.title("Evaluate")
@@ -181,8 +183,12 @@ with results_tab:
         st.subheader("Scoreboard")
         board = pd.DataFrame(evaluation.scoreboard_rows(summary))
         if not board.empty:
+            # Text cells, so n/a reads "n/a" (not "None" or a blank) and every metric has the same digits.
+            digits = {"answers": 0, "errors": 0, "p50 s": 2, "p95 s": 2, "first token p50 s": 2, "tokens/s": 1}
+            for column in board.columns[1:]:
+                board[column] = board[column].map(lambda v, d=digits.get(column, 3): fmt(None if v is None or v != v else float(v), d))
             st.dataframe(board.set_index("variant"), width="stretch")
-            st.caption("Empty cells are n/a (not applicable or not measurable), never a score.")
+            st.caption("n/a = not applicable or not measurable, never a score.")
         r = summary.get("retrieval", {})
         if r.get("questions_with_gold"):
             m1, m2, m3, m4 = st.columns(4)

@@ -29,6 +29,8 @@ def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
     assert len(at.dataframe) >= 2  # scoreboard + per-question table
     board = at.dataframe[0].value
     assert list(board.index) == ["Base", "RAG"]
+    assert (board["format adherence"] == "n/a").all()  # not checked: n/a, never None or 0
+    assert all(len(v.split(".")[1]) == 3 for v in board["token F1"])  # same digits for every variant
     # filter the per-question table to failures only
     at.checkbox[0].check().run()
     assert not at.exception
@@ -116,6 +118,7 @@ def test_page_judges_with_ragas_through_a_stub_endpoint(workspace, toy_kb, fake_
     at.run()
     assert not at.exception
     assert any("Judged" in s.value for s in at.success)
-    table = next(d.value for d in at.dataframe if "mean" in d.value)
+    table = next(d.value for d in at.dataframe if "mean (scored cells)" in d.value)
     faith = table[(table["variant"] == "RAG") & (table["metric"] == "faithfulness")]
-    assert float(faith["mean"].iloc[0]) == 1.0
+    assert faith["mean (scored cells)"].iloc[0] == "1.000"
+    assert (table[table["variant"] == "Base"]["mean (scored cells)"] == "n/a").any()  # base has no context: n/a, not 0

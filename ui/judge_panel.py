@@ -10,7 +10,7 @@ from core import judge
 from core.errors import StudioError
 from core.evaluation import VARIANT_LABELS, get_evaluation
 from core.settings import Workspace
-from ui.common import get_embedder
+from ui.common import get_embedder, md_escape
 
 DEFAULT_URL = os.environ.get("STUDIO_JUDGE_URL", "http://127.0.0.1:11434/v1")  # Ollama's OpenAI-compatible API
 STATUS_HELP = "Means cover scored cells only. NaN, timeouts and errors are counted in their own columns, never scored."
@@ -27,10 +27,10 @@ def _results(state: dict) -> None:
     table = pd.DataFrame(rows)
     table["variant"] = table["variant"].map(_label)
     table["metric"] = table["metric"].map(lambda m: m.replace("_", " "))
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"mean": st.column_config.NumberColumn("mean (scored cells)", format="%.3f")})
+    table["mean"] = table["mean"].map(lambda v: "n/a" if v is None or v != v else f"{v:.3f}")  # n/a, never a blank or a 0
+    st.dataframe(table.rename(columns={"mean": "mean (scored cells)"}), hide_index=True, width="stretch")
     judged = state["judge"]
-    st.caption(f"Judge: {judged['model']} at {judged['base_url']} · {STATUS_HELP}")
+    st.caption(f"Judge: {md_escape(judged['model'])} at `{judged['base_url'].replace('`', '')}` · {STATUS_HELP}")
     cells = pd.DataFrame(state.get("cells") or [])
     if not cells.empty:
         with st.expander("Every judged cell"):
@@ -117,5 +117,7 @@ def _show(state: dict | None) -> None:
     elif status == "cancelled":
         st.info(f"Judging cancelled after {state['done']} of {state['total']} scores.")
     else:
-        st.success(f"Judged {state['total']} scores in {state.get('elapsed_s', 0):.0f} s.")
+        not_applicable = sum(1 for c in state.get("cells") or [] if c["status"] == "n/a")
+        st.success(f"Judged {state['total'] - not_applicable} scores in {state.get('elapsed_s', 0):.0f} s "
+                   f"({not_applicable} did not apply).")
     _results(state)
