@@ -778,15 +778,20 @@ def start_evaluation_job(workspace: Workspace, make_runner: Callable[[], Variant
             raise
         run_evaluation(workspace, runner, items, no_limit, cancel=cancel, evaluation_id=evaluation_id, **kwargs)
 
-    job = EvaluationJob(evaluation_id, target)
+    return start_job(evaluation_id, target)
+
+
+def start_job(key: str, target: Callable[[threading.Event], Any]) -> EvaluationJob:
+    """Register and start a background job under `key` (an evaluation id, or e.g. "judge:<id>")."""
+    job = EvaluationJob(key, target)
     with _JOBS_LOCK:
-        _JOBS[evaluation_id] = job
+        _JOBS[key] = job
     return job.start()
 
 
-def get_job(evaluation_id: str) -> EvaluationJob | None:
+def get_job(key: str) -> EvaluationJob | None:
     with _JOBS_LOCK:
-        return _JOBS.get(evaluation_id)
+        return _JOBS.get(key)
 
 
 # ---------------------------------------------------------------- update drill

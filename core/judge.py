@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from core.errors import StudioError
-from core.evaluation import CONTEXT_VARIANTS, EvaluationJob, load_results
+from core.evaluation import CONTEXT_VARIANTS, EvaluationJob, get_job, load_results, start_job
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 
@@ -381,8 +381,8 @@ def _now() -> str:
 
 
 # ---------------------------------------------------------------- background job (for the page)
-_JOBS: dict[str, EvaluationJob] = {}
-_JOBS_LOCK = threading.Lock()
+def _job_key(evaluation_id: str) -> str:
+    return f"judge:{evaluation_id}"
 
 
 def start_judge_job(workspace: Workspace, evaluation_id: str, settings: JudgeSettings,
@@ -391,21 +391,16 @@ def start_judge_job(workspace: Workspace, evaluation_id: str, settings: JudgeSet
     settings.validate()
     _folder(workspace, evaluation_id)
     _import_ragas()  # fail now, on the page, if ragas cannot load
-    with _JOBS_LOCK:
-        running = _JOBS.get(evaluation_id)
-        if running is not None and running.running:
-            raise StudioError("This evaluation is being judged already; wait for it or cancel it.")
+    running = get_judge_job(evaluation_id)
+    if running is not None and running.running:
+        raise StudioError("This evaluation is being judged already; wait for it or cancel it.")
 
     def target(cancel: threading.Event) -> None:
         embedder = make_embedder() if make_embedder else None
         judge_evaluation(workspace, evaluation_id, settings, embedder, cancel=cancel)
 
-    job = EvaluationJob(evaluation_id, target)
-    with _JOBS_LOCK:
-        _JOBS[evaluation_id] = job
-    return job.start()
+    return start_job(_job_key(evaluation_id), target)
 
 
 def get_judge_job(evaluation_id: str) -> EvaluationJob | None:
-    with _JOBS_LOCK:
-        return _JOBS.get(evaluation_id)
+    return get_job(_job_key(evaluation_id))
