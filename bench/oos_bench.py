@@ -70,6 +70,7 @@ def main() -> int:
                         help="extra cosine cut-offs to report for the old gate (repeatable)")
     parser.add_argument("--record", default=None, help="append a results section to this markdown file")
     parser.add_argument("--note", default="")
+    parser.add_argument("--latency", action="store_true", help="also time one-query searches with the check off and on")
     parser.add_argument("--show", action="store_true", help="list the out-of-scope questions the new gate still answers")
     args = parser.parse_args()
 
@@ -84,9 +85,12 @@ def main() -> int:
     loaded = time.perf_counter()
     new = RetrievalSettings()
     # term_check only annotates hits (Hit.missing_terms); the ranking is the same, so one search serves every gate.
-    hits = search_many(workspace, args.kb, [r["question"] for r in gold] + [r["question"] for r in oos], embedder, new)
+    from core.evaluation import OUT_OF_SCOPE_QUESTIONS
+
+    builtin = list(OUT_OF_SCOPE_QUESTIONS)
+    hits = search_many(workspace, args.kb, [r["question"] for r in gold] + [r["question"] for r in oos] + builtin, embedder, new)
     searched = time.perf_counter()
-    gold_hits, oos_hits = hits[: len(gold)], hits[len(gold):]
+    gold_hits, oos_hits, builtin_hits = hits[: len(gold)], hits[len(gold): len(gold) + len(oos)], hits[len(gold) + len(oos):]
     old = replace(new, term_check=False)
     gates = {f"before: cosine >= {old.min_score:.2f}": old}
     for cut in args.min_score or ():
@@ -101,9 +105,29 @@ def main() -> int:
     for name, settings in (("before", old), ("after", new)):
         parts = [f"{cat} {sum(not relevant(oos_hits[i], settings) for i in idx)}/{len(idx)}" for cat, idx in by_category.items()]
         category_lines.append(f"refused by category, {name}: " + ", ".join(parts))
+    category_lines.append(
+        f"core.evaluation's {len(builtin)} built-in out-of-scope questions refused: "
+        f"before {sum(not relevant(h, old) for h in builtin_hits)}/{len(builtin)}, after {sum(not relevant(h, new) for h in builtin_hits)}/{len(builtin)}"
+    )
     lost = [gold[i]["question"] for i in range(len(gold)) if relevant(gold_hits[i], old) and not relevant(gold_hits[i], new)]
     still = [(oos[i]["question"], max(h.score for h in oos_hits[i])) for i in range(len(oos)) if relevant(oos_hits[i], new)]
 
+    if args.latency:
+        import statistics
+
+        from core.knowledge import search
+
+        sample = [r["question"] for r in gold[::3]] + [r["question"] for r in oos]
+        for name, settings in (("term check off", old), ("term check on", new)):
+            search(workspace, args.kb, sample[0], embedder, settings)  # warm the caches
+            times = []
+            for question in sample:
+                tick = time.perf_counter()
+                search(workspace, args.kb, question, embedder, settings)
+                times.append((time.perf_counter() - tick) * 1000)
+            times.sort()
+            category_lines.append(f"one-query search incl. embedding, {name}: p50 {statistics.median(times):.1f} ms, "
+                                  f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms over {len(times)} questions")
     load = os.getloadavg()
     header = (f"kb {args.kb}: {len(gold)} gold questions, {len(oos)} out-of-scope; k={new.k}, mode={new.mode}; "
               f"embedder load {loaded - started:.1f} s, search {searched - loaded:.1f} s; "
