@@ -123,6 +123,9 @@ class EvaluationSettings:
     support_threshold: float = field(
         default=metrics.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
     )
+    term_check: bool = field(
+        default=True, metadata={"help": "refuse when the question names something the knowledge base never mentions (RetrievalSettings.term_check)"}
+    )
 
     def validate(self) -> None:
         if not self.variants:
@@ -144,7 +147,7 @@ class EvaluationSettings:
 
     @property
     def retrieval(self) -> RetrievalSettings:
-        return RetrievalSettings(self.k, self.min_score)
+        return RetrievalSettings(self.k, self.min_score, term_check=self.term_check)
 
 
 # ---------------------------------------------------------------- question sets

@@ -90,6 +90,12 @@ class RetrievalSettings:
         default=0.30,
         metadata={"help": "cosine similarity below which a chunk counts as not relevant (MiniLM: on-topic ≈ 0.4–0.8)"},
     )
+    term_check: bool = field(
+        default=True,
+        metadata={"help": "also refuse when the question names something (a capitalised word after the first, or a number) "
+                          "the knowledge base never mentions, and skip chunks lacking a number the question asks about "
+                          "(squad36: out-of-scope refusal 0.075 -> 0.55, answerable 0.978 -> 0.967; bench/RESULTS_oos.md)"},
+    )
 
     mode: str = field(
         default="hybrid",
@@ -196,6 +202,9 @@ class Hit:
     score: float
     text: str
     rank: int = 0
+    # Question terms this chunk cannot vouch for (see `question_terms`): names the knowledge base never
+    # mentions and numbers missing from this chunk. Non-empty means the gate (`relevant`) drops it.
+    missing_terms: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -594,11 +603,11 @@ def search_many(
     faiss.omp_set_num_threads(1 if len(queries) == 1 else (os.cpu_count() or 1))
     depth = min(max(settings.k, settings.fusion_depth) if settings.mode != "dense" else settings.k, kb.chunk_count)
     dense_scores, dense_ids = index.search(vectors, depth)
-    lexical = _lexical_index(workspace, kb) if settings.mode != "dense" else None
+    lexical = _lexical_index(workspace, kb) if settings.mode != "dense" or settings.term_check else None
     rankings: list[list[int]] = []
     for position, query in enumerate(queries):
         dense_ranking = [int(i) for i in dense_ids[position] if i >= 0]
-        if lexical is None:
+        if lexical is None or settings.mode == "dense":
             rankings.append(dense_ranking[: settings.k])
             continue
         lexical_ranking = lexical.top(query, depth)
@@ -624,15 +633,45 @@ def search_many(
         }
     results = []
     for position, ranking in enumerate(rankings):
+        names, numbers = question_terms(queries[position]) if settings.term_check else ((), ())
+        unknown = tuple(name for name in names if name not in lexical.vocabulary) if names else ()
         hits = []
         for chunk_id in ranking:
             row = rows.get(chunk_id)
             if row is None:  # a vector whose row vanished (the index is rebuilt on the next write)
                 continue
             cosine = float(np.frombuffer(row["embedding"], dtype=np.float32) @ vectors[position])
-            hits.append(Hit(chunk_id, row["name"], row["page"], row["page_end"], cosine, row["text"], len(hits) + 1))
+            missing = unknown
+            if numbers:
+                words = set(tokenize(row["text"]))
+                missing += tuple(number for number in numbers if number not in words and number not in missing)
+            hits.append(Hit(chunk_id, row["name"], row["page"], row["page_end"], cosine, row["text"], len(hits) + 1, missing))
         results.append(hits)
     return results
+
+
+def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, numbers) a question hinges on, lower-cased like `tokenize`, each once, in order.
+
+    A name is a word starting with a capital letter other than the question's first word (which is
+    capitalised anyway); a number is a run of digits. Lower-case words are left out on purpose: on
+    squad36 11% of the gold questions hold a lower-case word the documents never use (paraphrases
+    and typos), so requiring them would refuse answerable questions.
+    """
+    names: list[str] = []
+    numbers: list[str] = []
+    for position, match in enumerate(re.finditer(r"\w+", question)):
+        word = match.group()
+        if word.isdigit():
+            target = numbers
+        elif position > 0 and word[0].isupper():
+            target = names
+        else:
+            continue
+        word = word.lower()
+        if word not in target:
+            target.append(word)
+    return tuple(names), tuple(numbers)
 
 
 class _LexicalIndex:
@@ -647,6 +686,7 @@ class _LexicalIndex:
 
         self.ids = np.array(ids, dtype=np.int64)
         self.bm25 = BM25Plus([tokenize(text) or [""] for text in texts])
+        self.vocabulary = frozenset(word for freqs in self.bm25.doc_freqs for word in freqs)
 
     def top(self, query: str, depth: int) -> list[int]:
         words = set(tokenize(query))
@@ -676,8 +716,13 @@ def _lexical_index(workspace: Workspace, kb: KnowledgeBase) -> _LexicalIndex:
 
 
 def relevant(hits: Sequence[Hit], settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:
-    """The hits worth citing; empty means 'the documents do not cover this'."""
-    return [hit for hit in hits if hit.score >= settings.min_score]
+    """The hits worth citing; empty means 'the documents do not cover this'.
+
+    The one relevance gate (Ask, Compare, Evaluate and the CLI all call it): a hit passes when its
+    cosine similarity reaches `min_score` and, with `term_check`, it misses none of the question's
+    terms (`Hit.missing_terms`: a name the knowledge base never mentions, or a number not in the chunk).
+    """
+    return [hit for hit in hits if hit.score >= settings.min_score and not (settings.term_check and hit.missing_terms)]
 
 
 # ---------------------------------------------------------------- LangChain seam

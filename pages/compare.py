@@ -173,12 +173,18 @@ def _settings_form(workspace) -> dict | None:
         top_p = right.slider("Top-p", 0.05, 1.0, 0.9, 0.05, key="compare_top_p")
         seed = left.number_input("Seed", 0, 2**31 - 1, 0, key="compare_seed")
         k = middle.slider("Chunks retrieved (k)", 1, 10, 3, key="compare_k", help="RAG and hybrid get the same chunks")
-        min_score = right.slider("Minimum relevance", 0.0, 1.0, 0.30, 0.05, key="compare_min_score")
+        min_score = right.slider("Minimum relevance", 0.0, 1.0, 0.30, 0.05, key="compare_min_score",
+                                 help="cosine similarity below which a chunk is not given to RAG and hybrid")
+        term_check = middle.checkbox(
+            "Refuse unknown names", True, key="compare_term_check",
+            help="RAG and hybrid say the documents don't cover it when the question names something (a capitalised word "
+                 "or a number) the documents never mention; chunks lacking a number the question asks about are dropped",
+        )
         system = st.text_area("System voice (optional)", "", key="compare_system", placeholder="e.g. You are our support desk. Answer in two sentences.")
     try:
         decoding = DecodingSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), seed=int(seed))
         decoding.validate()
-        retrieval = RetrievalSettings(k=int(k), min_score=float(min_score))
+        retrieval = RetrievalSettings(k=int(k), min_score=float(min_score), term_check=bool(term_check))
         retrieval.validate()
     except StudioError as error:
         st.error(str(error))

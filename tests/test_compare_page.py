@@ -46,6 +46,7 @@ def test_page_without_kb_or_adapter_explains_and_answers_base(fake_engine):
     assert not at.exception
     assert at.title[0].value == "Compare"
     assert "Fine-tune" in _texts(at)
+    assert at.checkbox(key="compare_term_check").value is True  # the relevance gate's term check, on by default
     at.chat_input[0].set_value("What is new?").run()
     at.run()  # the page reruns once to disable the input, then generates
     assert not at.exception
