@@ -16,6 +16,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
+from ui.common import md_escape
 from ui.judge_panel import judge_panel
 
 NONE = "(none)"
@@ -206,7 +207,9 @@ with results_tab:
             st.subheader("Per question")
             table = pd.DataFrame(evaluation.question_rows(rows))
             f1, f2, f3 = st.columns([2, 2, 1])
-            show = f1.multiselect("Variants", sorted(table["variant"].unique()), default=sorted(table["variant"].unique()))
+            present = set(table["variant"])  # in the scoreboard's order (Base, RAG, Fine-tuned, Hybrid), not alphabetical
+            ordered = [label for label in evaluation.VARIANT_LABELS.values() if label in present] + sorted(present - set(evaluation.VARIANT_LABELS.values()))
+            show = f1.multiselect("Variants", ordered, default=ordered, key="eval_table_variants")
             text = f2.text_input("Search questions and answers")
             wrong_only = f3.checkbox("Only F1 < 0.5")
             view = table[table["variant"].isin(show)]
@@ -227,9 +230,10 @@ with results_tab:
                 for item in items:
                     with column.container(border=True):
                         st.caption(f"F1 {fmt(item.get('f1'))} · {fmt(item.get('total_s'), 1)} s")
-                        st.markdown(f"**{item['question']}**".replace("$", "\\$"))
+                        # one line, escaped: a multi-line question (instruction + passage) broke the bold markers
+                        st.markdown(f"**{md_escape(' '.join(str(item['question']).split()))}**")
                         st.text(item.get("answer") or item.get("error") or "")
-                        st.caption("Reference: " + " | ".join(item.get("answers") or []))
+                        st.caption("Reference: " + md_escape(" | ".join(" ".join(str(a).split()) for a in item.get("answers") or [])))
                         for c in item.get("citations") or []:
                             st.caption(f"[{c['n']}] {c['document']}, p. {c['page']}")
         st.divider()
@@ -331,7 +335,9 @@ with report_tab:
     else:
         ids = [r.id for r in records]
         default = st.session_state.get("report_evaluation_id")
-        report_id = st.selectbox("Evaluation for the report", ids, index=ids.index(default) if default in ids else 0, key="report_id")
+        report_labels = {r.id: f"{r.id} · {r.status} · {r.kb or 'no KB'} · {r.adapter or 'no adapter'} · {r.question_source}" for r in records}
+        report_id = st.selectbox("Evaluation for the report", ids, index=ids.index(default) if default in ids else 0, key="report_id",
+                                 format_func=report_labels.get)
         decision = st.session_state.get("decision")
         estimate = st.session_state.get("estimate")
         decision = asdict(decision) if is_dataclass(decision) else decision

@@ -122,3 +122,23 @@ def test_page_judges_with_ragas_through_a_stub_endpoint(workspace, toy_kb, fake_
     faith = table[(table["variant"] == "RAG") & (table["metric"] == "faithfulness")]
     assert faith["mean (scored cells)"].iloc[0] == "1.000"
     assert (table[table["variant"] == "Base"]["mean (scored cells)"] == "n/a").any()  # base has no context: n/a, not 0
+
+
+def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_embedder):
+    """A training-row question (instruction + passage, several lines) stays one bold line, escaped; the
+    reference's '- ' bullets stay text; variants keep the scoreboard's order; the report picker has labels."""
+    from core.evaluation import QuestionItem
+
+    questions = [QuestionItem("q1", "Tell me about this text.\n\nThe *Harbor* Bridge opened in 1932.", ("- opened 1932\n- Risks: none",),
+                              "harbor.txt", None)] + QUESTIONS[:1]
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), questions, EvaluationSettings(variants=("base", "rag", "hybrid"), min_score=0.05),
+                                        kb=toy_kb, embedder=fake_embedder, question_source="toy")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.multiselect(key="eval_table_variants").value == ["Base", "RAG", "Hybrid"]  # the per-question filter
+    bold = [m.value for m in at.markdown if "Tell me about this text" in m.value]
+    assert bold and all("\n" not in v and v.startswith("**") and v.endswith("**") and "\\*Harbor\\*" in v for v in bold)
+    references = [c.value for c in at.caption if c.value.startswith("Reference:") and "opened 1932" in c.value]
+    assert references and all("\n" not in v and "\\- opened 1932" in v for v in references)
+    picker = at.selectbox(key="report_id")
+    assert any(eval_id in option and "toy" in option for option in picker.options)
