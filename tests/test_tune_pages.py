@@ -93,3 +93,15 @@ def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeyp
     # The plan's figures are context, not changes: no up arrows
     plan = {m.label: m for m in at.metric if m.label in ("Trainable parameters", "Steps", "Estimated time", "Estimated memory")}
     assert len(plan) == 4 and all(m.proto.direction == m.proto.NONE for m in plan.values())
+
+
+def test_training_data_saved_datasets_table_reads_cleanly(ws):
+    D.save_dataset(ws, "qa-rows", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="qa")), kind="qa")
+    at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns)[:3] == ["Dataset", "Kind", "Format"]
+    row = table.iloc[0]
+    assert row["Dataset"] == "qa-rows" and row["Kind"] == "Question → answer"
+    assert row["Style rule"] == "n/a"  # a Q&A set has no style rule: n/a, never None
+    assert "T" not in row["Created"] and "+00:00" not in row["Created"]
