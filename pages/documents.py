@@ -26,7 +26,7 @@ st.caption("Build knowledge bases from your PDFs, text and Word files. Every ans
 
 ws = workspace()
 bases = list_knowledge_bases(ws)
-NEW = "➕ New knowledge base"
+NEW = "+ New knowledge base"  # plain text: an emoji showed as an empty box where Chromium has no emoji font
 names = [kb.name for kb in bases]
 current = st.session_state.get("active_kb")
 choice = st.selectbox(

@@ -115,6 +115,11 @@ with run_tab:
     st.caption("Optional RAGAS scores from a judge model (any OpenAI-compatible endpoint) are added afterwards, "
                "in the Scoreboard tab.")
 
+    if questions and variants:
+        asked = min(len(questions), int(limit)) if int(limit) else len(questions)
+        total = asked + int(out_of_scope)
+        st.caption(f"Will ask {asked} question{'s' * (asked != 1)} + {int(out_of_scope)} out-of-scope = {total}, "
+                   f"× {len(variants)} variant{'s' * (len(variants) != 1)} = **{total * len(variants)} answers**.")
     start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
     if start:
         try:

@@ -142,3 +142,13 @@ def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_em
     assert references and all("\n" not in v and "\\- opened 1932" in v for v in references)
     picker = at.selectbox(key="report_id")
     assert any(eval_id in option and "toy" in option for option in picker.options)
+
+
+def test_run_tab_says_how_many_answers_a_run_makes(workspace, toy_kb):
+    """Limit 2 with 3 out-of-scope questions and two variants is 10 answers: said before Start, not discovered in the progress bar."""
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio[0].set_value("Generate from the documents").run()
+    next(n for n in at.number_input if n.label == "Limit (0 = all)").set_value(2).run()
+    at.multiselect[0].set_value(["base", "rag"]).run()
+    assert not at.exception
+    assert any("= 5, × 2 variants = **10 answers**" in c.value for c in at.caption), [c.value for c in at.caption]

@@ -12,7 +12,7 @@ PAGE = str(ROOT / "pages" / "documents.py")
 def test_create_a_knowledge_base(app_workspace):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
-    assert at.selectbox[0].value == "➕ New knowledge base"
+    assert at.selectbox[0].value == "+ New knowledge base"
     at.text_input[0].set_value("handbook")
     at.number_input[0].set_value(600)
     at.button[0].click().run()

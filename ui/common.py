@@ -51,7 +51,7 @@ def embedder_spec() -> EmbedderSpec:
     return st.session_state.get("embedder_spec") or EmbedderSpec()
 
 
-@st.cache_resource(show_spinner="Loading the language model…")
+@st.cache_resource(show_spinner="Loading the language model… (the first time on a new workspace converts it: ~20 s, longer on a busy CPU)")
 def _cached_generator(model_id: str, device: str, dtype: str, root: str):
     return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
 
