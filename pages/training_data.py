@@ -100,7 +100,8 @@ if rows:
         c1, c2, c3, c4 = st.columns(4)
         dataset_id = c1.text_input("Dataset id", "my-dataset")
         fmt = c2.selectbox("Format", D.FORMATS, format_func={"instruction": "instruction / input / output", "prompt_completion": "prompt / completion"}.get)
-        heldout = c3.slider("Held-out share", 0.0, 0.5, 0.2, 0.05)
+        heldout = c3.slider("Held-out share", 0, 50, 20, 5, format="%d%%", key="td_heldout_pct",
+                            help="Rows kept out of training: the questions the Evaluate page asks.") / 100
         seed = c4.number_input("Split seed", 0, 10_000, 0)
         if st.form_submit_button("Split and save", type="primary"):
             records = []

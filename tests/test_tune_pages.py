@@ -33,6 +33,10 @@ def test_training_data_page_edits_splits_and_saves(ws):
     at.button[0].click().run()  # the form's "Split and save"
     assert not at.exception
     assert any("Saved style-page: 8 training rows and 2 held-out rows" in s.value for s in at.success)
+    at.slider(key="td_heldout_pct").set_value(30)  # shown as a percentage, not 0.30
+    at.text_input[0].set_value("style-30")
+    at.button[0].click().run()
+    assert any("Saved style-30: 7 training rows and 3 held-out rows" in s.value for s in at.success)
     assert D.dataset_meta(ws, "style-page")["style_rule"] == "bullets3_risk"
 
 
