@@ -236,7 +236,8 @@ with results_tab:
                     with column.container(border=True):
                         st.caption(f"F1 {fmt(item.get('f1'))} · {fmt(item.get('total_s'), 1)} s")
                         # one line, escaped: a multi-line question (instruction + passage) broke the bold markers
-                        st.markdown(f"**{md_escape(' '.join(str(item['question']).split()))}**")
+                        question = " ".join(str(item["question"]).split())  # the full text is in the per-question table
+                        st.markdown(f"**{md_escape(question[:160])}{'…' if len(question) > 160 else ''}**")
                         st.text(item.get("answer") or item.get("error") or "")
                         st.caption("Reference: " + md_escape(" | ".join(" ".join(str(a).split()) for a in item.get("answers") or [])))
                         for c in item.get("citations") or []:

@@ -129,7 +129,7 @@ def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_em
     reference's '- ' bullets stay text; variants keep the scoreboard's order; the report picker has labels."""
     from core.evaluation import QuestionItem
 
-    questions = [QuestionItem("q1", "Tell me about this text.\n\nThe *Harbor* Bridge opened in 1932.", ("- opened 1932\n- Risks: none",),
+    questions = [QuestionItem("q1", "Tell me about this text.\n\nThe *Harbor* Bridge opened in 1932." + " It is long." * 40, ("- opened 1932\n- Risks: none",),
                               "harbor.txt", None)] + QUESTIONS[:1]
     eval_id = evaluation.run_evaluation(workspace, FakeRunner(), questions, EvaluationSettings(variants=("base", "rag", "hybrid"), min_score=0.05),
                                         kb=toy_kb, embedder=fake_embedder, question_source="toy")
@@ -137,7 +137,8 @@ def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_em
     assert not at.exception
     assert at.multiselect(key="eval_table_variants").value == ["Base", "RAG", "Hybrid"]  # the per-question filter
     bold = [m.value for m in at.markdown if "Tell me about this text" in m.value]
-    assert bold and all("\n" not in v and v.startswith("**") and v.endswith("**") and "\\*Harbor\\*" in v for v in bold)
+    assert bold and all("\n" not in v and v.startswith("**") and v.endswith("…**") and "\\*Harbor\\*" in v for v in bold)
+    assert all(len(v.replace("\\", "")) < 170 for v in bold)  # a passage-long question is cut, not a wall of bold
     references = [c.value for c in at.caption if c.value.startswith("Reference:") and "opened 1932" in c.value]
     assert references and all("\n" not in v and "\\- opened 1932" in v for v in references)
     picker = at.selectbox(key="report_id")
