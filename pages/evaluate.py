@@ -223,7 +223,11 @@ with results_tab:
                 view = view[mask]
             if wrong_only:
                 view = view[view["F1"].fillna(1.0) < 0.5]
-            st.dataframe(view, width="stretch", hide_index=True)
+            # Text cells, like the scoreboard: a missing score (out-of-scope questions) reads n/a, never None
+            shown = view.copy()
+            for column, digits in (("F1", 3), ("EM", 0), ("ROUGE-L", 3), ("lexical support", 3), ("seconds", 1)):
+                shown[column] = shown[column].map(lambda v, d=digits: fmt(None if v is None or v != v else float(v), d))
+            st.dataframe(shown, width="stretch", hide_index=True)
             st.subheader("Best and worst")
             variant = st.selectbox("Variant", summary.get("variants", {}).keys(), format_func=evaluation.VARIANT_LABELS.get)
             from core.report import pick_examples

@@ -131,7 +131,7 @@ def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_em
 
     questions = [QuestionItem("q1", "Tell me about this text.\n\nThe *Harbor* Bridge opened in 1932." + " It is long." * 40, ("- opened 1932\n- Risks: none",),
                               "harbor.txt", None)] + QUESTIONS[:1]
-    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), questions, EvaluationSettings(variants=("base", "rag", "hybrid"), min_score=0.05),
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), questions, EvaluationSettings(variants=("base", "rag", "hybrid"), min_score=0.05, out_of_scope=1),
                                         kb=toy_kb, embedder=fake_embedder, question_source="toy")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
@@ -139,6 +139,11 @@ def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_em
     bold = [m.value for m in at.markdown if "Tell me about this text" in m.value]
     assert bold and all("\n" not in v and v.startswith("**") and v.endswith("…**") and "\\*Harbor\\*" in v for v in bold)
     assert all(len(v.replace("\\", "")) < 170 for v in bold)  # a passage-long question is cut, not a wall of bold
+    per_question = at.dataframe[1].value
+    assert not per_question.isin(["None", "nan"]).any().any() and per_question[["F1", "ROUGE-L"]].notna().all().all()
+    assert set(per_question.loc[per_question["out of scope"] == True, "F1"]) <= {"n/a"}  # noqa: E712
+    assert all(v == "n/a" or len(v.split(".")[1]) == 3 for v in per_question["F1"])
+    assert all(v == "n/a" or len(v.split(".")[1]) == 1 for v in per_question["seconds"])
     references = [c.value for c in at.caption if c.value.startswith("Reference:") and "opened 1932" in c.value]
     assert references and all("\n" not in v and "\\- opened 1932" in v for v in references)
     picker = at.selectbox(key="report_id")
