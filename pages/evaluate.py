@@ -258,7 +258,8 @@ with drill_tab:
     else:
         d1, d2 = st.columns(2)
         drill_kb = d1.selectbox("Knowledge base", kbs, key="drill_kb")
-        drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, key="drill_adapter")
+        drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, index=1 if adapters else 0, key="drill_adapter",
+                                     help="The newest completed run is preselected, as on the first tab.")
         question = st.text_input("Question", key="drill_question", placeholder="e.g. When does the warranty expire?")
 
         def ask() -> dict:

@@ -158,3 +158,13 @@ def test_run_tab_says_how_many_answers_a_run_makes(workspace, toy_kb):
     at.multiselect[0].set_value(["base", "rag"]).run()
     assert not at.exception
     assert any("= 5, × 2 variants = **10 answers**" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_update_drill_preselects_the_newest_adapter(workspace, toy_kb):
+    """The drill compares RAG with the fine-tuned model: like the first tab, it starts on the newest adapter."""
+    for run in ("run-20260101-000000-aaaa", "run-20260102-000000-bbbb"):
+        (workspace.runs / run / "adapter").mkdir(parents=True)
+        (workspace.runs / run / "adapter" / "adapter_config.json").write_text("{}")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.selectbox(key="drill_adapter").value == "run-20260102-000000-bbbb"
