@@ -25,6 +25,10 @@ with st.expander("Answer settings"):
     temperature = col3.slider("Temperature", 0.0, 1.5, 0.0, 0.1, help="0 = deterministic")
 
 history: list[GroundedAnswer] = st.session_state.setdefault("ask_history", {}).setdefault(kb.name, [])
+if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
+                         help="Start again on this knowledge base (the documents are not touched)."):
+    history.clear()
+    st.rerun()
 
 
 def render_sources(answer: GroundedAnswer) -> None:
