@@ -25,10 +25,6 @@ with st.expander("Answer settings"):
     temperature = col3.slider("Temperature", 0.0, 1.5, 0.0, 0.1, help="0 = deterministic")
 
 history: list[GroundedAnswer] = st.session_state.setdefault("ask_history", {}).setdefault(kb.name, [])
-if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
-                         help="Start again on this knowledge base (the documents are not touched)."):
-    history.clear()
-    st.rerun()
 
 
 def render_sources(answer: GroundedAnswer) -> None:
@@ -84,3 +80,9 @@ if question:
             show_error(error)
         finally:
             st.session_state["ask_busy"] = False
+
+# After the conversation, so it also shows right after the first answer
+if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
+                         help="Start again on this knowledge base (the documents are not touched)."):
+    history.clear()
+    st.rerun()
