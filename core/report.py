@@ -110,6 +110,90 @@ def _generic(value: Any) -> str:
     return _e(value)
 
 
+def _raw_values(value: Any) -> str:
+    """Every field as stored, folded away under the readable summary."""
+    return f"<details><summary class=\"muted\">All values</summary>{_generic(value)}</details>"
+
+
+def _decision_html(decision: dict) -> str:
+    """The questionnaire for a reader: headline, scores, reasons, and each answer by its question's label."""
+    from core.decision import OPTION_LABELS, QUESTIONS_BY_ID
+
+    out: list[str] = []
+    label = decision.get("label") or decision.get("recommendation")
+    confidence = decision.get("confidence")
+    if label:
+        share = f" (confidence {confidence:.0%})" if isinstance(confidence, (int, float)) else ""
+        out.append(f"<p><strong>Recommended: {_e(label)}{share}</strong></p>")
+    scores = decision.get("scores")
+    if isinstance(scores, dict) and scores:
+        rows = "".join(f"<tr><th>{_e(OPTION_LABELS.get(k, k))}</th><td class=num>{_fmt_points(v)}</td></tr>" for k, v in scores.items())
+        out.append(f"<table><thead><tr><th>Option</th><th>Points</th></tr></thead>{rows}</table>")
+    reasons = decision.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        out.append("<p><strong>Why</strong></p><ol>" + "".join(f"<li>{_e(r)}</li>" for r in reasons) + "</ol>")
+    if decision.get("sensitivity"):
+        out.append(f"<p>{_e(decision['sensitivity'])}</p>")
+    answers = decision.get("answers")
+    if isinstance(answers, dict) and answers:
+        rows = []
+        for qid, value in answers.items():
+            question = QUESTIONS_BY_ID.get(qid)
+            choice = next((c.label for c in question.choices if c.value == value), value) if question else value
+            rows.append(f"<tr><th>{_e(question.label if question else qid)}</th><td>{_e(choice)}</td></tr>")
+        out.append(f"<table><thead><tr><th>Question</th><th>Answer</th></tr></thead>{''.join(rows)}</table>")
+    return "".join(out) + _raw_values(decision)
+
+
+def _fmt_points(value: Any) -> str:
+    return f"{value:+.1f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _fmt(value)
+
+
+def _estimate_html(estimate: dict) -> str:
+    """The cost estimate's headline figures in words and units; every raw value folded underneath."""
+    from core.estimate import human_bytes, human_seconds
+
+    def get(*path: str) -> Any:
+        value: Any = estimate
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    rows: list[tuple[str, str]] = []
+    if get("model", "label") or get("hardware", "label"):
+        rows.append(("Model and hardware", f"{get('model', 'label') or 'n/a'} on {get('hardware', 'label') or 'n/a'}"))
+    for key in ("lora", "qlora"):
+        total, available = get(key, "total_gb"), get(key, "available_gb")
+        if number(total):
+            verdict = "fits" if get(key, "fits") else ("not available here" if get(key, "supported") is False else "does not fit")
+            of = f" of {available:.0f} GB" if number(available) else ""
+            note = f". {get(key, 'note')}" if get(key, "note") else ""
+            rows.append((f"{get(key, 'method') or key} memory", f"{total:.1f} GB{of}: {verdict}{note}"))
+    if isinstance(get("training"), dict):
+        for label, key in (("LoRA training time", "lora_seconds"), ("QLoRA training time", "qlora_seconds")):
+            value = get("training", key)  # None: QLoRA cannot run on this hardware
+            rows.append((label, human_seconds(value) if number(value) or value is None else str(value)))
+    if number(get("rag", "index_bytes")):
+        chunks = get("rag", "chunks")
+        rows.append(("RAG index", f"{human_bytes(get('rag', 'index_bytes'))}" + (f", {chunks:,} chunks" if number(chunks) else "")))
+    if number(get("rag", "parse_seconds")) and number(get("rag", "embed_seconds")):
+        rows.append(("Parse and embed the documents", human_seconds(get("rag", "parse_seconds") + get("rag", "embed_seconds"))))
+    if number(get("rag", "retrieval_ms")):
+        rows.append(("Retrieval per question", f"{get('rag', 'retrieval_ms'):.0f} ms"))
+    for label, key in (("Answer with retrieval", "rag_answer_seconds"), ("Answer without retrieval", "plain_answer_seconds")):
+        if number(get("rag", key)):
+            rows.append((label, human_seconds(get("rag", key))))
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    notes = get("notes")
+    out = f"<table>{body}</table>" if rows else ""
+    if isinstance(notes, list) and notes:
+        out += "<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+    return (out + _raw_values(estimate)) if out else _generic(estimate)
+
+
 def _as_dict(value: Any) -> Any:
     import dataclasses
 
@@ -193,13 +277,15 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
 
     # -- decision
     body = (
-        _generic(decision)
+        _decision_html(decision)
+        if isinstance(decision, dict) and decision
+        else _generic(decision)
         if decision
         else '<p class="na">No questionnaire answers were attached. Answer the questionnaire on the Decide page and export again.</p>'
     )
     parts.append(_section("decision", body))
     # -- estimate
-    body = _generic(estimate) if estimate else '<p class="na">No cost estimate was attached (the Decide page computes one).</p>'
+    body = (_estimate_html(estimate) if isinstance(estimate, dict) else _generic(estimate)) if estimate else '<p class="na">No cost estimate was attached (the Decide page computes one).</p>'
     parts.append(_section("estimate", body))
 
     # -- scoreboard

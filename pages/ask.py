@@ -5,7 +5,7 @@ from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
 from core.knowledge import RetrievalSettings
-from ui.common import embedder_for, get_generator, knowledge_base_picker, md_escape, show_error, workspace
+from ui.common import similarity_note, embedder_for, get_generator, knowledge_base_picker, md_escape, show_error, workspace
 
 st.title("Ask your documents")
 st.caption("Retrieval-augmented answers: the model reads the most relevant chunks and cites them. "
@@ -36,10 +36,11 @@ def render_sources(answer: GroundedAnswer) -> None:
         st.caption("Supported by " + ", ".join(f"[{n}]" for n in sorted(supported | cited))
                    + " — sources the answer cites, or whose wording it uses (word overlap ≥ 50% per sentence)")
     with st.expander(f"Sources ({len(answer.sources)})", expanded=False):
+        st.caption(similarity_note())
         for number, hit in enumerate(answer.sources, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
             marker = " · cited" if number in cited else " · supports the answer" if number in supported else ""
-            st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · score {hit.score:.2f}{marker}")
+            st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}{marker}")
             st.text(hit.text)
 
 
@@ -79,3 +80,9 @@ if question:
             show_error(error)
         finally:
             st.session_state["ask_busy"] = False
+
+# After the conversation, so it also shows right after the first answer
+if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
+                         help="Start again on this knowledge base (the documents are not touched)."):
+    history.clear()
+    st.rerun()

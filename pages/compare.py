@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from ui.common import embedder_for, generator_spec
+from ui.common import embedder_for, generator_spec, md_escape, similarity_note
 
 from core.adapters import find_adapters
 from core.compare import (
@@ -62,9 +62,10 @@ def _render_sources(answer) -> None:
     if not answer.hits:
         return
     with st.expander(f"Sources ({len(answer.hits)})", icon=":material/description:"):
+        st.caption(similarity_note())
         for number, hit in enumerate(answer.hits, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
-            st.markdown(f"**[{number}]** `{hit.document}` · {pages} · score {hit.score:.2f}")
+            st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}")
             st.text(hit.text.strip())
 
 
@@ -89,7 +90,7 @@ def _column_header(variant: str) -> None:
 
 def _render_turn(comparison: Comparison) -> None:
     with st.chat_message("user"):
-        st.markdown(comparison.question)
+        st.markdown(md_escape(comparison.question))  # the user's text, shown literally
     columns = st.columns(len(comparison.answers), gap="small")
     for column, answer in zip(columns, comparison.answers.values()):
         with column, st.container(border=True):
@@ -111,7 +112,7 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
     )
     comparison.kb = options["kb"]
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(md_escape(question))
     columns = st.columns(len(variants), gap="small")
     bodies, captions = {}, {}
     for column, variant in zip(columns, variants):

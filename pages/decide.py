@@ -83,7 +83,7 @@ def estimate_panel(answers):
     on_cpu = state["decide_est_hardware"] == "cpu"  # first visit: the embedded model and a demo-sized set
     state.setdefault("decide_est_model", "smollm2-135m" if on_cpu else "phi-3-mini")
     state.setdefault("decide_est_tokens", 200_000 if on_cpu else 2_000_000)
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2)  # two per row: the model and hardware names were cut off at three
     model_key = c1.selectbox("Base model", model_keys, key="decide_est_model",
                              format_func=lambda k: MODELS[k].label if k in MODELS else "Custom size")
     if model_key == "custom":
@@ -91,11 +91,12 @@ def estimate_panel(answers):
     else:
         params = MODELS[model_key].params
     hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label)
+    c3, c4, c5 = st.columns(3)
     tokens = c3.number_input("Training tokens", 1_000, 10_000_000_000, step=100_000, key="decide_est_tokens",
                              help="Size of the fine-tuning set in tokens (about 0.75 words per token).")
-    c4, c5, _ = st.columns(3)
     docs = c4.number_input("Documents", 0, 100_000_000, step=10, key="decide_est_docs")
-    pages = c5.number_input("Pages (0 = 10 per document)", 0, 1_000_000_000, 0, step=100, key="decide_est_pages")
+    pages = c5.number_input("Pages", 0, 1_000_000_000, 0, step=100, key="decide_est_pages",
+                            help="Total pages; 0 = assume 10 per document.")
     try:
         est = estimate(EstimateInputs(params=params, train_tokens=tokens, hardware=hardware,
                                       docs=int(docs), pages=int(pages) or None))
@@ -103,7 +104,9 @@ def estimate_panel(answers):
         st.error(str(error))
         return None
     t, r = est.training, est.rag
-    m1, m2, m3, m4 = st.columns(4)
+    # Two metrics per row: four in this narrow column cut the values off ("20 …", "19.8…")
+    m1, m2 = st.columns(2)
+    m3, m4 = st.columns(2)
     for col, mem in ((m1, est.lora), (m2, est.qlora)):
         verdict = "fits" if mem.fits else ("CUDA only" if not mem.supported else "does not fit")
         col.metric(f"{mem.method} memory", f"{mem.total_gb:.1f} GB", verdict,
@@ -113,7 +116,8 @@ def estimate_panel(answers):
     m3.metric("LoRA training", human_seconds(t.lora_seconds), f"QLoRA {human_seconds(t.qlora_seconds)}",
               delta_color="off", delta_arrow="off", help="4 x params x tokens / effective FLOP/s")
     m4.metric("RAG index", human_bytes(r.index_bytes), f"{r.chunks:,} chunks", delta_color="off", delta_arrow="off")
-    m5, m6, m7, m8 = st.columns(4)
+    m5, m6 = st.columns(2)
+    m7, m8 = st.columns(2)
     m5.metric("Parse + embed", human_seconds(r.parse_seconds + r.embed_seconds))
     m6.metric("Retrieval / query", f"{r.retrieval_ms:.0f} ms")
     m7.metric("RAG answer", human_seconds(r.rag_answer_seconds))
@@ -184,8 +188,10 @@ with actions:
                  help="Pre-fills chunking, the LoRA preset, the Compare columns and the evaluation plan."):
         state["decision_plan"] = asdict(plan)
         state["decision_markdown"] = markdown
-        st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled.")
+        st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled. "
+                   "Next: create a knowledge base from your files on the **Documents** page.")
     elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
         st.caption("The answers changed since the last Apply; apply again to update the other pages.")
-    b2.download_button("Download decision (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
-                       icon=":material/download:", key="decide_download")
+    b2.download_button("Download (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
+                       icon=":material/download:", key="decide_download",
+                       help="The recommendation, reasons, estimate and plan as a Markdown file (decision.md).")

@@ -19,14 +19,14 @@ from core.knowledge import (
     search,
     validate_kb_name,
 )
-from ui.common import embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
+from ui.common import similarity_note, embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
 
 st.title("Documents")
 st.caption("Build knowledge bases from your PDFs, text and Word files. Every answer on the Ask and Compare pages cites them.")
 
 ws = workspace()
 bases = list_knowledge_bases(ws)
-NEW = "➕ New knowledge base"
+NEW = "+ New knowledge base"  # plain text: an emoji showed as an empty box where Chromium has no emoji font
 names = [kb.name for kb in bases]
 current = st.session_state.get("active_kb")
 choice = st.selectbox(
@@ -152,7 +152,9 @@ with search_tab:
         else:
             if not hits:
                 st.info("No chunks yet: add documents first.")
+            else:
+                st.caption(similarity_note(mode))
             for hit in hits:
                 pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
-                with st.expander(f"#{hit.rank} · {md_escape(hit.document)} · {pages} · score {hit.score:.2f}", expanded=hit.rank <= 2):
+                with st.expander(f"#{hit.rank} · {md_escape(hit.document)} · {pages} · similarity {hit.score:.2f}", expanded=hit.rank <= 2):
                     st.text(hit.text)

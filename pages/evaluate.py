@@ -16,6 +16,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
+from ui.common import md_escape
 from ui.judge_panel import judge_panel
 
 NONE = "(none)"
@@ -114,6 +115,11 @@ with run_tab:
     st.caption("Optional RAGAS scores from a judge model (any OpenAI-compatible endpoint) are added afterwards, "
                "in the Scoreboard tab.")
 
+    if questions and variants:
+        asked = min(len(questions), int(limit)) if int(limit) else len(questions)
+        total = asked + int(out_of_scope)
+        st.caption(f"Will ask {asked} question{'s' * (asked != 1)} + {int(out_of_scope)} out-of-scope = {total}, "
+                   f"× {len(variants)} variant{'s' * (len(variants) != 1)} = **{total * len(variants)} answers**.")
     start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
     if start:
         try:
@@ -206,7 +212,9 @@ with results_tab:
             st.subheader("Per question")
             table = pd.DataFrame(evaluation.question_rows(rows))
             f1, f2, f3 = st.columns([2, 2, 1])
-            show = f1.multiselect("Variants", sorted(table["variant"].unique()), default=sorted(table["variant"].unique()))
+            present = set(table["variant"])  # in the scoreboard's order (Base, RAG, Fine-tuned, Hybrid), not alphabetical
+            ordered = [label for label in evaluation.VARIANT_LABELS.values() if label in present] + sorted(present - set(evaluation.VARIANT_LABELS.values()))
+            show = f1.multiselect("Variants", ordered, default=ordered, key="eval_table_variants")
             text = f2.text_input("Search questions and answers")
             wrong_only = f3.checkbox("Only F1 < 0.5")
             view = table[table["variant"].isin(show)]
@@ -215,7 +223,11 @@ with results_tab:
                 view = view[mask]
             if wrong_only:
                 view = view[view["F1"].fillna(1.0) < 0.5]
-            st.dataframe(view, width="stretch", hide_index=True)
+            # Text cells, like the scoreboard: a missing score (out-of-scope questions) reads n/a, never None
+            shown = view.copy()
+            for column, digits in (("F1", 3), ("EM", 0), ("ROUGE-L", 3), ("lexical support", 3), ("seconds", 1)):
+                shown[column] = shown[column].map(lambda v, d=digits: fmt(None if v is None or v != v else float(v), d))
+            st.dataframe(shown, width="stretch", hide_index=True)
             st.subheader("Best and worst")
             variant = st.selectbox("Variant", summary.get("variants", {}).keys(), format_func=evaluation.VARIANT_LABELS.get)
             from core.report import pick_examples
@@ -227,9 +239,11 @@ with results_tab:
                 for item in items:
                     with column.container(border=True):
                         st.caption(f"F1 {fmt(item.get('f1'))} · {fmt(item.get('total_s'), 1)} s")
-                        st.markdown(f"**{item['question']}**".replace("$", "\\$"))
+                        # one line, escaped: a multi-line question (instruction + passage) broke the bold markers
+                        question = " ".join(str(item["question"]).split())  # the full text is in the per-question table
+                        st.markdown(f"**{md_escape(question[:160])}{'…' if len(question) > 160 else ''}**")
                         st.text(item.get("answer") or item.get("error") or "")
-                        st.caption("Reference: " + " | ".join(item.get("answers") or []))
+                        st.caption("Reference: " + md_escape(" | ".join(" ".join(str(a).split()) for a in item.get("answers") or [])))
                         for c in item.get("citations") or []:
                             st.caption(f"[{c['n']}] {c['document']}, p. {c['page']}")
         st.divider()
@@ -244,7 +258,8 @@ with drill_tab:
     else:
         d1, d2 = st.columns(2)
         drill_kb = d1.selectbox("Knowledge base", kbs, key="drill_kb")
-        drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, key="drill_adapter")
+        drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, index=1 if adapters else 0, key="drill_adapter",
+                                     help="The newest completed run is preselected, as on the first tab.")
         question = st.text_input("Question", key="drill_question", placeholder="e.g. When does the warranty expire?")
 
         def ask() -> dict:
@@ -331,7 +346,9 @@ with report_tab:
     else:
         ids = [r.id for r in records]
         default = st.session_state.get("report_evaluation_id")
-        report_id = st.selectbox("Evaluation for the report", ids, index=ids.index(default) if default in ids else 0, key="report_id")
+        report_labels = {r.id: f"{r.id} · {r.status} · {r.kb or 'no KB'} · {r.adapter or 'no adapter'} · {r.question_source}" for r in records}
+        report_id = st.selectbox("Evaluation for the report", ids, index=ids.index(default) if default in ids else 0, key="report_id",
+                                 format_func=report_labels.get)
         decision = st.session_state.get("decision")
         estimate = st.session_state.get("estimate")
         decision = asdict(decision) if is_dataclass(decision) else decision

@@ -93,10 +93,13 @@ else:
             st.error(str(error))
         if plan:
             m1, m2, m3, m4 = st.columns(4)
-            m1.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M", delta_color="off")
-            m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off")
-            m3.metric("Estimated time", format_seconds(plan.est_seconds), f"{plan.tokens_per_s:.0f} tokens/s", delta_color="off")
-            m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device, delta_color="off")
+            # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
+            m1.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M",
+                      delta_color="off", delta_arrow="off")
+            m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off", delta_arrow="off")
+            m3.metric("Estimated time", format_seconds(plan.est_seconds), f"{plan.tokens_per_s:.0f} tokens/s", delta_color="off", delta_arrow="off",
+                      help="minutes:seconds")
+            m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device.upper(), delta_color="off", delta_arrow="off")
             st.caption(f"Speed basis: {plan.tokens_per_s_basis}.")
         running = T.active_run(ws)
         if st.button("Start training", type="primary", disabled=plan is None or running is not None, key="ft_start",
@@ -108,6 +111,7 @@ else:
             else:
                 st.session_state["ft_watch"] = run.id
                 st.toast(f"Started {run.id}")
+                st.rerun()  # so the button, the history and the live view below all show the new run
 
 
 # ---------------------------------------------------------------- live view (state from the workspace)
@@ -119,6 +123,11 @@ def live_view() -> None:
     active = next((r for r in runs if r.status in T.ACTIVE), None)
     watched = st.session_state.get("ft_watch")
     run = active or next((r for r in runs if r.id == watched), runs[0])
+    seen = st.session_state.setdefault("ft_seen_status", {})
+    finished_now = seen.get(run.id) in T.ACTIVE and run.status not in T.ACTIVE
+    seen[run.id] = run.status
+    if finished_now:
+        st.rerun()  # the whole page: the Start button, the history and the export below live outside this fragment
     st.subheader(f"Run {run.id}")
     events = T.read_progress(ws, run.id)
     steps = [e for e in events if e.get("event") == "step"]
@@ -134,7 +143,8 @@ def live_view() -> None:
         import plotly.graph_objects as go
 
         m1, m2, m3 = st.columns(3)
-        m1.metric("Loss", f"{steps[-1]['loss']:.4f}", f"{steps[-1]['loss'] - steps[0]['loss']:+.4f} since step {steps[0]['step']}", delta_color="inverse")
+        change = f"{steps[-1]['loss'] - steps[0]['loss']:+.4f} since step {steps[0]['step']}" if len(steps) > 1 else None
+        m1.metric("Loss", f"{steps[-1]['loss']:.4f}", change, delta_color="inverse")
         m2.metric("Tokens/s", f"{steps[-1]['tokens_per_s']:.0f}")
         m3.metric("Learning rate", f"{steps[-1]['learning_rate']:.2e}")
         figure = go.Figure(go.Scatter(x=[e["step"] for e in steps], y=[e["loss"] for e in steps], mode="lines+markers", name="loss"))
@@ -167,9 +177,11 @@ if not runs:
 else:
     st.dataframe(pd.DataFrame([{
         "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
-        "final loss": r.final_loss, "duration": format_seconds(r.duration_s), "adapter MB": round((r.adapter_size or 0) / 2**20, 1),
-        "created": r.created_at, "error": r.error or "",
-    } for r in runs]), hide_index=True)
+        "final loss": f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a",  # text, so a missing loss reads n/a
+        "duration": format_seconds(r.duration_s),
+        "adapter MB": f"{r.adapter_size / 2**20:.1f}" if r.adapter_size else "n/a",
+        "created": str(r.created_at or "")[:19].replace("T", " "), "error": r.error or "",
+    } for r in runs]), hide_index=True, width="stretch")
     c1, c2 = st.columns([3, 1])
     to_delete = c1.selectbox("Run to delete", [r.id for r in runs if r.status not in T.ACTIVE] or ["–"], key="ft_delete_pick")
     if c2.button("Delete run", key="ft_delete", disabled=to_delete == "–"):

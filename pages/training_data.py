@@ -100,7 +100,8 @@ if rows:
         c1, c2, c3, c4 = st.columns(4)
         dataset_id = c1.text_input("Dataset id", "my-dataset")
         fmt = c2.selectbox("Format", D.FORMATS, format_func={"instruction": "instruction / input / output", "prompt_completion": "prompt / completion"}.get)
-        heldout = c3.slider("Held-out share", 0.0, 0.5, 0.2, 0.05)
+        heldout = c3.slider("Held-out share", 0, 50, 20, 5, format="%d%%", key="td_heldout_pct",
+                            help="Rows kept out of training: the questions the Evaluate page asks.") / 100
         seed = c4.number_input("Split seed", 0, 10_000, 0)
         if st.form_submit_button("Split and save", type="primary"):
             records = []
@@ -125,12 +126,18 @@ if rows:
         except StudioError:
             st.session_state.pop("td_saved")
         else:
-            st.success(f"Saved {info.id}: {info.train_rows} training rows and {info.heldout_rows} held-out rows.")
+            st.success(f"Saved {info.id}: {info.train_rows} training rows and {info.heldout_rows} held-out rows. "
+                       "Next: train an adapter on the **Fine-tune** page; the held-out rows are the questions on **Evaluate**.")
             st.download_button("Download training rows (JSONL)", D.export_rows(D.load_dataset_rows(ws, info.id), saved_fmt), f"{info.id}-train.jsonl")
 
 st.subheader("Saved datasets")
 saved = D.list_datasets(ws)
 if saved:
-    st.dataframe(pd.DataFrame([d.__dict__ for d in saved]), hide_index=True)
+    kinds = {"qa": "Question → answer", "summary": "Summary", "style": "Voice / format", "imported": "Imported"}
+    st.dataframe(pd.DataFrame([{
+        "Dataset": d.id, "Kind": kinds.get(d.kind, d.kind), "Format": d.format, "Style rule": d.style_rule or "n/a",
+        "From": d.origin or "n/a", "Training rows": d.train_rows, "Held-out rows": d.heldout_rows, "Seed": d.seed,
+        "Created": str(d.created_at or "")[:19].replace("T", " "),
+    } for d in saved]), hide_index=True, width="stretch")
 else:
     st.caption("None yet.")

@@ -55,5 +55,5 @@ def test_one_question_four_columns(server, browser):
     assert len(sources) == 2, [e.text for e in expanders]  # RAG and hybrid
     sources[0].click()
     wait.until(lambda d: "oil_and_amazon.txt" in d.find_element(By.TAG_NAME, "body").text)
-    assert "score" in browser.find_element(By.TAG_NAME, "body").text
+    assert "similarity" in browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(server.root / "compare-browser.png"))

@@ -220,7 +220,8 @@ def test_documents_then_ask(server, browser, tmp_path):
     summary = sources[0].find_element("css selector", "summary")
     driver_scroll(browser, summary)
     summary.click()
-    wait_until(lambda: "zorblax_handbook.pdf" in sources[0].text, 15, "Sources does not list the PDF", browser)
+    wait_until(lambda: "zorblax_handbook.pdf" in sources[0].text and "7 years" in sources[0].text, 15,
+               "Sources does not list the PDF and its text", browser)  # the expander fills in as it opens
     listed = sources[0].text
     assert re.search(r"\[\d+\] zorblax_handbook\.pdf · pp?\. \d", listed), listed
     assert "7 years" in listed

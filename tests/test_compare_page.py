@@ -99,3 +99,13 @@ def test_page_real_models_four_columns(tmp_path_factory, monkeypatch):
     assert comparison.answers["rag"].hits and comparison.answers["rag"].hits == comparison.answers["hybrid"].hits
     assert any(e.label.startswith("Sources") for e in at.expander)
     st.cache_resource.clear()
+
+
+def test_the_question_is_shown_literally(fake_engine):
+    """The user's question goes through md_escape: markdown in it is shown, not rendered."""
+    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    at.chat_input[0].set_value("Is *this* [a link](http://example.com)?").run()
+    at.run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown if "this" in m.value and "link" in m.value]
+    assert shown and all("\\*this\\*" in v and "\\[a link\\]" in v for v in shown), shown

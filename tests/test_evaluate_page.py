@@ -122,3 +122,49 @@ def test_page_judges_with_ragas_through_a_stub_endpoint(workspace, toy_kb, fake_
     faith = table[(table["variant"] == "RAG") & (table["metric"] == "faithfulness")]
     assert faith["mean (scored cells)"].iloc[0] == "1.000"
     assert (table[table["variant"] == "Base"]["mean (scored cells)"] == "n/a").any()  # base has no context: n/a, not 0
+
+
+def test_scoreboard_examples_and_filters_read_cleanly(workspace, toy_kb, fake_embedder):
+    """A training-row question (instruction + passage, several lines) stays one bold line, escaped; the
+    reference's '- ' bullets stay text; variants keep the scoreboard's order; the report picker has labels."""
+    from core.evaluation import QuestionItem
+
+    questions = [QuestionItem("q1", "Tell me about this text.\n\nThe *Harbor* Bridge opened in 1932." + " It is long." * 40, ("- opened 1932\n- Risks: none",),
+                              "harbor.txt", None)] + QUESTIONS[:1]
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), questions, EvaluationSettings(variants=("base", "rag", "hybrid"), min_score=0.05, out_of_scope=1),
+                                        kb=toy_kb, embedder=fake_embedder, question_source="toy")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.multiselect(key="eval_table_variants").value == ["Base", "RAG", "Hybrid"]  # the per-question filter
+    bold = [m.value for m in at.markdown if "Tell me about this text" in m.value]
+    assert bold and all("\n" not in v and v.startswith("**") and v.endswith("…**") and "\\*Harbor\\*" in v for v in bold)
+    assert all(len(v.replace("\\", "")) < 170 for v in bold)  # a passage-long question is cut, not a wall of bold
+    per_question = at.dataframe[1].value
+    assert not per_question.isin(["None", "nan"]).any().any() and per_question[["F1", "ROUGE-L"]].notna().all().all()
+    assert set(per_question.loc[per_question["out of scope"] == True, "F1"]) <= {"n/a"}  # noqa: E712
+    assert all(v == "n/a" or len(v.split(".")[1]) == 3 for v in per_question["F1"])
+    assert all(v == "n/a" or len(v.split(".")[1]) == 1 for v in per_question["seconds"])
+    references = [c.value for c in at.caption if c.value.startswith("Reference:") and "opened 1932" in c.value]
+    assert references and all("\n" not in v and "\\- opened 1932" in v for v in references)
+    picker = at.selectbox(key="report_id")
+    assert any(eval_id in option and "toy" in option for option in picker.options)
+
+
+def test_run_tab_says_how_many_answers_a_run_makes(workspace, toy_kb):
+    """Limit 2 with 3 out-of-scope questions and two variants is 10 answers: said before Start, not discovered in the progress bar."""
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.radio[0].set_value("Generate from the documents").run()
+    next(n for n in at.number_input if n.label == "Limit (0 = all)").set_value(2).run()
+    at.multiselect[0].set_value(["base", "rag"]).run()
+    assert not at.exception
+    assert any("= 5, × 2 variants = **10 answers**" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_update_drill_preselects_the_newest_adapter(workspace, toy_kb):
+    """The drill compares RAG with the fine-tuned model: like the first tab, it starts on the newest adapter."""
+    for run in ("run-20260101-000000-aaaa", "run-20260102-000000-bbbb"):
+        (workspace.runs / run / "adapter").mkdir(parents=True)
+        (workspace.runs / run / "adapter" / "adapter_config.json").write_text("{}")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.selectbox(key="drill_adapter").value == "run-20260102-000000-bbbb"

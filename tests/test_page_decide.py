@@ -47,6 +47,7 @@ def test_answers_change_the_recommendation_then_apply_writes_the_plan(at):
     assert "finetuned" in plan["compare_variants"] and "base" in plan["compare_variants"]
     assert isinstance(plan["chunk_size"], int) and isinstance(plan["eval_plan"], list)
     assert at.success and "Applied" in at.success[0].value
+    assert "Documents" in at.success[0].value.split("Next:")[1]  # says where to go next
     assert at.session_state["decision_markdown"].startswith("# Recommended: Fine-tune")
 
 
@@ -66,3 +67,14 @@ def test_estimate_inputs_follow_the_compute_answer_and_a_custom_model(at):
     assert not at.exception and not at.error
     at.selectbox(key="decide_est_hardware").set_value("t4").run()
     assert any(m.label == "QLoRA memory" and m.value.endswith("GB") for m in at.metric)
+
+
+def test_estimate_inputs_have_short_labels():
+    """The cost panel sits in a narrow column: long labels were cut off."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGE), default_timeout=30).run()
+    assert not at.exception
+    pages = at.number_input(key="decide_est_pages")
+    assert pages.label == "Pages" and "10 per document" in pages.help
+    assert at.get("download_button")[0].label == "Download (Markdown)"

@@ -12,7 +12,7 @@ PAGE = str(ROOT / "pages" / "documents.py")
 def test_create_a_knowledge_base(app_workspace):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
-    assert at.selectbox[0].value == "➕ New knowledge base"
+    assert at.selectbox[0].value == "+ New knowledge base"
     at.text_input[0].set_value("handbook")
     at.number_input[0].set_value(600)
     at.button[0].click().run()
@@ -41,7 +41,8 @@ def test_list_search_and_remove(app_workspace, real_embedder):
     assert list(table["Document"]) == ["leave.txt", "travel.txt"]
     at.text_input[0].set_value("how many days of paid leave").run()
     labels = [e.label.replace("\\", "") for e in at.expander]
-    assert any("leave.txt" in label and "score" in label for label in labels)
+    assert any("leave.txt" in label and "similarity" in label for label in labels)  # cosine, not the hybrid rank score
+    assert any("Ranked by meaning and keywords" in c.value for c in at.caption)
     remove = next(b for b in at.button if b.label == "Remove document")
     remove.click().run()
     confirm = next(b for b in at.button if b.label == "Yes, remove")

@@ -101,3 +101,20 @@ def test_report_renders_in_chromium(evaluated, tmp_path):
         assert driver.execute_script("return typeof Plotly") == "object"
     finally:
         driver.quit()
+
+
+def test_report_decision_and_estimate_read_as_sentences(evaluated, tmp_path):
+    """Question labels and answer labels, not ids; figures with units; the raw values folded underneath."""
+    from core.decision import decide, decision_to_dict, default_answers
+    from core.estimate import EstimateInputs, estimate, estimate_to_dict
+
+    workspace, eval_id = evaluated
+    decision = decision_to_dict(decide(default_answers()))
+    est = estimate_to_dict(estimate(EstimateInputs(params=135e6, train_tokens=200_000, hardware="cpu", docs=300)))
+    text = report.write_report(workspace, eval_id, tmp_path / "r.html", decision=decision, estimate=est).read_text()
+    assert "Recommended: RAG (confidence" in text
+    assert "How often does the knowledge change?" in text and "<td>Monthly</td>" in text  # not knowledge_change / monthly
+    assert "LoRA memory</th><td>2.7 GB of 16 GB: fits" in text
+    assert "QLoRA training time</th><td>n/a" in text and "LoRA training time</th><td>20 min" in text
+    assert "RAG index</th><td>19.8 MB, 8,182 chunks" in text
+    assert "<details><summary" in text and "is_gpu" in text  # everything is still there, folded

@@ -33,6 +33,10 @@ def test_training_data_page_edits_splits_and_saves(ws):
     at.button[0].click().run()  # the form's "Split and save"
     assert not at.exception
     assert any("Saved style-page: 8 training rows and 2 held-out rows" in s.value for s in at.success)
+    at.slider(key="td_heldout_pct").set_value(30)  # shown as a percentage, not 0.30
+    at.text_input[0].set_value("style-30")
+    at.button[0].click().run()
+    assert any("Saved style-30: 7 training rows and 3 held-out rows" in s.value for s in at.success)
     assert D.dataset_meta(ws, "style-page")["style_rule"] == "bullets3_risk"
 
 
@@ -68,3 +72,40 @@ def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
     assert any("Run run-x" == h.value for h in at.subheader)
     assert any(b.label == "Resume" for b in at.button)
     assert {m.label: m.value for m in at.metric}["Loss"] == "1.7000"
+
+
+def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeypatch):
+    """Start reruns the page: the button turns off and the history lists the queued run (it used to stay stale)."""
+    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+
+    def fake_start(workspace, dataset_id, lora, training):
+        with T._open(workspace) as conn:
+            conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) "
+                         "VALUES ('run-new', ?, ?, '{}', 'queued', '2026-01-02T03:04:05+00:00')", (dataset_id, training.base_model))
+        return T.get_run(workspace, "run-new")
+
+    monkeypatch.setattr(T, "start_run", fake_start)
+    at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90).run()
+    assert not at.button(key="ft_start").disabled
+    at.button(key="ft_start").click().run()
+    assert not at.exception
+    assert at.button(key="ft_start").disabled
+    history = at.dataframe[0].value
+    assert list(history["run"]) == ["run-new"] and list(history["status"]) == ["queued"]
+    assert list(history["final loss"]) == ["n/a"] and list(history["adapter MB"]) == ["n/a"]
+    assert list(history["created"]) == ["2026-01-02 03:04:05"]
+    # The plan's figures are context, not changes: no up arrows
+    plan = {m.label: m for m in at.metric if m.label in ("Trainable parameters", "Steps", "Estimated time", "Estimated memory")}
+    assert len(plan) == 4 and all(m.proto.direction == m.proto.NONE for m in plan.values())
+
+
+def test_training_data_saved_datasets_table_reads_cleanly(ws):
+    D.save_dataset(ws, "qa-rows", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="qa")), kind="qa")
+    at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table.columns)[:3] == ["Dataset", "Kind", "Format"]
+    row = table.iloc[0]
+    assert row["Dataset"] == "qa-rows" and row["Kind"] == "Question → answer"
+    assert row["Style rule"] == "n/a"  # a Q&A set has no style rule: n/a, never None
+    assert "T" not in row["Created"] and "+00:00" not in row["Created"]

@@ -28,6 +28,15 @@ from core.settings import Workspace, get_workspace
 OTHER = "Other (Hugging Face id or folder)…"
 
 
+def similarity_note(mode: str = "hybrid") -> str:
+    """core.knowledge.search: every hit's score is its cosine similarity, whatever the ranking mode."""
+    if mode == "dense":
+        return "Ranked by similarity: how close each passage's meaning is to the question (cosine, 0-1)."
+    ranking = "keywords (BM25)" if mode == "lexical" else "meaning and keywords together (hybrid: dense + BM25)"
+    return (f"Ranked by {ranking}; the similarity shown is the meaning match alone (cosine, 0-1), "
+            "so a passage with the right keywords can rank above one with a higher similarity.")
+
+
 
 
 def workspace() -> Workspace:
@@ -42,7 +51,7 @@ def embedder_spec() -> EmbedderSpec:
     return st.session_state.get("embedder_spec") or EmbedderSpec()
 
 
-@st.cache_resource(show_spinner="Loading the language model…")
+@st.cache_resource(show_spinner="Loading the language model… (the first time on a new workspace converts it: ~20 s, longer on a busy CPU)")
 def _cached_generator(model_id: str, device: str, dtype: str, root: str):
     return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
 
