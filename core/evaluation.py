@@ -836,15 +836,21 @@ def _kb_exists(workspace: Workspace, kb_name: str) -> bool:
 
 
 def last_run_duration(workspace: Workspace) -> tuple[float, str] | None:
-    """Measured seconds of the most recent training run with progress, and its id."""
+    """Measured seconds of the most recent *completed* training run, and a label naming it and its steps.
+
+    Cancelled or failed runs are skipped: their partial duration would understate a retrain."""
     if not workspace.runs.exists():
         return None
     runs = sorted(workspace.runs.glob("*/progress.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in runs:
         events = read_jsonl(path)
+        ends = [e for e in events if e.get("event") == "end"]
+        if ends and ends[-1].get("status") not in (None, "completed"):
+            continue
         seconds = run_seconds(events)
         if seconds:
-            return seconds, path.parent.name
+            steps = ends[-1].get("step") if ends else max((e.get("step") or 0 for e in events), default=0)
+            return seconds, f"{path.parent.name}, {steps} steps" if steps else path.parent.name
     return None
 
 
@@ -892,7 +898,7 @@ def retrain_cost(workspace: Workspace, training_tokens: int | None = None, epoch
     measured = last_run_duration(workspace)
     if measured:
         seconds, run_id = measured
-        return seconds, f"measured: duration of the last training run ({run_id}) in this workspace"
+        return seconds, f"measured: duration of the last completed training run in this workspace ({run_id})"
     if training_tokens is None:
         training_tokens = 0
         for path in workspace.datasets.glob("*/train.jsonl") if workspace.datasets.exists() else []:

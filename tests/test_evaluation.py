@@ -169,6 +169,17 @@ def test_retrain_cost_measured_and_estimated(workspace):
     (run / "progress.jsonl").write_text('{"step": 1, "loss": 2.0, "elapsed_s": 10}\n{"step": 2, "loss": 1.5, "elapsed_s": 42.5}\n')
     seconds, source = evaluation.retrain_cost(workspace)
     assert seconds == pytest.approx(42.5) and "measured" in source and "r1" in source
+    # a newer cancelled run is skipped: its partial time would understate a retrain
+    import os
+    import time as _time
+
+    cancelled = workspace.runs / "r2"
+    cancelled.mkdir()
+    (cancelled / "progress.jsonl").write_text('{"event": "step", "step": 1, "elapsed_s": 3}\n{"event": "end", "status": "cancelled", "step": 1}\n')
+    later = _time.time() + 5
+    os.utime(cancelled / "progress.jsonl", (later, later))
+    seconds, source = evaluation.retrain_cost(workspace)
+    assert seconds == pytest.approx(42.5) and "r1, 2 steps" in source
 
 
 def test_update_drill_reindex(workspace, toy_kb, fake_embedder):
