@@ -9,7 +9,7 @@ import time
 
 import streamlit as st
 
-from ui.common import embedder_for, generator_spec, md_escape, similarity_note
+from ui.common import embedder_for, generator_spec, md_escape, md_model_text, similarity_note
 
 from core.adapters import find_adapters
 from core.compare import (
@@ -78,7 +78,7 @@ def _render_answer(answer) -> None:
         st.warning(answer.text, icon=":material/search_off:")
         st.caption(answer.note)
         return
-    st.markdown(answer.text or "_(empty answer)_")
+    st.markdown(md_model_text(answer.text) or "_(empty answer)_")
     st.caption(_timing_line(answer))
     _render_sources(answer)
 
@@ -136,7 +136,7 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
         if event.kind == "error":
             bodies[event.key].error(answer.error)
             continue
-        bodies[event.key].markdown(answer.text + ("" if event.kind == "done" else " ▌"))
+        bodies[event.key].markdown(md_model_text(answer.text) + ("" if event.kind == "done" else " ▌"))
         captions[event.key].caption(_timing_line(answer))
     return comparison
 

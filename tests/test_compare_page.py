@@ -109,3 +109,11 @@ def test_the_question_is_shown_literally(fake_engine):
     assert not at.exception
     shown = [m.value for m in at.markdown if "this" in m.value and "link" in m.value]
     assert shown and all("\\*this\\*" in v and "\\[a link\\]" in v for v in shown), shown
+
+
+def test_model_text_keeps_bullets_but_not_links_or_images():
+    from ui.common import md_model_text
+
+    text = md_model_text("- one\n- two ![x](http://evil/p.png) [click](http://evil) <b>hi</b> [1]")
+    assert text.startswith("- one\n- two ")  # bullets stay markdown
+    assert "\\!\\[x\\]\\(http://evil/p.png\\)" in text and "\\[click\\]" in text and "\\<b\\>" in text and "\\[1\\]" in text

@@ -131,6 +131,15 @@ def show_error(error: StudioError | Exception) -> None:
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
 
 
+_LINK_SPECIAL = re.compile(r"([\\`\[\]()!<>$])")
+
+
+def md_model_text(text: str) -> str:
+    """Model text in st.markdown: lists and emphasis stay (a taught bullet format should look like bullets),
+    but links, images, inline HTML, code spans and LaTeX are shown literally."""
+    return _LINK_SPECIAL.sub(r"\\\1", text or "")
+
+
 def md_escape(text: str) -> str:
     """Render user or model text literally in st.markdown (no links, images, HTML or formatting)."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text or "")
