@@ -259,6 +259,16 @@ def extractive_qa(sentences: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def interleave_documents(chunks: Iterable[tuple[int, str, Any]]) -> list[tuple[int, str, Any]]:
+    """Chunks taken round-robin across documents (each document's own order kept), so that a capped
+    build (max_rows) draws from every document instead of filling up on the first one."""
+    by_document: dict[str, list] = {}
+    for item in chunks:
+        by_document.setdefault(item[1], []).append(item)
+    groups = list(by_document.values())
+    return [group[i] for i in range(max((len(g) for g in groups), default=0)) for group in groups if i < len(group)]
+
+
 def build_rows(
     chunks: Iterable[tuple[int, str, Any]],
     settings: DatasetBuildSettings = DatasetBuildSettings(),
@@ -271,7 +281,7 @@ def build_rows(
     or its reply cannot be parsed, the extractive fallback is used so a build never fails on the model.
     """
     settings.validate()
-    chunks = list(chunks)
+    chunks = interleave_documents(chunks)
     rng = random.Random(settings.seed)
     rule = detect_style_rule(settings.style) if settings.kind == "style" else None
     rows: list[dict] = []

@@ -123,3 +123,18 @@ def test_save_load_list_round_trip(ws):
         D.save_dataset(ws, "bad", [{"instruction": "x", "output": ""}])
     D.delete_dataset(ws, "style-1")
     assert D.list_datasets(ws) == []
+
+
+def test_capped_build_draws_from_every_document():
+    from core.datasets import DatasetBuildSettings, build_rows, interleave_documents
+
+    class Chunk:
+        def __init__(self, text):
+            self.text, self.page = text, 1
+
+    text = "The harbour bridge opened in the spring of that year after long delays. Engineers tested every cable twice."
+    chunks = [(i, "a.pdf", Chunk(text)) for i in range(10)] + [(10 + i, "b.pdf", Chunk(text)) for i in range(10)]
+    assert [c[1] for c in interleave_documents(chunks)[:4]] == ["a.pdf", "b.pdf", "a.pdf", "b.pdf"]
+    assert [c[0] for c in interleave_documents(chunks) if c[1] == "a.pdf"] == list(range(10))  # order kept
+    rows = build_rows(chunks, DatasetBuildSettings(kind="summary", max_rows=4))
+    assert {row["source"]["document"] for row in rows} == {"a.pdf", "b.pdf"}
