@@ -162,7 +162,10 @@ def row_to_question(row: dict, position: int) -> QuestionItem:
         raise StudioError(f"Question row {position} is not an object with named fields.")
     question = _clean(row.get("question"))
     source = row.get("source") if isinstance(row.get("source"), dict) else {}
-    passage = _clean(row.get("source_passage") or row.get("passage") or row.get("context"))
+    # Training rows carry their passage as source.context (QA) or as the input (style, summary): with it the
+    # retrieval metrics can score held-out training rows too (they read 0 without a gold passage).
+    passage = _clean(row.get("source_passage") or row.get("passage") or row.get("context") or source.get("context")
+                     or (row.get("input") if row.get("instruction") else None))
     if not question and _clean(row.get("instruction")):
         question = _clean(row.get("instruction"))
         extra = _clean(row.get("input"))

@@ -192,3 +192,16 @@ def test_update_drill_reindex(workspace, toy_kb, fake_embedder):
     hits = search(workspace, toy_kb, "When did the Harbor Bridge open?", fake_embedder)
     assert "1999" in hits[0].text and not any("1932" in h.text for h in hits)
     assert evaluation.remove_document_timed(workspace, toy_kb, "harbor.txt") >= 0
+
+
+def test_held_out_training_rows_get_retrieval_metrics(workspace, toy_kb, fake_embedder):
+    """Style/summary rows carry their passage as the input: retrieval is scored against it (it read 0 before)."""
+    row = {"instruction": "Answer in 3 bullets.",
+           "input": "The Harbor Bridge opened in 1932 and carries eight lanes of traffic. Its chief engineer was Ada Brennan",
+           "output": "- opened 1932\n- eight lanes\n- Ada Brennan", "source": {"document": "harbor.txt"}}
+    item = evaluation.row_to_question(row, 1)
+    assert item.source_passage == row["input"] and item.source_doc == "harbor.txt"
+    eval_id = evaluation.run_evaluation(workspace, FakeRunner(), [item], EvaluationSettings(variants=("base",), k=3),
+                                        kb=toy_kb, embedder=fake_embedder)
+    retrieval = evaluation.load_summary(workspace, eval_id)["retrieval"]
+    assert retrieval["questions_with_gold"] == 1 and retrieval["hit@3"] == 1.0
