@@ -17,6 +17,7 @@ from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
 from ui.common import md_escape
+from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 
 NONE = "(none)"
@@ -32,12 +33,6 @@ def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int,
     # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
     # Every variant of a question in one batch through the Compare engine (one copy of the weights).
     return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty)
-
-
-def fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 st.title("Evaluate")
@@ -192,7 +187,7 @@ with results_tab:
             # Text cells, so n/a reads "n/a" (not "None" or a blank) and every metric has the same digits.
             digits = {"answers": 0, "errors": 0, "p50 s": 2, "p95 s": 2, "first token p50 s": 2, "tokens/s": 1}
             for column in board.columns[1:]:
-                board[column] = board[column].map(lambda v, d=digits.get(column, 3): fmt(None if v is None or v != v else float(v), d))
+                board[column] = board[column].map(lambda v, d=digits.get(column, 3): fmt(v, d))
             st.dataframe(board.set_index("variant"), width="stretch")
             st.caption("n/a = not applicable or not measurable, never a score.")
         r = summary.get("retrieval", {})
@@ -226,7 +221,7 @@ with results_tab:
             # Text cells, like the scoreboard: a missing score (out-of-scope questions) reads n/a, never None
             shown = view.copy()
             for column, digits in (("F1", 3), ("EM", 0), ("ROUGE-L", 3), ("lexical support", 3), ("seconds", 1)):
-                shown[column] = shown[column].map(lambda v, d=digits: fmt(None if v is None or v != v else float(v), d))
+                shown[column] = shown[column].map(lambda v, d=digits: fmt(v, d))
             st.dataframe(shown, width="stretch", hide_index=True)
             st.subheader("Best and worst")
             variant = st.selectbox("Variant", summary.get("variants", {}).keys(), format_func=evaluation.VARIANT_LABELS.get)

@@ -14,6 +14,7 @@ from core.datasets import list_datasets
 from core.errors import StudioError
 from core.models import GENERATOR_CHOICES
 from core.settings import get_workspace
+from ui.common import fmt_number
 from ui.tune_helpers import format_seconds, model_facts_for
 
 ws = get_workspace()
@@ -177,7 +178,7 @@ if not runs:
 else:
     st.dataframe(pd.DataFrame([{
         "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
-        "final loss": f"{r.final_loss:.4f}" if r.final_loss is not None else "n/a",  # text, so a missing loss reads n/a
+        "final loss": fmt_number(r.final_loss, 4),  # text, so a missing loss reads n/a
         "duration": format_seconds(r.duration_s),
         "adapter MB": f"{r.adapter_size / 2**20:.1f}" if r.adapter_size else "n/a",
         "created": str(r.created_at or "")[:19].replace("T", " "), "error": r.error or "",

@@ -168,3 +168,15 @@ def test_update_drill_preselects_the_newest_adapter(workspace, toy_kb):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.selectbox(key="drill_adapter").value == "run-20260102-000000-bbbb"
+
+
+def test_fmt_number_reads_n_a_for_missing_values():
+    import math
+
+    import numpy as np
+
+    from ui.common import fmt_number
+
+    assert fmt_number(None) == fmt_number(math.nan) == fmt_number(np.float64("nan")) == "n/a"
+    assert fmt_number(0.12345) == "0.123" and fmt_number(np.int64(10), 0) == "10" and fmt_number(2.5, 1) == "2.5"
+    assert fmt_number(True) == "True" and fmt_number("run-1") == "run-1"

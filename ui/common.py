@@ -4,6 +4,8 @@ Heavy objects live in st.cache_resource (one per server); per-user choices live 
 """
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
 import streamlit as st
@@ -138,6 +140,15 @@ def md_model_text(text: str) -> str:
     """Model text in st.markdown: lists and emphasis stay (a taught bullet format should look like bullets),
     but links, images, inline HTML, code spans and LaTeX are shown literally."""
     return _LINK_SPECIAL.sub(r"\\\1", text or "")
+
+
+def fmt_number(value, digits: int = 3) -> str:
+    """A table or metric cell: numbers with fixed digits; None and NaN read "n/a" (never "None", a blank or 0)."""
+    if value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):.{digits}f}"
+    return str(value)
 
 
 def md_escape(text: str) -> str:

@@ -10,7 +10,7 @@ from core import judge
 from core.errors import StudioError
 from core.evaluation import VARIANT_LABELS, get_evaluation
 from core.settings import Workspace
-from ui.common import get_embedder, md_escape
+from ui.common import fmt_number, get_embedder, md_escape
 
 DEFAULT_URL = os.environ.get("STUDIO_JUDGE_URL", "http://127.0.0.1:11434/v1")  # Ollama's OpenAI-compatible API
 STATUS_HELP = "Means cover scored cells only. NaN, timeouts and errors are counted in their own columns, never scored."
@@ -27,7 +27,7 @@ def _results(state: dict) -> None:
     table = pd.DataFrame(rows)
     table["variant"] = table["variant"].map(_label)
     table["metric"] = table["metric"].map(lambda m: m.replace("_", " "))
-    table["mean"] = table["mean"].map(lambda v: "n/a" if v is None or v != v else f"{v:.3f}")  # n/a, never a blank or a 0
+    table["mean"] = table["mean"].map(fmt_number)
     st.dataframe(table.rename(columns={"mean": "mean (scored cells)"}), hide_index=True, width="stretch")
     judged = state["judge"]
     st.caption(f"Judge: {md_escape(judged['model'])} at `{judged['base_url'].replace('`', '')}` · {STATUS_HELP}")
