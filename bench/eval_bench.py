@@ -45,8 +45,7 @@ def main() -> int:
     parser.add_argument("--dataset", default=None, help="training dataset id whose format adherence is checked")
     args = parser.parse_args()
 
-    from core.knowledge import SentenceTransformerEmbedder, ingest_files, list_documents, list_knowledge_bases
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+    from core.knowledge import ingest_files, list_documents, list_knowledge_bases, load_sentence_embedder
 
     workspace = get_workspace()
     questions = evaluation.load_questions(args.questions)
@@ -57,7 +56,7 @@ def main() -> int:
         spread = [group[i] for i in range(max(len(g) for g in by_doc.values())) for group in by_doc.values() if i < len(group)]
         questions = spread
     questions = questions[: args.limit]
-    embedder = SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    embedder = load_sentence_embedder()
     have = set()
     if any(kb.name == args.kb for kb in list_knowledge_bases(workspace)):
         have = {d.name for d in list_documents(workspace, args.kb)}

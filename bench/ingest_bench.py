@@ -70,11 +70,10 @@ def run(workspace_dir: Path) -> dict:
         RETRIEVAL_MODES,
         ChunkingSettings,
         RetrievalSettings,
-        SentenceTransformerEmbedder,
         ingest_files,
+        load_sentence_embedder,
         search,
     )
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
     from core.settings import get_workspace
 
     report: dict = {"machine": machine(), "load_start": load_average(), "started": dt.datetime.now().isoformat(timespec="minutes")}
@@ -82,7 +81,7 @@ def run(workspace_dir: Path) -> dict:
     kb_name = f"squad36-bench-{int(time.time())}"
 
     started = time.perf_counter()
-    embedder = SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    embedder = load_sentence_embedder()
     report["embedder_load_s"] = time.perf_counter() - started
 
     files = [(path.name, path.read_bytes()) for path in sorted((SQUAD / "docs").glob("*.pdf"))]

@@ -74,14 +74,13 @@ def main() -> int:
     parser.add_argument("--show", action="store_true", help="list the out-of-scope questions the new gate still answers")
     args = parser.parse_args()
 
-    from core.knowledge import RetrievalSettings, SentenceTransformerEmbedder, relevant, search_many
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+    from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search_many
 
     workspace = get_workspace()
     gold = read_jsonl(Path(args.questions))
     oos = read_jsonl(Path(args.oos))
     started = time.perf_counter()
-    embedder = SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    embedder = load_sentence_embedder()
     loaded = time.perf_counter()
     new = RetrievalSettings()
     # term_check only annotates hits (Hit.missing_terms); the ranking is the same, so one search serves every gate.

@@ -995,11 +995,10 @@ def make_local_runner(workspace: Workspace, adapter: str | None = None, max_new_
 
 def embedder_for_kb(workspace: Workspace, kb_name: str):
     """The embedding model a knowledge base was built with, behind the Embedder seam."""
-    from core.knowledge import SentenceTransformerEmbedder, get_knowledge_base
-    from core.models import EmbedderSpec, load_embedder
+    from core.knowledge import get_knowledge_base, load_sentence_embedder
+    from core.models import EmbedderSpec
 
-    kb = get_knowledge_base(workspace, kb_name)
-    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec(model_id=kb.embedding_model)), kb.embedding_model)
+    return load_sentence_embedder(EmbedderSpec(model_id=get_knowledge_base(workspace, kb_name).embedding_model))
 
 
 # ---------------------------------------------------------------- tables for views

@@ -153,6 +153,14 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+def load_sentence_embedder(spec=None) -> SentenceTransformerEmbedder:
+    """An embedding model (default: the embedded MiniLM; or an `EmbedderSpec`) behind the Embedder seam."""
+    from core.models import EmbedderSpec, load_embedder
+
+    spec = spec or EmbedderSpec()
+    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+
+
 # ---------------------------------------------------------------- data types
 @dataclass(frozen=True)
 class KnowledgeBase:

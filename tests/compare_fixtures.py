@@ -45,13 +45,11 @@ def make_broken_adapter(workspace: Workspace) -> Path:
 
 
 def make_kb(workspace: Workspace) -> None:
-    from core.knowledge import SentenceTransformerEmbedder, list_knowledge_bases, ingest_files
-    from core.models import EmbedderSpec, load_embedder
+    from core.knowledge import ingest_files, list_knowledge_bases, load_sentence_embedder
 
     if any(kb.name == KB_NAME for kb in list_knowledge_bases(workspace)):
         return
-    spec = EmbedderSpec()
-    embedder = SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+    embedder = load_sentence_embedder()
     results = ingest_files(workspace, KB_NAME, [("oil_and_amazon.txt", KB_TEXT.encode())], embedder)
     assert results[0].status == "added", results[0].message
 

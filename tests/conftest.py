@@ -66,10 +66,9 @@ def shared_models_workspace(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from core.knowledge import SentenceTransformerEmbedder
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+    from core.knowledge import load_sentence_embedder
 
-    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    return load_sentence_embedder()
 
 
 @pytest.fixture(scope="session")

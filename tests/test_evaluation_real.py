@@ -61,12 +61,11 @@ def test_base_column_is_really_the_base_model(real_ws, toy_adapter):
 
 
 def test_end_to_end_squad36_rag_beats_base(real_ws):
-    from core.knowledge import RetrievalSettings, SentenceTransformerEmbedder, ingest_files, search_many
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+    from core.knowledge import RetrievalSettings, ingest_files, load_sentence_embedder, search_many
 
     questions = evaluation.load_questions(SQUAD / "qa_sample.jsonl")[:10]
     docs = sorted({q.source_doc for q in questions})
-    embedder = SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    embedder = load_sentence_embedder()
     results = ingest_files(real_ws, "squad", [(d, (SQUAD / "docs" / d).read_bytes()) for d in docs], embedder)
     assert all(r.status == "added" for r in results)
     runner = evaluation.make_local_runner(real_ws, None, max_new_tokens=48)

@@ -164,12 +164,11 @@ def test_dataset_build_from_ingested_pdfs_via_cli(tmp_path):
     import sys
 
     from core.datasets import dataset_meta
-    from core.knowledge import SentenceTransformerEmbedder, ingest_files
-    from core.models import EMBEDDED_EMBEDDER, EmbedderSpec, load_embedder
+    from core.knowledge import ingest_files, load_sentence_embedder
     from tune_support import SQUAD
 
     ws = workspace_with_model(tmp_path / "ws")
-    embedder = SentenceTransformerEmbedder(load_embedder(EmbedderSpec()), EMBEDDED_EMBEDDER)
+    embedder = load_sentence_embedder()
     files = [(name, (SQUAD / "docs" / name).read_bytes()) for name in ("Black_Death.pdf", "Chloroplast.pdf")]
     results = ingest_files(ws, "squad", files, embedder)
     assert all(r.status == "added" for r in results), results

@@ -11,7 +11,7 @@ import re
 import streamlit as st
 
 from core.errors import StudioError
-from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases
+from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases, load_sentence_embedder
 from core.models import (
     DEVICES,
     DTYPES,
@@ -22,7 +22,6 @@ from core.models import (
     EmbedderSpec,
     GeneratorSpec,
     describe_hardware,
-    load_embedder,
     load_generator,
 )
 from core.settings import Workspace, get_workspace
@@ -60,8 +59,7 @@ def _cached_generator(model_id: str, device: str, dtype: str, root: str):
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def _cached_embedder(model_id: str, device: str) -> SentenceTransformerEmbedder:
-    spec = EmbedderSpec(model_id, device)
-    return SentenceTransformerEmbedder(load_embedder(spec), model_id)
+    return load_sentence_embedder(EmbedderSpec(model_id, device))
 
 
 def get_generator(spec: GeneratorSpec | None = None):

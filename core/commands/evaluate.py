@@ -82,8 +82,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     judged = None
     if judge_settings is not None:
         from core import judge
+        from core.knowledge import load_sentence_embedder
 
-        judged = judge.judge_evaluation(workspace, evaluation_id, judge_settings, embedder or _default_embedder())
+        judged = judge.judge_evaluation(workspace, evaluation_id, judge_settings, embedder or load_sentence_embedder())
     if args.json:
         print_json({"id": evaluation_id, **summary, **({"ragas": {k: v for k, v in judged.items() if k != "cells"}} if judged else {})})
         return 0
@@ -106,10 +107,3 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"report: python -m core report {evaluation_id} --out report.html")
     return 0
 
-
-def _default_embedder():
-    from core.knowledge import SentenceTransformerEmbedder
-    from core.models import EmbedderSpec, load_embedder
-
-    spec = EmbedderSpec()
-    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)

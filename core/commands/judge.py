@@ -38,11 +38,11 @@ def run_judge(args: argparse.Namespace) -> int:
     judge.check_endpoint(settings.base_url)
     embedder = None
     if "answer_relevancy" in settings.metrics:
-        from core.commands.evaluate import _default_embedder
         from core.evaluation import embedder_for_kb, get_evaluation
+        from core.knowledge import load_sentence_embedder
 
         kb = get_evaluation(workspace, args.evaluation_id).kb
-        embedder = embedder_for_kb(workspace, kb) if kb else _default_embedder()
+        embedder = embedder_for_kb(workspace, kb) if kb else load_sentence_embedder()
     state = judge.judge_evaluation(workspace, args.evaluation_id, settings, embedder)
     if args.json:
         print_json({key: value for key, value in state.items() if key != "cells"})

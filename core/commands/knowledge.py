@@ -52,19 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _embedder():
-    from core.knowledge import SentenceTransformerEmbedder
-    from core.models import EmbedderSpec, load_embedder
+    from core.knowledge import load_sentence_embedder
 
-    spec = EmbedderSpec()
-    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+    return load_sentence_embedder()
 
 
 def _embedder_for_kb(ws, name):
-    from core.knowledge import SentenceTransformerEmbedder, get_knowledge_base
-    from core.models import EmbedderSpec, load_embedder
+    from core.evaluation import embedder_for_kb
 
-    kb = get_knowledge_base(ws, name)
-    return SentenceTransformerEmbedder(load_embedder(EmbedderSpec(kb.embedding_model)), kb.embedding_model)
+    return embedder_for_kb(ws, name)
 
 
 def _print(payload, as_json: bool, text: str) -> None:
