@@ -548,16 +548,7 @@ def get_evaluation(workspace: Workspace, evaluation_id: str) -> EvaluationRecord
 
 
 def load_results(workspace: Workspace, evaluation_id: str) -> list[dict]:
-    path = workspace.evaluations / evaluation_id / "results.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a crash: keep the rest
-            continue
-    return rows
+    return read_jsonl(workspace.evaluations / evaluation_id / "results.jsonl")  # a line cut short by a crash is skipped
 
 
 def load_retrieval(workspace: Workspace, evaluation_id: str) -> list[dict]:

@@ -32,11 +32,10 @@ import types
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from core.errors import StudioError
-from core.evaluation import CONTEXT_VARIANTS, EvaluationJob, get_job, load_results, start_job
+from core.evaluation import CONTEXT_VARIANTS, EvaluationJob, _now, get_job, load_results, read_jsonl, start_job
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 
@@ -135,29 +134,24 @@ def check_endpoint(base_url: str, timeout_s: float = 5.0) -> list[str]:
     return [str(m.get("id")) for m in data or [] if isinstance(m, dict) and m.get("id")]
 
 
-class _LocalEmbeddings:
+def _ragas_embeddings(embedder):
     """Our embedding model behind the interface RAGAS's answer relevancy needs (no hub, no API)."""
+    from ragas.embeddings.base import BaseRagasEmbedding
 
-    def __init__(self, embedder):
-        from ragas.embeddings.base import BaseRagasEmbedding
+    class LocalEmbeddings(BaseRagasEmbedding):
+        def embed_text(self, text: str, **kwargs: Any) -> list[float]:
+            return embedder.embed_queries([text])[0].tolist()
 
-        outer = self
+        async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
+            return self.embed_text(text)
 
-        class Adapter(BaseRagasEmbedding):
-            def embed_text(self, text: str, **kwargs: Any) -> list[float]:
-                return outer.embedder.embed_queries([text])[0].tolist()
+        def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+            return embedder.embed_queries(list(texts)).tolist()
 
-            async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
-                return self.embed_text(text)
+        async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
+            return self.embed_texts(texts)
 
-            def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-                return outer.embedder.embed_queries(list(texts)).tolist()
-
-            async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-                return self.embed_texts(texts)
-
-        self.embedder = embedder
-        self.ragas = Adapter()
+    return LocalEmbeddings()
 
 
 # ---------------------------------------------------------------- what to judge
@@ -246,7 +240,7 @@ def _metric_objects(settings: JudgeSettings, embedder):
         if metric == "faithfulness":
             built[metric] = collections.Faithfulness(llm=llm)
         elif metric == "answer_relevancy" and embedder is not None:
-            built[metric] = collections.AnswerRelevancy(llm=llm, embeddings=_LocalEmbeddings(embedder).ragas)
+            built[metric] = collections.AnswerRelevancy(llm=llm, embeddings=_ragas_embeddings(embedder))
         elif metric == "context_precision":
             built[metric] = collections.ContextPrecisionWithReference(llm=llm)
         elif metric == "context_recall":
@@ -336,13 +330,14 @@ def judge_evaluation(workspace: Workspace, evaluation_id: str, settings: JudgeSe
 def summarize_cells(cells: Sequence[dict]) -> dict:
     """{variant: {metric: {mean, ok, nan, timeout, error, n/a}}}; the mean covers ok cells only (None if none)."""
     table: dict[str, dict[str, dict]] = {}
+    scored: dict[tuple[str, str], list[float]] = {}
     for cell in cells:
         entry = table.setdefault(cell["variant"], {}).setdefault(cell["metric"], {s: 0 for s in STATUSES} | {"mean": None})
         entry[cell["status"]] += 1
-    for variant, by_metric in table.items():
-        for metric, entry in by_metric.items():
-            values = [c["value"] for c in cells if c["variant"] == variant and c["metric"] == metric and c["status"] == "ok"]
-            entry["mean"] = sum(values) / len(values) if values else None
+        if cell["status"] == "ok":
+            scored.setdefault((cell["variant"], cell["metric"]), []).append(cell["value"])
+    for (variant, metric), values in scored.items():
+        table[variant][metric]["mean"] = sum(values) / len(values)
     return table
 
 
@@ -352,14 +347,7 @@ def load_judgement(workspace: Workspace, evaluation_id: str) -> dict | None:
     state = read_json(folder / "ragas.json", None)
     if not state:
         return None
-    cells = []
-    path = folder / "ragas.jsonl"
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                cells.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    cells = read_jsonl(folder / "ragas.jsonl")  # a line cut short by a crash is skipped
     if state.get("status") == "running" and state.get("scores") is None:
         state["scores"] = summarize_cells(cells)  # partial, while it runs or after a crash
     state["cells"] = cells
@@ -374,10 +362,6 @@ def judgement_rows(state: dict) -> list[dict]:
             rows.append({"variant": variant, "metric": metric, "mean": entry["mean"], "scored": entry["ok"], "NaN": entry["nan"],
                          "timeouts": entry["timeout"], "errors": entry["error"], "not applicable": entry["n/a"]})
     return rows
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------- background job (for the page)
