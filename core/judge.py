@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from core.errors import StudioError
-from core.evaluation import CONTEXT_VARIANTS, EvaluationJob, _now, get_job, load_results, read_jsonl, start_job
+from core.evaluation import CONTEXT_VARIANTS, VARIANT_LABELS, EvaluationJob, _now, get_job, load_results, read_jsonl, start_job
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 
@@ -352,6 +352,11 @@ def load_judgement(workspace: Workspace, evaluation_id: str) -> dict | None:
         state["scores"] = summarize_cells(cells)  # partial, while it runs or after a crash
     state["cells"] = cells
     return state
+
+
+def variant_label(variant: str) -> str:
+    """How a judged row's variant reads in a table ("retrieval" rows are per question, not per answer)."""
+    return "Retrieval (per question)" if variant == RETRIEVAL else VARIANT_LABELS.get(variant, variant)
 
 
 def judgement_rows(state: dict) -> list[dict]:

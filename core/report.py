@@ -381,7 +381,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
 
 def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
     """The judge's scores with their NaN / timeout / error counts, or why there are none."""
-    from core.judge import METRICS, RETRIEVAL, judgement_rows, load_judgement
+    from core.judge import METRICS, judgement_rows, load_judgement, variant_label
 
     state = load_judgement(workspace, evaluation_id)
     if not state:
@@ -390,7 +390,7 @@ def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
                 "report is computed locally without one.</p>")
     judged = state["judge"]
     rows = "".join(
-        f"<tr><th>{_e('Retrieval (per question)' if r['variant'] == RETRIEVAL else VARIANT_LABELS.get(r['variant'], r['variant']))}</th>"
+        f"<tr><th>{_e(variant_label(r['variant']))}</th>"
         f"<td>{_e(r['metric'].replace('_', ' '))}</td><td class=num>{_fmt(r['mean'])}</td>"
         + "".join(f"<td class=num>{_fmt(r[key])}</td>" for key in ("scored", "NaN", "timeouts", "errors", "not applicable"))
         + "</tr>"

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import judge
 from core.errors import StudioError
-from core.evaluation import VARIANT_LABELS, get_evaluation
+from core.evaluation import get_evaluation
 from core.settings import Workspace
 from ui.common import fmt_number, get_embedder, md_escape
 
@@ -16,16 +16,12 @@ DEFAULT_URL = os.environ.get("STUDIO_JUDGE_URL", "http://127.0.0.1:11434/v1")  #
 STATUS_HELP = "Means cover scored cells only. NaN, timeouts and errors are counted in their own columns, never scored."
 
 
-def _label(variant: str) -> str:
-    return "Retrieval (per question)" if variant == judge.RETRIEVAL else VARIANT_LABELS.get(variant, variant)
-
-
 def _results(state: dict) -> None:
     rows = judge.judgement_rows(state)
     if not rows:
         return
     table = pd.DataFrame(rows)
-    table["variant"] = table["variant"].map(_label)
+    table["variant"] = table["variant"].map(judge.variant_label)
     table["metric"] = table["metric"].map(lambda m: m.replace("_", " "))
     table["mean"] = table["mean"].map(fmt_number)
     st.dataframe(table.rename(columns={"mean": "mean (scored cells)"}), hide_index=True, width="stretch")
@@ -34,7 +30,7 @@ def _results(state: dict) -> None:
     cells = pd.DataFrame(state.get("cells") or [])
     if not cells.empty:
         with st.expander("Every judged cell"):
-            cells["variant"] = cells["variant"].map(_label)
+            cells["variant"] = cells["variant"].map(judge.variant_label)
             st.dataframe(cells, hide_index=True, width="stretch")
 
 
