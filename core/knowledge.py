@@ -7,6 +7,7 @@ manifest disagrees with SQLite (a crash between the two writes) it is rebuilt fr
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import os
 import re
@@ -22,7 +23,15 @@ import numpy as np
 from core.documents import DocumentError, ExtractedDocument, extract_document, safe_filename
 from core.errors import StudioError
 from core.settings import Workspace
-from core.storage import atomic_write_bytes, atomic_write_json, connect, ensure_schema, read_json, transaction
+from core.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    backup_catalogue,
+    connect,
+    ensure_schema,
+    read_json_or_default,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -436,12 +445,17 @@ def _build_faiss(conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
 
 
 def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
-    """Rebuild the FAISS file and manifest from SQLite (atomic renames), and refresh the cache."""
+    """Rebuild the FAISS file and manifest from SQLite (atomic renames), and refresh the cache.
+
+    The manifest records the file's size and SHA-256, so a later load can tell a damaged or
+    swapped file (two writers, a disk error) from the one this manifest describes.
+    """
     import faiss
 
     index = _build_faiss(conn, kb)
     folder = _index_folder(workspace, kb.id)
-    atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(index).tobytes())
+    payload = faiss.serialize_index(index).tobytes()
+    atomic_write_bytes(folder / "index.faiss", payload)
     atomic_write_json(
         folder / "manifest.json",
         {
@@ -452,24 +466,55 @@ def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBa
             "dimension": kb.dimension,
             "index_type": "IndexIDMap2(IndexFlatIP), unit vectors: score = cosine similarity",
             "chunking": asdict(kb.chunking),
+            "file_bytes": len(payload),
+            "file_sha256": hashlib.sha256(payload).hexdigest(),
         },
     )
     return _remember(_INDEX_CACHE, workspace, kb, index)
 
 
-def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
-    """The FAISS index for this version of the knowledge base: memory cache, then file, then rebuild."""
+def _read_verified_index(folder: Path, kb: KnowledgeBase) -> tuple[Any | None, str]:
+    """(index, "") when the file on disk is the one the manifest describes for this kb version, else (None, why)."""
     import faiss
 
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if not isinstance(manifest, dict):
+        return None, "the manifest is missing or unreadable"
+    if manifest.get("version") != kb.version or manifest.get("vectors") != kb.chunk_count:
+        return None, f"the manifest is for version {manifest.get('version')}, the catalogue is at {kb.version}"
+    if "file_sha256" not in manifest:
+        return None, "the manifest predates checksums"
+    try:
+        payload = (folder / "index.faiss").read_bytes()
+    except OSError as error:
+        return None, f"the index file cannot be read ({error})"
+    if len(payload) != manifest.get("file_bytes"):
+        return None, f"the index file has {len(payload)} bytes, the manifest says {manifest.get('file_bytes')}"
+    if hashlib.sha256(payload).hexdigest() != manifest["file_sha256"]:
+        return None, "the index file's checksum does not match the manifest"
+    try:
+        index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+    except (RuntimeError, ValueError, MemoryError) as error:  # faiss raises RuntimeError for a bad file
+        return None, f"FAISS cannot read the index file ({error})"
+    if index.ntotal != kb.chunk_count or index.d != kb.dimension:
+        return None, f"the index holds {index.ntotal} vectors of {index.d} dimensions, expected {kb.chunk_count} of {kb.dimension}"
+    return index, ""
+
+
+def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
+    """The FAISS index for this version of the knowledge base: memory cache, then verified file, then rebuild.
+
+    SQLite holds every vector, so any doubt about the file (torn manifest, wrong size or checksum,
+    a file FAISS cannot read) is settled by rebuilding it from the catalogue, with the reason logged.
+    """
     cached = _cached(_INDEX_CACHE, workspace, kb)
     if cached is not None:
         return cached
     folder = _index_folder(workspace, kb.id)
-    manifest = read_json(folder / "manifest.json", default={}) or {}
-    if manifest.get("version") == kb.version and manifest.get("vectors") == kb.chunk_count and (folder / "index.faiss").exists():
-        index = faiss.deserialize_index(np.fromfile(folder / "index.faiss", dtype=np.uint8))
+    index, why = _read_verified_index(folder, kb)
+    if index is not None:
         return _remember(_INDEX_CACHE, workspace, kb, index)
-    log.warning("Index of %s is missing or stale; rebuilding it from the catalogue", kb.name)
+    log.warning("Index of %s (%s) is rebuilt from the catalogue: %s", kb.name, folder, why)
     with open_catalogue(workspace) as conn:
         return _write_index(workspace, conn, kb)
 
@@ -514,6 +559,7 @@ def ingest_files(
     if added_any:
         with open_catalogue(workspace) as conn:
             _write_index(workspace, conn, get_knowledge_base(workspace, kb.name))
+        backup_catalogue(workspace)  # a rolling copy of studio.db after every ingest that changed it
     return results
 
 

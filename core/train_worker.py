@@ -224,6 +224,9 @@ def main(run_dir: str) -> int:
             adapter_size=size, error=None, pid=None,
         )
         log.info("Run %s completed: final loss %.4f, adapter %d bytes", run_id, final_loss, size)
+        from core.storage import backup_catalogue
+
+        backup_catalogue(workspace)  # a rolling copy of studio.db after every completed run
         return 0
     except BaseException as error:  # record every failure (incl. MemoryError) so the UI can show it
         traceback.print_exc()

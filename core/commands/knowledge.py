@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kb_remove.add_argument("name")
     kb_remove.add_argument("document")
     kb_remove.set_defaults(func=cmd_kb_remove)
+    kb_backups = kb_sub.add_parser("backups", help="the rolling backups of the catalogue (studio.db), newest first")
+    kb_backups.add_argument("--json", action="store_true")
+    kb_backups.set_defaults(func=cmd_kb_backups)
+    kb_restore = kb_sub.add_parser("restore-backup", help="replace a damaged studio.db by its newest (or a given) backup")
+    kb_restore.add_argument("backup", nargs="?", type=Path, help="a file from `kb backups` (default: the newest)")
+    kb_restore.set_defaults(func=cmd_kb_restore)
 
 
 def _embedder():
@@ -172,4 +178,22 @@ def cmd_kb_remove(args) -> int:
 
     removed = remove_document(get_workspace(args.workspace), args.name, args.document)
     print(f"Removed {args.document} ({removed} chunks) from {args.name}.")
+    return 0
+
+
+def cmd_kb_backups(args) -> int:
+    from core.storage import list_backups
+
+    backups = list_backups(get_workspace(args.workspace))
+    text = "\n".join(f"{path}  {path.stat().st_size / 2**20:.1f} MB" for path in backups)
+    _print([str(path) for path in backups], args.json, text or "No backups yet: one is made after each successful ingest or run.")
+    return 0
+
+
+def cmd_kb_restore(args) -> int:
+    from core.storage import restore_catalogue
+
+    ws = get_workspace(args.workspace)
+    restored = restore_catalogue(ws, args.backup.resolve() if args.backup else None)
+    print(f"Restored {ws.db_path} from {restored}; the replaced file is kept beside it as studio.db.damaged-<time>.")
     return 0
