@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from core.documents import DocumentError, ExtractedDocument, extract_document, safe_filename
+from core.documents import DocumentError, ExtractedDocument, ExtractionLimits, Source, extract_document_bounded, safe_filename
 from core.errors import StudioError
 from core.settings import Workspace
 from core.storage import (
@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER NOT NULL,
     text TEXT NOT NULL,
     embedding BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_failures (
+    id INTEGER PRIMARY KEY,
+    kb_id INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_kb ON chunks(kb_id);
@@ -523,15 +530,20 @@ def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
 def ingest_files(
     workspace: Workspace,
     kb_name: str,
-    files: Iterable[tuple[str, bytes]],
+    files: Iterable[tuple[str, Source]],
     embedder: Embedder,
     chunking: ChunkingSettings | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
+    limits: ExtractionLimits | None = None,
 ) -> list[IngestResult]:
     """Add files to a knowledge base, each in its own transaction.
 
+    Each file is (name, bytes) or (name, path); with paths, each file is read by its own bounded
+    worker process (`ExtractionLimits`), so a batch is never held in memory at once.
     A failing file gets a clear message and changes nothing; the other files still go in.
     """
+    limits = limits or ExtractionLimits()
+    limits.validate()
     kb = ensure_knowledge_base(workspace, kb_name, embedder, chunking)
     files = list(files)
     results: list[IngestResult] = []
@@ -545,7 +557,7 @@ def ingest_files(
 
         started = time.perf_counter()
         try:
-            result = _ingest_one(workspace, kb, name, data, embedder, report)
+            result = _ingest_one(workspace, kb, name, data, embedder, report, limits)
         except DocumentError as error:
             result = IngestResult(name, "failed", str(error), seconds=time.perf_counter() - started)
         except StudioError as error:
@@ -554,6 +566,7 @@ def ingest_files(
             log.exception("Ingest of %s failed", name)
             result = IngestResult(name, "failed", f"“{name}” could not be ingested: {error}", seconds=time.perf_counter() - started)
         added_any = added_any or result.status == "added"
+        _note_outcome(workspace, kb, name, result)
         results.append(result)
         report("done", 1, 1)
     if added_any:
@@ -563,12 +576,51 @@ def ingest_files(
     return results
 
 
+@dataclass(frozen=True)
+class IngestFailure:
+    """A file that could not be added, kept with its reason until the user dismisses it."""
+
+    id: int
+    name: str
+    message: str
+    failed_at: str
+
+
+def _note_outcome(workspace: Workspace, kb: KnowledgeBase, name: str, result: IngestResult) -> None:
+    """Remember a failure (replacing an older one for the same name); forget it once the file goes in."""
+    with open_catalogue(workspace) as conn, transaction(conn):
+        conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND name = ?", (kb.id, name))
+        if result.status == "failed":
+            conn.execute("INSERT INTO ingest_failures (kb_id, name, message) VALUES (?,?,?)", (kb.id, name, result.message))
+
+
+def list_ingest_failures(workspace: Workspace, kb_name: str) -> list[IngestFailure]:
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn:
+        rows = conn.execute(
+            "SELECT id, name, message, failed_at FROM ingest_failures WHERE kb_id = ? ORDER BY failed_at, id", (kb.id,)
+        ).fetchall()
+    return [IngestFailure(**dict(row)) for row in rows]
+
+
+def dismiss_ingest_failures(workspace: Workspace, kb_name: str, failure_id: int | None = None) -> int:
+    """Forget one failure (or all of a knowledge base's with None); returns how many went."""
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn, transaction(conn):
+        if failure_id is None:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ?", (kb.id,))
+        else:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND id = ?", (kb.id, int(failure_id)))
+    return cursor.rowcount
+
+
 def _ingest_one(
-    workspace: Workspace, kb: KnowledgeBase, name: str, data: bytes, embedder: Embedder, report: Callable[[str, int, int], None]
+    workspace: Workspace, kb: KnowledgeBase, name: str, source: Source, embedder: Embedder,
+    report: Callable[[str, int, int], None], limits: ExtractionLimits,
 ) -> IngestResult:
     started = time.perf_counter()
     report("reading", 0, 1)
-    document = extract_document(name, data, progress=lambda done, total: report("reading", done, total))
+    document = extract_document_bounded(name, source, lambda done, total: report("reading", done, total), limits)
     extracted = time.perf_counter()
     with open_catalogue(workspace) as conn:
         duplicate = conn.execute("SELECT name FROM documents WHERE kb_id = ? AND sha256 = ?", (kb.id, document.sha256)).fetchone()

@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--kb", required=True, help="knowledge base name (created if missing)")
     ingest.add_argument("--chunk-size", type=int, default=None)
     ingest.add_argument("--chunk-overlap", type=int, default=None)
+    ingest.add_argument("--read-seconds", type=float, default=None, help="wall time to read one file (default 60)")
+    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 32)")
+    ingest.add_argument("--max-chars", type=int, default=None, help="characters of text per file (default 20,000,000)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -74,6 +77,7 @@ def _print(payload, as_json: bool, text: str) -> None:
 
 
 def cmd_ingest(args) -> int:
+    from core.documents import ExtractionLimits
     from core.knowledge import ChunkingSettings, IngestProgress, ingest_files
 
     ws = get_workspace(args.workspace)
@@ -89,7 +93,11 @@ def cmd_ingest(args) -> int:
         if event.stage == "done" and not args.json:
             print(f"[{event.file_index + 1}/{event.file_count}] {event.file_name}", file=sys.stderr)
 
-    results = ingest_files(ws, args.kb, ((path.name, path.read_bytes()) for path in args.files), _embedder(), chunking, progress)
+    limits = ExtractionLimits(**{name: value for name, value in (
+        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars),
+    ) if value is not None})
+    # Paths, not bytes: each file is read by its own bounded worker, never the whole batch in memory.
+    results = ingest_files(ws, args.kb, [(path.name, path) for path in args.files], _embedder(), chunking, progress, limits)
     lines = [f"{'✓' if r.status == 'added' else '=' if r.status == 'duplicate' else '✗'} {r.message}" for r in results]
     added = sum(r.status == "added" for r in results)
     failed = sum(r.status == "failed" for r in results)
