@@ -311,6 +311,14 @@ class _StreamInspector:
 
     def page_bytes(self, index: int, limit: int) -> int:
         """Decompressed bytes of the page's content, or a number above `limit` once it is passed."""
+        from pypdf import apply_configuration
+
+        # Tight parse limits: the check must stay cheap; on a huge array it gives up in milliseconds
+        # (pypdf's own 100,000 elements cost ~1 s of parsing) and leaves the guard to the wall time.
+        with apply_configuration(array_maximum_element_count=5_000, dictionary_maximum_element_count=5_000):
+            return self._page_bytes(index, limit)
+
+    def _page_bytes(self, index: int, limit: int) -> int:
         page = self._page(index)
         if page is None:
             return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def _embedder_for_kb(ws, name):
     return embedder_for_kb(ws, name)
 
 
+# Escape sequences (CSI "ESC [ ... letter", OSC "ESC ] ... BEL|ST", two-byte ESC x) and other control
+# characters: document text is untrusted, and `\033]0;...\007\033[2J` would retitle and clear the terminal.
+_TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Document or model text fit to print on a terminal: escape sequences and control characters removed."""
+    return _CONTROL.sub("", _TERMINAL_ESCAPES.sub("", text or ""))
+
+
 def _print(payload, as_json: bool, text: str) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if as_json else text)
 
@@ -136,10 +148,10 @@ def cmd_search(args) -> int:
     ]
     text = []
     for item in payload:
-        text.append(f"? {item['question']}")
+        text.append(f"? {terminal_safe(item['question'])}")
         for hit in item["hits"]:
-            snippet = " ".join(hit["text"].split())[:160]
-            text.append(f"  {hit['rank']}. {hit['score']:.3f}  {hit['document']} p.{hit['page']}  {snippet}")
+            snippet = " ".join(terminal_safe(hit["text"]).split())[:160]
+            text.append(f"  {hit['rank']}. {hit['score']:.3f}  {terminal_safe(hit['document'])} p.{hit['page']}  {snippet}")
     _print(payload if args.queries else payload[0], args.json, "\n".join(text))
     return 0
 
@@ -154,9 +166,9 @@ def cmd_ask(args) -> int:
     embedder = _embedder_for_kb(ws, args.kb)
     loaded = load_generator(GeneratorSpec(), ws)
     answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
-    lines = [answer.text, ""]
+    lines = [terminal_safe(answer.text), ""]
     for number, hit in enumerate(answer.sources, start=1):
-        lines.append(f"[{number}] {hit.document} p.{hit.page} (score {hit.score:.2f})")
+        lines.append(f"[{number}] {terminal_safe(hit.document)} p.{hit.page} (score {hit.score:.2f})")
     if answer.stats.new_tokens:
         lines.append(f"{answer.stats.total_s:.1f} s, {answer.stats.new_tokens} tokens, {answer.stats.tokens_per_s:.1f} tokens/s")
     _print(answer.to_dict(), args.json, "\n".join(lines))
