@@ -11,12 +11,14 @@ and checkable: `follows_style(text, rule)` is the check the evaluation uses on g
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import random
 import re
 import shutil
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
@@ -486,6 +488,58 @@ def _open(workspace: Workspace):
     return conn
 
 
+def _runs_using_dataset(conn: sqlite3.Connection, dataset_id: str) -> list[str]:
+    """Ids of training runs that name this dataset (the runs table belongs to training; it may not exist yet)."""
+    try:
+        rows = conn.execute("SELECT id FROM runs WHERE dataset_id = ? ORDER BY created_at", (dataset_id,)).fetchall()
+    except sqlite3.OperationalError:  # no run was ever started in this workspace
+        return []
+    return [row["id"] for row in rows]
+
+
+def check_dataset_id(workspace: Workspace, dataset_id: str, replace: bool = False) -> str:
+    """Refuse an id that would silently replace stored rows.
+
+    An existing dataset is replaced only when the caller asks (`--replace`, the page's confirm step), and never
+    when a training run used it: the run's adapter would then name rows it was not trained on.
+    """
+    with _open(workspace) as conn:
+        return _check_dataset_id(conn, workspace, dataset_id, replace)
+
+
+def _check_dataset_id(conn: sqlite3.Connection, workspace: Workspace, dataset_id: str, replace: bool) -> str:
+    dataset_id = validate_dataset_id(dataset_id)
+    row = conn.execute("SELECT train_rows, heldout_rows FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
+    folder = workspace.datasets / dataset_id
+    if row is None and not folder.exists():
+        return dataset_id
+    runs = _runs_using_dataset(conn, dataset_id)
+    if runs:
+        raise StudioError(
+            f"The dataset {dataset_id!r} was used by training run {runs[-1]}"
+            + (f" and {len(runs) - 1} more" if len(runs) > 1 else "")
+            + ", so it is never replaced. Save the new rows under another id."
+        )
+    if not replace:
+        what = f"{row['train_rows']} train + {row['heldout_rows']} held-out rows" if row is not None else "a folder on disk"
+        raise StudioError(
+            f"A dataset named {dataset_id!r} already exists ({what}). Choose another id, "
+            "or replace it on purpose (--replace on the command line, 'Replace' on the Training data page)."
+        )
+    return dataset_id
+
+
+def dataset_content_hash(workspace: Workspace, dataset_id: str) -> str:
+    """SHA-256 of the stored train and held-out files: what a run records to name exactly the rows it used."""
+    digest = hashlib.sha256()
+    for split in ("train", "heldout"):
+        path = workspace.datasets / dataset_id / f"{split}.jsonl"
+        digest.update(split.encode() + b"\0")
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def save_dataset(
     workspace: Workspace,
     dataset_id: str,
@@ -497,9 +551,12 @@ def save_dataset(
     style_rule: str | None = None,
     origin: str = "",
     extra_meta: dict | None = None,
-    overwrite: bool = True,
+    replace: bool = False,
 ) -> DatasetInfo:
-    """Split and save rows (train.jsonl, heldout.jsonl, meta.json) and register them in SQLite."""
+    """Split and save rows (train.jsonl, heldout.jsonl, meta.json) and register them in SQLite.
+
+    An existing id is refused unless `replace` is set, and a dataset a run trained on is never replaced.
+    """
     dataset_id = validate_dataset_id(dataset_id)
     if fmt not in FORMATS:
         raise StudioError(f"Unknown format {fmt!r}; choose {' or '.join(FORMATS)}.")
@@ -514,18 +571,20 @@ def save_dataset(
     clean = [make_row(r["instruction"], r["input"], r["output"], r["source"]) for r in report.rows]
     train, heldout = split_rows(clean, heldout_fraction, seed)
     folder = workspace.datasets / dataset_id
-    if folder.exists() and not overwrite:
-        raise StudioError(f"A dataset named {dataset_id!r} already exists; choose another id.")
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    train_text, heldout_text = rows_to_jsonl(train), rows_to_jsonl(heldout)
     meta = {
         "id": dataset_id, "kind": kind, "format": fmt, "style_rule": style_rule, "origin": origin,
         "train_rows": len(train), "heldout_rows": len(heldout), "seed": seed, "heldout_fraction": heldout_fraction,
         "duplicates_removed": report.duplicates, "created_at": created, **(extra_meta or {}),
     }
-    atomic_write_text(folder / "train.jsonl", rows_to_jsonl(train))
-    atomic_write_text(folder / "heldout.jsonl", rows_to_jsonl(heldout))
-    atomic_write_json(folder / "meta.json", meta)
     with _open(workspace) as conn, transaction(conn):
+        # The check runs under the write lock (BEGIN IMMEDIATE), so two saves of one id cannot both pass it.
+        _check_dataset_id(conn, workspace, dataset_id, replace)
+        atomic_write_text(folder / "train.jsonl", train_text)
+        atomic_write_text(folder / "heldout.jsonl", heldout_text)
+        meta["content_sha256"] = dataset_content_hash(workspace, dataset_id)
+        atomic_write_json(folder / "meta.json", meta)
         conn.execute(
             """INSERT OR REPLACE INTO datasets (id, kind, format, style_rule, origin, train_rows, heldout_rows, seed, created_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",

@@ -280,6 +280,7 @@ def list_knowledge_bases(workspace: Workspace) -> list[KnowledgeBase]:
 
 
 def get_knowledge_base(workspace: Workspace, name: str) -> KnowledgeBase:
+    name = normalize_kb_name(name)  # the same form creation stores: "docugami " finds "docugami"
     with open_catalogue(workspace) as conn:
         row = conn.execute(_KB_SELECT + " WHERE kb.name = ?", (name,)).fetchone()
     if row is None:
@@ -288,13 +289,26 @@ def get_knowledge_base(workspace: Workspace, name: str) -> KnowledgeBase:
     return _kb_from_row(row)
 
 
+def normalize_kb_name(name: str) -> str:
+    """One form for lookup and creation, so a stray space never makes a second knowledge base or a false 'exists'."""
+    return (name or "").strip()
+
+
 def validate_kb_name(name: str) -> str:
-    name = (name or "").strip()
+    name = normalize_kb_name(name)
     if not KB_NAME_PATTERN.match(name):
         raise StudioError(
             f"Knowledge base name {name!r} is not allowed: use 1-64 letters, digits, spaces, dots, dashes or underscores."
         )
     return name
+
+
+def _insert_knowledge_base(conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings) -> None:
+    conn.execute(
+        "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?)"
+        " ON CONFLICT(name) DO NOTHING",
+        (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
+    )
 
 
 def create_knowledge_base(
@@ -303,27 +317,28 @@ def create_knowledge_base(
     name = validate_kb_name(name)
     chunking.validate()
     with open_catalogue(workspace) as conn, transaction(conn):
-        exists = conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone()
-        if exists:
+        if conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone():
             raise StudioError(f"A knowledge base named {name!r} already exists.")
-        conn.execute(
-            "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?)",
-            (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
-        )
+        _insert_knowledge_base(conn, name, embedder, chunking)
     return get_knowledge_base(workspace, name)
 
 
 def ensure_knowledge_base(
     workspace: Workspace, name: str, embedder: Embedder, chunking: ChunkingSettings | None = None
 ) -> KnowledgeBase:
-    """Open an existing knowledge base (its stored settings win) or create it."""
-    with open_catalogue(workspace) as conn:
-        exists = conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone()
-    if exists:
-        kb = get_knowledge_base(workspace, name)
-        check_embedder(kb, embedder)
-        return kb
-    return create_knowledge_base(workspace, name, embedder, chunking or ChunkingSettings())
+    """Open an existing knowledge base (its stored settings win) or create it.
+
+    Create-if-missing is one statement in one transaction: two ingests that both create the same
+    knowledge base both end up adding their files to it (before, the loser got "already exists").
+    """
+    name = validate_kb_name(name)
+    chunking = chunking or ChunkingSettings()
+    chunking.validate()
+    with open_catalogue(workspace) as conn, transaction(conn):
+        _insert_knowledge_base(conn, name, embedder, chunking)
+    kb = get_knowledge_base(workspace, name)
+    check_embedder(kb, embedder)
+    return kb
 
 
 def check_embedder(kb: KnowledgeBase, embedder: Embedder) -> None:
@@ -634,8 +649,12 @@ def _ingest_one(
         raise StudioError(f"the embedding model returned {vectors.shape} vectors for {len(chunks)} chunks of {kb.dimension} dimensions.")
     embedded = time.perf_counter()
     report("saving", 0, 1)
-    stored_name = _unique_document_name(workspace, kb, document.name)
     with open_catalogue(workspace) as conn, transaction(conn):
+        # Checked again under the write lock: another ingest may have added the same file while we embedded.
+        duplicate = conn.execute("SELECT name FROM documents WHERE kb_id = ? AND sha256 = ?", (kb.id, document.sha256)).fetchone()
+        if duplicate:
+            return IngestResult(name, "duplicate", f"“{name}” is already in {kb.name!r} as “{duplicate['name']}”; skipped.")
+        stored_name = _unique_document_name(conn, kb, document.name)
         cursor = conn.execute(
             "INSERT INTO documents (kb_id, name, kind, sha256, size_bytes, page_count, chunk_count) VALUES (?,?,?,?,?,?,?)",
             (kb.id, stored_name, document.kind, document.sha256, document.size_bytes, len(document.pages), len(chunks)),
@@ -665,10 +684,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _unique_document_name(workspace: Workspace, kb: KnowledgeBase, name: str) -> str:
+def _unique_document_name(conn: sqlite3.Connection, kb: KnowledgeBase, name: str) -> str:
     """Different content under an existing name gets a ' (2)' suffix, so both stay addressable."""
-    with open_catalogue(workspace) as conn:
-        taken = {row["name"] for row in conn.execute("SELECT name FROM documents WHERE kb_id = ?", (kb.id,))}
+    taken = {row["name"] for row in conn.execute("SELECT name FROM documents WHERE kb_id = ?", (kb.id,))}
     if name not in taken:
         return name
     stem, dot, suffix = name.rpartition(".")

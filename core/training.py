@@ -580,8 +580,12 @@ def start_run(
         if folder.exists():
             raise StudioError(f"A run named {run_id!r} already exists.")
         (folder / "checkpoints").mkdir(parents=True)
+        from core.datasets import dataset_content_hash
+
         config = {
-            "run_id": run_id, "dataset_id": dataset_id, "workspace": str(workspace.root),
+            # The dataset's content hash names exactly the rows this run trained on (a used dataset is never replaced).
+            "run_id": run_id, "dataset_id": dataset_id, "dataset_sha256": dataset_content_hash(workspace, dataset_id),
+            "workspace": str(workspace.root),
             "lora": asdict(lora), "training": asdict(training), "plan": asdict(plan), "created_at": _now(),
         }
         atomic_write_json(folder / "config.json", config)

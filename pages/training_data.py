@@ -103,6 +103,9 @@ if rows:
         heldout = c3.slider("Held-out share", 0, 50, 20, 5, format="%d%%", key="td_heldout_pct",
                             help="Rows kept out of training: the questions the Evaluate page asks.") / 100
         seed = c4.number_input("Split seed", 0, 10_000, 0)
+        replace = st.checkbox("Replace the dataset with this id if it exists", key="td_replace",
+                              help="Off by default, so saving never silently replaces stored rows. "
+                                   "A dataset a training run used is never replaced.")
         if st.form_submit_button("Split and save", type="primary"):
             records = []
             for record in edited.fillna("").to_dict("records"):
@@ -114,7 +117,8 @@ if rows:
             meta = st.session_state.get("tune_meta", {"kind": "imported", "style_rule": None, "origin": "editor"})
             try:
                 info = D.save_dataset(ws, dataset_id, records, kind=meta["kind"], fmt=fmt, heldout_fraction=heldout, seed=int(seed),
-                                      style_rule=meta.get("style_rule"), origin=meta.get("origin", ""), extra_meta={"style": meta.get("style")})
+                                      style_rule=meta.get("style_rule"), origin=meta.get("origin", ""), extra_meta={"style": meta.get("style")},
+                                      replace=replace)
             except StudioError as error:
                 st.error(str(error))
             else:

@@ -138,3 +138,45 @@ def test_capped_build_draws_from_every_document():
     assert [c[0] for c in interleave_documents(chunks) if c[1] == "a.pdf"] == list(range(10))  # order kept
     rows = build_rows(chunks, DatasetBuildSettings(kind="summary", max_rows=4))
     assert {row["source"]["document"] for row in rows} == {"a.pdf", "b.pdf"}
+
+
+def test_saving_under_an_existing_id_is_refused_unless_replace(tmp_path):
+    ws = get_workspace(tmp_path)
+    first = [D.make_row(f"Question {i}?", "", f"Answer {i}.") for i in range(10)]
+    D.save_dataset(ws, "ds1", first)
+    before = D.load_dataset_rows(ws, "ds1") + D.load_dataset_rows(ws, "ds1", "heldout")
+    with pytest.raises(StudioError, match="already exists .*8 train \\+ 2 held-out.*replace"):
+        D.save_dataset(ws, "ds1", first[:3])
+    assert D.load_dataset_rows(ws, "ds1") + D.load_dataset_rows(ws, "ds1", "heldout") == before
+    replaced = D.save_dataset(ws, "ds1", first[:3], replace=True)
+    assert replaced.train_rows + replaced.heldout_rows == 3
+
+
+def test_a_dataset_a_run_used_is_never_replaced(tmp_path):
+    from core.storage import connect, transaction
+
+    ws = get_workspace(tmp_path)
+    rows = [D.make_row(f"Question {i}?", "", f"Answer {i}.") for i in range(10)]
+    D.save_dataset(ws, "ds1", rows)
+    digest = D.dataset_content_hash(ws, "ds1")
+    assert D.dataset_meta(ws, "ds1")["content_sha256"] == digest
+    with connect(ws) as conn, transaction(conn):  # the runs table as training creates it; one run on ds1
+        conn.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, created_at TEXT)")
+        conn.execute("INSERT INTO runs VALUES ('crashrun', 'ds1', '2026-12-02')")
+    with pytest.raises(StudioError, match="used by training run crashrun.*never replaced"):
+        D.save_dataset(ws, "ds1", rows[:3], replace=True)
+    assert D.dataset_content_hash(ws, "ds1") == digest
+
+
+def test_cli_import_refuses_to_overwrite_and_says_how(tmp_path, capsys):
+    import json as _json
+
+    from core.cli import main
+
+    ws_dir = tmp_path / "ws"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(_json.dumps({"instruction": f"Q{i}?", "output": f"A{i}."}) for i in range(6)))
+    assert main(["--workspace", str(ws_dir), "dataset", "import", str(rows), "--out", "ds1"]) == 0
+    assert main(["--workspace", str(ws_dir), "dataset", "import", str(rows), "--out", "ds1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["--workspace", str(ws_dir), "dataset", "import", str(rows), "--out", "ds1", "--replace"]) == 0

@@ -171,3 +171,55 @@ def test_deleted_knowledge_base_leaves_no_stale_keyword_index(workspace, fake_em
     ingest_files(workspace, "kb1", files()[:1], fake_embedder)  # same name, likely the same id and version
     hits = search(workspace, "kb1", "service centres Leeds Lyon", fake_embedder, RetrievalSettings(k=3, mode="lexical"))
     assert hits and all(hit.document == "alpha.pdf" for hit in hits)  # a stale beta index finds no Leeds
+
+
+def test_concurrent_ingests_into_one_new_knowledge_base_keep_every_file(workspace, fake_embedder):
+    """Two ingests that both create 'race1' (as two `python -m core ingest ... --kb race1 &` do): both files go in."""
+    import threading
+
+    for trial in range(5):
+        kb_name = f"race{trial}"
+        outcomes: dict[str, list] = {}
+        barrier = threading.Barrier(2)
+
+        def ingest(name: str, text: str) -> None:
+            barrier.wait()
+            try:
+                outcomes[name] = [r.status for r in ingest_files(workspace, kb_name, [(name, text.encode())], fake_embedder)]
+            except Exception as error:  # the old race raised "already exists" here
+                outcomes[name] = [repr(error)]
+
+        threads = [threading.Thread(target=ingest, args=(f"{n}.txt", f"{n} is file {n} of trial {trial}. " * 20)) for n in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == {"a.txt": ["added"], "b.txt": ["added"]}, outcomes
+        assert sorted(d.name for d in list_documents(workspace, kb_name)) == ["a.txt", "b.txt"]
+
+
+def test_concurrent_ingests_of_one_file_report_a_duplicate(workspace, fake_embedder):
+    import threading
+
+    statuses: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def ingest() -> None:
+        barrier.wait()
+        statuses.extend(r.status for r in ingest_files(workspace, "same", [("a.txt", ALPHA.encode())], fake_embedder))
+
+    threads = [threading.Thread(target=ingest) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == ["added", "duplicate"]
+    assert len(list_documents(workspace, "same")) == 1
+
+
+def test_knowledge_base_names_are_normalised_alike_for_lookup_and_creation(workspace, fake_embedder):
+    ingest_files(workspace, "docugami", files()[1:], fake_embedder)
+    assert get_knowledge_base(workspace, "docugami ").name == "docugami"
+    results = ingest_files(workspace, " docugami ", [("alpha.txt", ALPHA.encode())], fake_embedder)
+    assert [r.status for r in results] == ["added"]
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["docugami"]

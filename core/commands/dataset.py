@@ -22,12 +22,14 @@ def register(subparsers) -> None:
     build.add_argument("--heldout", type=float, default=0.2, help="held-out fraction")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="dataset id")
+    build.add_argument("--replace", action="store_true", help="replace an existing dataset with this id (never one a run used)")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=_build)
 
     imp = sub.add_parser("import", help="import a JSONL or CSV file (instruction/input/output or prompt/completion)")
     imp.add_argument("file")
     imp.add_argument("--out", required=True, help="dataset id")
+    imp.add_argument("--replace", action="store_true", help="replace an existing dataset with this id (never one a run used)")
     imp.add_argument("--max-length", type=int, default=512, help="report rows longer than this many tokens")
     imp.add_argument("--heldout", type=float, default=0.2)
     imp.add_argument("--seed", type=int, default=0)
@@ -49,9 +51,10 @@ def _workspace(args):
 
 
 def _build(args) -> int:
-    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, detect_style_rule, save_dataset
+    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, check_dataset_id, detect_style_rule, save_dataset
 
     ws = _workspace(args)
+    check_dataset_id(ws, args.out, args.replace)  # before the (slow) build, not after it
     settings = DatasetBuildSettings(kind=args.kind, style=args.style or DEFAULT_STYLE, use_model=args.use_model, max_rows=args.max_rows, seed=args.seed)
     generate = None
     if args.use_model and args.kind == "qa":
@@ -63,7 +66,8 @@ def _build(args) -> int:
     rows = build_from_knowledge_base(ws, args.kb, settings, generate)
     rule = detect_style_rule(settings.style) if args.kind == "style" else None
     info = save_dataset(ws, args.out, rows, kind=args.kind, fmt=args.format, heldout_fraction=args.heldout, seed=args.seed,
-                        style_rule=rule, origin=f"kb:{args.kb}", extra_meta={"style": settings.style if rule else None})
+                        style_rule=rule, origin=f"kb:{args.kb}", extra_meta={"style": settings.style if rule else None},
+                        replace=args.replace)
     if args.json:
         print_json(info.__dict__)
     else:
@@ -73,12 +77,13 @@ def _build(args) -> int:
 
 
 def _import(args) -> int:
-    from core.datasets import parse_upload, save_dataset
+    from core.datasets import check_dataset_id, parse_upload, save_dataset
 
     ws = _workspace(args)
     path = Path(args.file)
     if not path.is_file():
         raise StudioError(f"No file at {path}.")
+    check_dataset_id(ws, args.out, args.replace)
     report = parse_upload(path.name, path.read_bytes(), max_length=args.max_length)
     if args.json and (report.errors and not args.force or not report.rows):
         print_json({"ok": False, "errors": report.errors, "duplicates": report.duplicates, "too_long": report.too_long})
@@ -92,7 +97,7 @@ def _import(args) -> int:
         raise StudioError(f"{path.name} has {len(report.errors)} invalid lines; fix them or pass --force to keep only the valid rows.")
     fmt = "prompt_completion" if report.detected_format == "prompt_completion" else "instruction"
     info = save_dataset(ws, args.out, report.rows, kind="imported", fmt=fmt, heldout_fraction=args.heldout, seed=args.seed,
-                        origin=f"file:{path.name}", extra_meta={"too_long_rows": len(report.too_long), "max_length": args.max_length})
+                        origin=f"file:{path.name}", extra_meta={"too_long_rows": len(report.too_long), "max_length": args.max_length}, replace=args.replace)
     if args.json:
         print_json({"ok": True, **info.__dict__, "duplicates": report.duplicates, "too_long": report.too_long, "errors": report.errors})
     else:
