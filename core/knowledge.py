@@ -303,11 +303,17 @@ def validate_kb_name(name: str) -> str:
     return name
 
 
-def _insert_knowledge_base(conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings) -> None:
+def _insert_knowledge_base(
+    conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings, workspace: Workspace
+) -> None:
+    # A new id is past every id in the catalogue AND every indexes/<id>/ folder on disk: after a lost or
+    # emptied studio.db, SQLite would hand out 1 again and overwrite an orphaned index that may be restored.
+    on_disk = [int(path.name) for path in workspace.indexes.glob("*") if path.name.isdigit()]
+    in_catalogue = conn.execute("SELECT COALESCE(MAX(id), 0) FROM knowledge_bases").fetchone()[0]
     conn.execute(
-        "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?)"
+        "INSERT INTO knowledge_bases (id, name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?,?)"
         " ON CONFLICT(name) DO NOTHING",
-        (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
+        (max([in_catalogue, *on_disk]) + 1, name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
     )
 
 
@@ -319,7 +325,7 @@ def create_knowledge_base(
     with open_catalogue(workspace) as conn, transaction(conn):
         if conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone():
             raise StudioError(f"A knowledge base named {name!r} already exists.")
-        _insert_knowledge_base(conn, name, embedder, chunking)
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
     return get_knowledge_base(workspace, name)
 
 
@@ -335,7 +341,7 @@ def ensure_knowledge_base(
     chunking = chunking or ChunkingSettings()
     chunking.validate()
     with open_catalogue(workspace) as conn, transaction(conn):
-        _insert_knowledge_base(conn, name, embedder, chunking)
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
     kb = get_knowledge_base(workspace, name)
     check_embedder(kb, embedder)
     return kb
