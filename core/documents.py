@@ -52,7 +52,7 @@ class ExtractionLimits:
                           "(squad36 PDFs take 0.01-0.1 s each; a 72-page 10-Q about 2 s)", "flag": "--read-seconds"},
     )
     max_page_stream_mb: float = field(
-        default=32.0,
+        default=16.0,
         metadata={"help": "decompressed content per PDF page, in MB (a text page holds 2-200 KB; "
                           "a deflate bomb holds hundreds of MB in a few KB)", "flag": "--max-page-mb"},
     )

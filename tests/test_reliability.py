@@ -508,7 +508,7 @@ def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
     rows = [{"instruction": f"Which harbour is number {i}?", "input": "", "output": f"- Harbour {i}\n- North pier\n- Risks: tides"}
             for i in range(12)]
     save_dataset(ws, "harbours", rows, kind="style", heldout_fraction=0.2)
-    training = dataclasses.replace(T.TrainingSettings(), max_steps=8, batch_size=1, max_length=96, save_steps=2, warmup_steps=0)
+    training = dataclasses.replace(T.TrainingSettings(), max_steps=6, batch_size=1, max_length=96, save_steps=2, warmup_steps=0)
     lora = T.LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
     run = T.start_run(ws, "harbours", lora, training)
     deadline = time.monotonic() + 600
@@ -526,6 +526,6 @@ def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
     run = T.wait_for_run(ws, run.id, timeout=600, poll=0.5)
     assert run.status == "completed", run.error
     steps = [e for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
-    assert [e["step"] for e in steps] == list(range(1, 9))  # each step once: the curve never doubles back
+    assert [e["step"] for e in steps] == list(range(1, 7))  # each step once: the curve never doubles back
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
     assert storage.list_backups(ws)  # a completed run leaves a catalogue backup

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--chunk-size", type=int, default=None)
     ingest.add_argument("--chunk-overlap", type=int, default=None)
     ingest.add_argument("--read-seconds", type=float, default=None, help="wall time to read one file (default 60)")
-    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 32)")
+    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 16)")
     ingest.add_argument("--max-chars", type=int, default=None, help="characters of text per file (default 20,000,000)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(func=cmd_ingest)
@@ -185,11 +185,15 @@ def cmd_kb_list(args) -> int:
 
 
 def cmd_kb_docs(args) -> int:
-    from core.knowledge import list_documents
+    from core.knowledge import list_documents, list_ingest_failures
 
-    documents = list_documents(get_workspace(args.workspace), args.name)
-    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents)
-    _print([d.__dict__ for d in documents], args.json, text or "No documents.")
+    ws = get_workspace(args.workspace)
+    documents = list_documents(ws, args.name)
+    failures = list_ingest_failures(ws, args.name)
+    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents) or "No documents."
+    if failures:
+        text += "\nNot added (kept until dismissed in the app):\n" + "\n".join(f"✗ {terminal_safe(f.message)}" for f in failures)
+    _print([d.__dict__ for d in documents], args.json, text)
     return 0
 
 
