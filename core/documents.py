@@ -181,11 +181,13 @@ def extract_document(
         pages, reader = _pdf_pages(name, data, progress, limits)
     elif kind == "docx":
         if not sniffed.startswith("zip"):
-            raise DocumentError(f"“{name}” is named .docx but is not a Word document (it looks like {sniffed}).")
+            raise DocumentError(f"“{name}” is named .docx but is not a Word document (it looks like {sniffed}). "
+                                "Open it in Word and save it again as .docx.")
         pages = _docx_pages(name, data, limits)
     else:
         if sniffed != "text":
-            raise DocumentError(f"“{name}” is named .{kind} but contains {sniffed}, not text.")
+            raise DocumentError(f"“{name}” is named .{kind} but contains {sniffed}, not text. "
+                                "Check that it is the right file, or export the document as PDF, TXT or DOCX.")
         pages = (PageText(1, _decode_text(name, data)),)
         _check_chars(name, len(pages[0].text), limits)
     if not any(page.text.strip() for page in pages):
