@@ -429,10 +429,10 @@ def _assert_inert(text: str) -> None:
     assert not re.search(r"(?<!\\)\]\(", text), text
 
 
-def test_payloads_in_file_names_and_text_are_inert_on_the_documents_page(app_workspace, fake_embedder):
+def test_payloads_in_file_names_and_text_are_inert_on_the_documents_page(workspace, fake_embedder):
     from streamlit.testing.v1 import AppTest
 
-    results = ingest_files(app_workspace, "evil", [(PAYLOAD_NAME, f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4),
+    results = ingest_files(workspace, "evil", [(PAYLOAD_NAME, f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4),
                                                    ("bad [click](evil.example) <b>.pdf", b"not a pdf")], fake_embedder)
     assert results[0].status == "added" and results[1].status == "failed"
     at = AppTest.from_file(str(ROOT / "pages" / "documents.py"), default_timeout=60)
@@ -529,3 +529,52 @@ def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
     assert [e["step"] for e in steps] == list(range(1, 7))  # each step once: the curve never doubles back
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
     assert storage.list_backups(ws)  # a completed run leaves a catalogue backup
+
+
+def _payload_history(workspace, fake_embedder):
+    from core.knowledge import Hit
+
+    ingest_files(workspace, "evil", [("pier.txt", f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4)], fake_embedder)
+    return Hit(1, "pier [x](evil.example).txt", 1, 1, 0.9, PAYLOAD)
+
+
+def test_payloads_in_questions_and_model_output_are_inert_on_the_ask_page(workspace, fake_embedder):
+    """The chat history is what the page renders on every rerun: a stored question and answer carrying the payload."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.ask import GroundedAnswer
+
+    hit = _payload_history(workspace, fake_embedder)
+    at = AppTest.from_file(str(ROOT / "pages" / "ask.py"), default_timeout=60)
+    at.session_state["kb"] = "evil"
+    at.session_state["active_kb"] = "evil"
+    at.session_state["ask_history"] = {"evil": [GroundedAnswer(f"Question {PAYLOAD}", f"Answer {PAYLOAD}", [hit])]}
+    at.run()
+    assert not at.exception
+    shown = _rendered(at)
+    assert any("Answer" in text and "alert" in text for _, text, _ in shown)  # the answer is shown, literally
+    for kind, text, as_html in shown:
+        if "alert" in text or "evil.example" in text:
+            assert not as_html, (kind, text)
+            _assert_inert(text)
+
+
+def test_payloads_in_questions_and_model_output_are_inert_on_the_compare_page(workspace, fake_embedder):
+    from streamlit.testing.v1 import AppTest
+
+    from core.compare import Comparison, VariantAnswer
+
+    hit = _payload_history(workspace, fake_embedder)
+    comparison = Comparison(question=f"Question {PAYLOAD}", kb="evil", answers={
+        "base": VariantAnswer("base", text=f"Base {PAYLOAD}"), "rag": VariantAnswer("rag", text=f"RAG {PAYLOAD}", hits=[hit])})
+    at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=60)
+    at.session_state["compare_history"] = [comparison]
+    at.run()
+    assert not at.exception
+    shown = _rendered(at)
+    assert any("RAG" in text and "alert" in text for _, text, _ in shown)
+    for kind, text, as_html in shown:
+        if "alert" in text or "evil.example" in text:
+            assert not as_html, (kind, text)
+            assert not re.search(r"(?<!\\)<(script|img)", text), (kind, text)
+            assert not re.search(r"(?<!\\)\]\((?:javascript|http|evil)", text), (kind, text)  # md_model_text keeps lists, not links
