@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from core import lexical
 from core.documents import DocumentError, ExtractedDocument, extract_document, safe_filename
 from core.errors import StudioError
 from core.settings import Workspace
@@ -293,6 +294,7 @@ def _insert_knowledge_base(conn: sqlite3.Connection, name: str, embedder: Embedd
         " ON CONFLICT(name) DO NOTHING",
         (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
     )
+    lexical.create_lexical_index(conn, conn.execute("SELECT id FROM knowledge_bases WHERE name = ?", (name,)).fetchone()["id"])
 
 
 def create_knowledge_base(
@@ -336,6 +338,7 @@ def check_embedder(kb: KnowledgeBase, embedder: Embedder) -> None:
 def delete_knowledge_base(workspace: Workspace, name: str) -> None:
     kb = get_knowledge_base(workspace, name)
     with open_catalogue(workspace) as conn, transaction(conn):
+        lexical.drop_lexical_index(conn, kb.id)
         conn.execute("DELETE FROM knowledge_bases WHERE id = ?", (kb.id,))
     folder = _index_folder(workspace, kb.id)
     for path in folder.glob("*"):
@@ -374,6 +377,7 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             row = conn.execute("SELECT id, chunk_count FROM documents WHERE kb_id = ? AND name = ?", (kb.id, document_name)).fetchone()
             if row is None:
                 raise StudioError(f"Knowledge base {kb_name!r} has no document named {document_name!r}.")
+            lexical.remove_document(conn, kb.id, row["id"])
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
         _write_index(workspace, conn, get_knowledge_base(workspace, kb_name))
@@ -411,7 +415,6 @@ def chunk_document(document: ExtractedDocument, settings: ChunkingSettings) -> l
 # ---------------------------------------------------------------- FAISS index (cache of SQLite)
 # Per-process caches of derived indexes, keyed by (catalogue, kb id) and valid for one kb version.
 _INDEX_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
-_LEXICAL_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
 _INDEX_LOCK = threading.Lock()
 
 
@@ -428,10 +431,9 @@ def _remember(cache: dict, workspace: Workspace, kb: KnowledgeBase, value: Any) 
 
 
 def _forget_cached(workspace: Workspace, kb_id: int) -> None:
-    """Drop both caches of a deleted knowledge base: SQLite may hand its id to the next one."""
+    """Drop the cache of a deleted knowledge base: SQLite may hand its id to the next one."""
     with _INDEX_LOCK:
-        for cache in (_INDEX_CACHE, _LEXICAL_CACHE):
-            cache.pop((str(workspace.db_path), kb_id), None)
+        _INDEX_CACHE.pop((str(workspace.db_path), kb_id), None)
 
 
 def _index_folder(workspace: Workspace, kb_id: int) -> Path:
@@ -569,6 +571,7 @@ def _ingest_one(
                 for i, chunk in enumerate(chunks)
             ],
         )
+        lexical.add_document(conn, kb.id, document_id)
         conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
     saved = time.perf_counter()
     return IngestResult(
@@ -629,26 +632,20 @@ def search_many(
     faiss.omp_set_num_threads(1 if len(queries) == 1 else (os.cpu_count() or 1))
     depth = min(max(settings.k, settings.fusion_depth) if settings.mode != "dense" else settings.k, kb.chunk_count)
     dense_scores, dense_ids = index.search(vectors, depth)
-    lexical = _lexical_index(workspace, kb) if settings.mode != "dense" or settings.term_check else None
-    rankings: list[list[int]] = []
-    for position, query in enumerate(queries):
-        dense_ranking = [int(i) for i in dense_ids[position] if i >= 0]
-        if lexical is None or settings.mode == "dense":
-            rankings.append(dense_ranking[: settings.k])
-            continue
-        lexical_ranking = lexical.top(query, depth)
-        if settings.mode == "lexical":
-            rankings.append(lexical_ranking[: settings.k])
-            continue
-        fused: dict[int, float] = {}
-        for ranking in (dense_ranking, lexical_ranking):
-            for rank, chunk_id in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-        rankings.append(sorted(fused, key=lambda chunk_id: -fused[chunk_id])[: settings.k])
-    wanted = sorted({chunk_id for ranking in rankings for chunk_id in ranking})
-    if not wanted:
-        return [[] for _ in queries]
-    with open_catalogue(workspace) as conn:
+    conn = open_catalogue(workspace)
+    try:
+        if settings.mode != "dense" or settings.term_check:
+            lexical.ensure_lexical_index(conn, kb.id)
+        rankings = [
+            _rank(conn, kb.id, query, [int(i) for i in dense_ids[position] if i >= 0], depth, settings)
+            for position, query in enumerate(queries)
+        ]
+        known_names = [
+            lexical.known_terms(conn, kb.id, question_terms(query)[0]) if settings.term_check else set() for query in queries
+        ]
+        wanted = sorted({chunk_id for ranking in rankings for chunk_id in ranking})
+        if not wanted:
+            return [[] for _ in queries]
         rows = {
             row["id"]: row
             for row in conn.execute(
@@ -657,10 +654,12 @@ def search_many(
                 tuple(wanted),
             )
         }
+    finally:
+        conn.close()
     results = []
     for position, ranking in enumerate(rankings):
         names, numbers = question_terms(queries[position]) if settings.term_check else ((), ())
-        unknown = tuple(name for name in names if name not in lexical.vocabulary) if names else ()
+        unknown = tuple(name for name in names if name not in known_names[position]) if names else ()
         hits = []
         for chunk_id in ranking:
             row = rows.get(chunk_id)
@@ -669,15 +668,29 @@ def search_many(
             cosine = float(np.frombuffer(row["embedding"], dtype=np.float32) @ vectors[position])
             missing = unknown
             if numbers:
-                words = set(tokenize(row["text"]))
+                words = set(lexical.tokenize(row["text"]))
                 missing += tuple(number for number in numbers if number not in words and number not in missing)
             hits.append(Hit(chunk_id, row["name"], row["page"], row["page_end"], cosine, row["text"], len(hits) + 1, missing))
         results.append(hits)
     return results
 
 
+def _rank(conn: sqlite3.Connection, kb_id: int, query: str, dense_ranking: list[int], depth: int, settings: RetrievalSettings) -> list[int]:
+    """Chunk ids for one query in the settings' mode: dense, lexical, or both fused with reciprocal ranks."""
+    if settings.mode == "dense":
+        return dense_ranking[: settings.k]
+    lexical_ranking = lexical.top(conn, kb_id, query, depth)
+    if settings.mode == "lexical":
+        return lexical_ranking[: settings.k]
+    fused: dict[int, float] = {}
+    for ranking in (dense_ranking, lexical_ranking):
+        for rank, chunk_id in enumerate(ranking):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(fused, key=lambda chunk_id: -fused[chunk_id])[: settings.k]
+
+
 def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(names, numbers) a question hinges on, lower-cased like `tokenize`, each once, in order.
+    """(names, numbers) a question hinges on, lower-cased like `lexical.tokenize`, each once, in order.
 
     A name is a word starting with a capital letter other than the question's first word (which is
     capitalised anyway); a number is a run of digits. Lower-case words are left out on purpose: on
@@ -686,7 +699,7 @@ def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     names: list[str] = []
     numbers: list[str] = []
-    for position, match in enumerate(re.finditer(r"\w+", question)):
+    for position, match in enumerate(re.finditer(r"[^\W_]+", question)):  # the lexical index's words
         word = match.group()
         if word.isdigit():
             target = numbers
@@ -698,47 +711,6 @@ def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if word not in target:
             target.append(word)
     return tuple(names), tuple(numbers)
-
-
-class _LexicalIndex:
-    """BM25+ over a knowledge base's chunks (rank_bm25), rebuilt when the knowledge base changes.
-
-    BM25+ rather than Okapi: Okapi's idf is 0 for a word in half the chunks, so small knowledge
-    bases (two documents) found nothing. Only chunks sharing a word with the query are ranked.
-    """
-
-    def __init__(self, ids: list[int], texts: list[str]):
-        from rank_bm25 import BM25Plus
-
-        self.ids = np.array(ids, dtype=np.int64)
-        self.bm25 = BM25Plus([tokenize(text) or [""] for text in texts])
-        self.vocabulary = frozenset(word for freqs in self.bm25.doc_freqs for word in freqs)
-
-    def top(self, query: str, depth: int) -> list[int]:
-        words = set(tokenize(query))
-        scores = self.bm25.get_scores(list(words))
-        matching = np.fromiter((not words.isdisjoint(freqs) for freqs in self.bm25.doc_freqs), dtype=bool, count=len(scores))
-        scores = np.where(matching, scores, -np.inf)
-        depth = min(depth, int(matching.sum()))
-        if depth == 0:
-            return []
-        best = np.argpartition(-scores, depth - 1)[:depth]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [int(self.ids[i]) for i in best]
-
-
-def tokenize(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def _lexical_index(workspace: Workspace, kb: KnowledgeBase) -> _LexicalIndex:
-    cached = _cached(_LEXICAL_CACHE, workspace, kb)
-    if cached is not None:
-        return cached
-    with open_catalogue(workspace) as conn:
-        rows = conn.execute("SELECT id, text FROM chunks WHERE kb_id = ? ORDER BY id", (kb.id,)).fetchall()
-    lexical = _LexicalIndex([row["id"] for row in rows], [row["text"] for row in rows])
-    return _remember(_LEXICAL_CACHE, workspace, kb, lexical)
 
 
 def relevant(hits: Sequence[Hit], settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:

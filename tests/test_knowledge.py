@@ -220,3 +220,42 @@ def test_knowledge_base_names_are_normalised_alike_for_lookup_and_creation(works
     results = ingest_files(workspace, " docugami ", [("alpha.txt", ALPHA.encode())], fake_embedder)
     assert [r.status for r in results] == ["added"]
     assert [kb.name for kb in list_knowledge_bases(workspace)] == ["docugami"]
+
+
+def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspace, fake_embedder):
+    """FTS5 in studio.db: a new connection (a new process) queries without building; add/remove touch only their rows."""
+    from core import lexical
+    from core.knowledge import open_catalogue
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    conn = open_catalogue(workspace)
+    bakery = lexical.top(conn, kb.id, "sourdough bakery", 10)
+    assert bakery and {row["name"] for row in conn.execute(
+        f"SELECT d.name FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(bakery))})", bakery)} == {"beta.txt"}
+    assert lexical.known_terms(conn, kb.id, ["leeds", "lyon", "paris"]) == {"leeds", "lyon"}
+    remove_document(workspace, "kb1", "beta.txt")
+    assert lexical.top(conn, kb.id, "sourdough bakery", 10) == []
+    ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews sourdough beer in Bremen. " * 10)], fake_embedder)
+    gamma = lexical.top(conn, kb.id, "sourdough", 10)
+    assert gamma and lexical.top(conn, kb.id, "pump warranty", 10)  # alpha's chunks are still indexed
+    assert lexical.known_terms(conn, kb.id, ["bremen", "leeds", "sourdough"]) == {"bremen", "leeds", "sourdough"}
+    conn.close()
+
+
+def test_a_knowledge_base_from_before_the_lexical_index_gets_one_on_first_search(workspace, fake_embedder):
+    from core import lexical
+    from core.knowledge import open_catalogue
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    with open_catalogue(workspace) as conn:
+        lexical.drop_lexical_index(conn, kb.id)  # as a workspace made by an older version
+    hits = search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3))
+    assert hits and hits[0].document == "beta.txt"
+
+
+def test_lexical_query_words_are_never_fts_operators(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    for query in ['pump" OR "x', "NEAR(pump warranty)", "pump AND NOT bread*", "^pump", "-pump", "warranty:"]:
+        assert search(workspace, "kb1", query, fake_embedder, RetrievalSettings(mode="lexical", k=3))
