@@ -7,6 +7,7 @@ manifest disagrees with SQLite (a crash between the two writes) it is rebuilt fr
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import os
 import re
@@ -20,10 +21,18 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from core import lexical
-from core.documents import DocumentError, ExtractedDocument, extract_document, safe_filename
+from core.documents import DocumentError, ExtractedDocument, ExtractionLimits, Source, extract_document_bounded, safe_filename
 from core.errors import StudioError
 from core.settings import Workspace
-from core.storage import atomic_write_bytes, atomic_write_json, connect, ensure_schema, read_json, transaction
+from core.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    backup_catalogue,
+    connect,
+    ensure_schema,
+    read_json_or_default,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +68,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER NOT NULL,
     text TEXT NOT NULL,
     embedding BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_failures (
+    id INTEGER PRIMARY KEY,
+    kb_id INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_kb ON chunks(kb_id);
@@ -288,11 +304,17 @@ def validate_kb_name(name: str) -> str:
     return name
 
 
-def _insert_knowledge_base(conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings) -> None:
+def _insert_knowledge_base(
+    conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings, workspace: Workspace
+) -> None:
+    # A new id is past every id in the catalogue AND every indexes/<id>/ folder on disk: after a lost or
+    # emptied studio.db, SQLite would hand out 1 again and overwrite an orphaned index that may be restored.
+    on_disk = [int(path.name) for path in workspace.indexes.glob("*") if path.name.isdigit()]
+    in_catalogue = conn.execute("SELECT COALESCE(MAX(id), 0) FROM knowledge_bases").fetchone()[0]
     conn.execute(
-        "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?)"
+        "INSERT INTO knowledge_bases (id, name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?,?)"
         " ON CONFLICT(name) DO NOTHING",
-        (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
+        (max([in_catalogue, *on_disk]) + 1, name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
     )
     lexical.create_lexical_index(conn, conn.execute("SELECT id FROM knowledge_bases WHERE name = ?", (name,)).fetchone()["id"])
 
@@ -305,7 +327,7 @@ def create_knowledge_base(
     with open_catalogue(workspace) as conn, transaction(conn):
         if conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone():
             raise StudioError(f"A knowledge base named {name!r} already exists.")
-        _insert_knowledge_base(conn, name, embedder, chunking)
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
     return get_knowledge_base(workspace, name)
 
 
@@ -321,7 +343,7 @@ def ensure_knowledge_base(
     chunking = chunking or ChunkingSettings()
     chunking.validate()
     with open_catalogue(workspace) as conn, transaction(conn):
-        _insert_knowledge_base(conn, name, embedder, chunking)
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
     kb = get_knowledge_base(workspace, name)
     check_embedder(kb, embedder)
     return kb
@@ -453,12 +475,17 @@ def _build_faiss(conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
 
 
 def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
-    """Rebuild the FAISS file and manifest from SQLite (atomic renames), and refresh the cache."""
+    """Rebuild the FAISS file and manifest from SQLite (atomic renames), and refresh the cache.
+
+    The manifest records the file's size and SHA-256, so a later load can tell a damaged or
+    swapped file (two writers, a disk error) from the one this manifest describes.
+    """
     import faiss
 
     index = _build_faiss(conn, kb)
     folder = _index_folder(workspace, kb.id)
-    atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(index).tobytes())
+    payload = faiss.serialize_index(index).tobytes()
+    atomic_write_bytes(folder / "index.faiss", payload)
     atomic_write_json(
         folder / "manifest.json",
         {
@@ -469,24 +496,55 @@ def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBa
             "dimension": kb.dimension,
             "index_type": "IndexIDMap2(IndexFlatIP), unit vectors: score = cosine similarity",
             "chunking": asdict(kb.chunking),
+            "file_bytes": len(payload),
+            "file_sha256": hashlib.sha256(payload).hexdigest(),
         },
     )
     return _remember(_INDEX_CACHE, workspace, kb, index)
 
 
-def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
-    """The FAISS index for this version of the knowledge base: memory cache, then file, then rebuild."""
+def _read_verified_index(folder: Path, kb: KnowledgeBase) -> tuple[Any | None, str]:
+    """(index, "") when the file on disk is the one the manifest describes for this kb version, else (None, why)."""
     import faiss
 
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if not isinstance(manifest, dict):
+        return None, "the manifest is missing or unreadable"
+    if manifest.get("version") != kb.version or manifest.get("vectors") != kb.chunk_count:
+        return None, f"the manifest is for version {manifest.get('version')}, the catalogue is at {kb.version}"
+    if "file_sha256" not in manifest:
+        return None, "the manifest predates checksums"
+    try:
+        payload = (folder / "index.faiss").read_bytes()
+    except OSError as error:
+        return None, f"the index file cannot be read ({error})"
+    if len(payload) != manifest.get("file_bytes"):
+        return None, f"the index file has {len(payload)} bytes, the manifest says {manifest.get('file_bytes')}"
+    if hashlib.sha256(payload).hexdigest() != manifest["file_sha256"]:
+        return None, "the index file's checksum does not match the manifest"
+    try:
+        index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+    except (RuntimeError, ValueError, MemoryError) as error:  # faiss raises RuntimeError for a bad file
+        return None, f"FAISS cannot read the index file ({error})"
+    if index.ntotal != kb.chunk_count or index.d != kb.dimension:
+        return None, f"the index holds {index.ntotal} vectors of {index.d} dimensions, expected {kb.chunk_count} of {kb.dimension}"
+    return index, ""
+
+
+def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
+    """The FAISS index for this version of the knowledge base: memory cache, then verified file, then rebuild.
+
+    SQLite holds every vector, so any doubt about the file (torn manifest, wrong size or checksum,
+    a file FAISS cannot read) is settled by rebuilding it from the catalogue, with the reason logged.
+    """
     cached = _cached(_INDEX_CACHE, workspace, kb)
     if cached is not None:
         return cached
     folder = _index_folder(workspace, kb.id)
-    manifest = read_json(folder / "manifest.json", default={}) or {}
-    if manifest.get("version") == kb.version and manifest.get("vectors") == kb.chunk_count and (folder / "index.faiss").exists():
-        index = faiss.deserialize_index(np.fromfile(folder / "index.faiss", dtype=np.uint8))
+    index, why = _read_verified_index(folder, kb)
+    if index is not None:
         return _remember(_INDEX_CACHE, workspace, kb, index)
-    log.warning("Index of %s is missing or stale; rebuilding it from the catalogue", kb.name)
+    log.warning("Index of %s (%s) is rebuilt from the catalogue: %s", kb.name, folder, why)
     with open_catalogue(workspace) as conn:
         return _write_index(workspace, conn, kb)
 
@@ -495,15 +553,20 @@ def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
 def ingest_files(
     workspace: Workspace,
     kb_name: str,
-    files: Iterable[tuple[str, bytes]],
+    files: Iterable[tuple[str, Source]],
     embedder: Embedder,
     chunking: ChunkingSettings | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
+    limits: ExtractionLimits | None = None,
 ) -> list[IngestResult]:
     """Add files to a knowledge base, each in its own transaction.
 
+    Each file is (name, bytes) or (name, path); with paths, each file is read by its own bounded
+    worker process (`ExtractionLimits`), so a batch is never held in memory at once.
     A failing file gets a clear message and changes nothing; the other files still go in.
     """
+    limits = limits or ExtractionLimits()
+    limits.validate()
     kb = ensure_knowledge_base(workspace, kb_name, embedder, chunking)
     files = list(files)
     results: list[IngestResult] = []
@@ -517,7 +580,7 @@ def ingest_files(
 
         started = time.perf_counter()
         try:
-            result = _ingest_one(workspace, kb, name, data, embedder, report)
+            result = _ingest_one(workspace, kb, name, data, embedder, report, limits)
         except DocumentError as error:
             result = IngestResult(name, "failed", str(error), seconds=time.perf_counter() - started)
         except StudioError as error:
@@ -526,20 +589,61 @@ def ingest_files(
             log.exception("Ingest of %s failed", name)
             result = IngestResult(name, "failed", f"“{name}” could not be ingested: {error}", seconds=time.perf_counter() - started)
         added_any = added_any or result.status == "added"
+        _note_outcome(workspace, kb, name, result)
         results.append(result)
         report("done", 1, 1)
     if added_any:
         with open_catalogue(workspace) as conn:
             _write_index(workspace, conn, get_knowledge_base(workspace, kb.name))
+        backup_catalogue(workspace)  # a rolling copy of studio.db after every ingest that changed it
     return results
 
 
+@dataclass(frozen=True)
+class IngestFailure:
+    """A file that could not be added, kept with its reason until the user dismisses it."""
+
+    id: int
+    name: str
+    message: str
+    failed_at: str
+
+
+def _note_outcome(workspace: Workspace, kb: KnowledgeBase, name: str, result: IngestResult) -> None:
+    """Remember a failure (replacing an older one for the same name); forget it once the file goes in."""
+    with open_catalogue(workspace) as conn, transaction(conn):
+        conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND name = ?", (kb.id, name))
+        if result.status == "failed":
+            conn.execute("INSERT INTO ingest_failures (kb_id, name, message) VALUES (?,?,?)", (kb.id, name, result.message))
+
+
+def list_ingest_failures(workspace: Workspace, kb_name: str) -> list[IngestFailure]:
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn:
+        rows = conn.execute(
+            "SELECT id, name, message, failed_at FROM ingest_failures WHERE kb_id = ? ORDER BY failed_at, id", (kb.id,)
+        ).fetchall()
+    return [IngestFailure(**dict(row)) for row in rows]
+
+
+def dismiss_ingest_failures(workspace: Workspace, kb_name: str, failure_id: int | None = None) -> int:
+    """Forget one failure (or all of a knowledge base's with None); returns how many went."""
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn, transaction(conn):
+        if failure_id is None:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ?", (kb.id,))
+        else:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND id = ?", (kb.id, int(failure_id)))
+    return cursor.rowcount
+
+
 def _ingest_one(
-    workspace: Workspace, kb: KnowledgeBase, name: str, data: bytes, embedder: Embedder, report: Callable[[str, int, int], None]
+    workspace: Workspace, kb: KnowledgeBase, name: str, source: Source, embedder: Embedder,
+    report: Callable[[str, int, int], None], limits: ExtractionLimits,
 ) -> IngestResult:
     started = time.perf_counter()
     report("reading", 0, 1)
-    document = extract_document(name, data, progress=lambda done, total: report("reading", done, total))
+    document = extract_document_bounded(name, source, lambda done, total: report("reading", done, total), limits)
     extracted = time.perf_counter()
     with open_catalogue(workspace) as conn:
         duplicate = conn.execute("SELECT name FROM documents WHERE kb_id = ? AND sha256 = ?", (kb.id, document.sha256)).fetchone()

@@ -571,7 +571,7 @@ def start_run(
 ) -> RunInfo:
     """Check everything, then launch the worker process; returns at once with the run record."""
     plan = plan_run(workspace, dataset_id, lora, training)
-    run_id = run_id or new_run_id()
+    run_id = new_run_id() if run_id is None else run_id.strip()  # "" is refused below, never silently replaced
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", run_id):
         raise StudioError(f"Run id {run_id!r} is not allowed: use letters, digits, dots, dashes or underscores.")
     acquire_lock(workspace, run_id, os.getpid())

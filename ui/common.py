@@ -41,7 +41,16 @@ def similarity_note(mode: str = "hybrid") -> str:
 
 
 def workspace() -> Workspace:
-    return get_workspace()
+    """The workspace, with its catalogue checked: a damaged studio.db stops the page with one clear message."""
+    from core.storage import CatalogueError, check_catalogue
+
+    ws = get_workspace()
+    try:
+        check_catalogue(ws)
+    except CatalogueError as error:
+        st.error(md_escape(str(error)), icon=":material/error:")
+        st.stop()
+    return ws
 
 
 def generator_spec() -> GeneratorSpec:
