@@ -802,7 +802,7 @@ def search_many(
         if settings.mode != "dense" or settings.term_check:
             lexical.ensure_lexical_index(conn, kb.id)
         rankings = [
-            _rank(conn, kb.id, query, [int(i) for i in dense_ids[position] if i >= 0], depth, settings)
+            _rank(conn, kb.id, kb.chunk_count, query, [int(i) for i in dense_ids[position] if i >= 0], depth, settings)
             for position, query in enumerate(queries)
         ]
         known_names = [
@@ -840,11 +840,13 @@ def search_many(
     return results
 
 
-def _rank(conn: sqlite3.Connection, kb_id: int, query: str, dense_ranking: list[int], depth: int, settings: RetrievalSettings) -> list[int]:
+def _rank(
+    conn: sqlite3.Connection, kb_id: int, total_chunks: int, query: str, dense_ranking: list[int], depth: int, settings: RetrievalSettings
+) -> list[int]:
     """Chunk ids for one query in the settings' mode: dense, lexical, or both fused with reciprocal ranks."""
     if settings.mode == "dense":
         return dense_ranking[: settings.k]
-    lexical_ranking = lexical.top(conn, kb_id, query, depth)
+    lexical_ranking = lexical.top(conn, kb_id, query, depth, total_chunks)
     if settings.mode == "lexical":
         return lexical_ranking[: settings.k]
     fused: dict[int, float] = {}

@@ -234,15 +234,15 @@ def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspac
     ingest_files(workspace, "kb1", files(), fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
     conn = open_catalogue(workspace)
-    bakery = lexical.top(conn, kb.id, "sourdough bakery", 10)
+    bakery = lexical.top(conn, kb.id, "sourdough bakery", 10, 100)
     assert bakery and {row["name"] for row in conn.execute(
         f"SELECT d.name FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(bakery))})", bakery)} == {"beta.txt"}
     assert lexical.known_terms(conn, kb.id, ["leeds", "lyon", "paris"]) == {"leeds", "lyon"}
     remove_document(workspace, "kb1", "beta.txt")
-    assert lexical.top(conn, kb.id, "sourdough bakery", 10) == []
+    assert lexical.top(conn, kb.id, "sourdough bakery", 10, 100) == []
     ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews sourdough beer in Bremen. " * 10)], fake_embedder)
-    gamma = lexical.top(conn, kb.id, "sourdough", 10)
-    assert gamma and lexical.top(conn, kb.id, "pump warranty", 10)  # alpha's chunks are still indexed
+    gamma = lexical.top(conn, kb.id, "sourdough", 10, 100)
+    assert gamma and lexical.top(conn, kb.id, "pump warranty", 10, 100)  # alpha's chunks are still indexed
     assert lexical.known_terms(conn, kb.id, ["bremen", "leeds", "sourdough"]) == {"bremen", "leeds", "sourdough"}
     conn.close()
 
