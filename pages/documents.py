@@ -16,6 +16,7 @@ from core.knowledge import (
     dismiss_ingest_failures,
     document_chunks,
     get_knowledge_base,
+    index_details,
     ingest_files,
     list_documents,
     list_ingest_failures,
@@ -72,6 +73,10 @@ c2.metric("Chunks", kb.chunk_count)
 c3.metric("Chunk size / overlap", f"{kb.chunk_size} / {kb.chunk_overlap}", help="characters")
 st.caption(f"Embeddings: {md_escape(kb.embedding_model.split(':')[-1])} · {kb.dimension} dimensions · "
            "hybrid retrieval (dense + BM25)")
+if kb.chunk_count:
+    details = index_details(ws, kb)
+    st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
+               f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · keyword index: SQLite FTS5 in the catalogue")
 
 add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
 
