@@ -28,10 +28,10 @@ def workspace_with_model(root: Path):
     return ws
 
 
-def squad_passages(count: int, stride: int = 7) -> list[dict]:
-    """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles."""
+def squad_passages(count: int, stride: int = 7, root: Path = SQUAD) -> list[dict]:
+    """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles (in-repo samples by default)."""
     seen, passages = set(), []
-    with open(SQUAD / "qa.jsonl", encoding="utf-8") as handle:
+    with open(root / "qa.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             if row["source_passage"] not in seen:
