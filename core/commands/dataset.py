@@ -49,7 +49,7 @@ def _workspace(args):
 
 
 def _build(args) -> int:
-    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, detect_style_rule, save_dataset
+    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, detect_style_rule, save_dataset, skipped_summary
 
     ws = _workspace(args)
     settings = DatasetBuildSettings(kind=args.kind, style=args.style or DEFAULT_STYLE, use_model=args.use_model, max_rows=args.max_rows, seed=args.seed)
@@ -60,15 +60,18 @@ def _build(args) -> int:
 
         loaded = load_generator(GeneratorSpec(), ws)
         generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
-    rows = build_from_knowledge_base(ws, args.kb, settings, generate)
+    skipped: list[dict] = []
+    rows = build_from_knowledge_base(ws, args.kb, settings, generate, skipped=skipped)
     rule = detect_style_rule(settings.style) if args.kind == "style" else None
     info = save_dataset(ws, args.out, rows, kind=args.kind, fmt=args.format, heldout_fraction=args.heldout, seed=args.seed,
                         style_rule=rule, origin=f"kb:{args.kb}", extra_meta={"style": settings.style if rule else None})
     if args.json:
-        print_json(info.__dict__)
+        print_json({**info.__dict__, "skipped_chunks": len(skipped)})
     else:
         print(f"dataset {info.id}: {info.train_rows} train + {info.heldout_rows} held-out rows ({info.kind}"
               + (f", style rule {rule}" if rule else "") + ")")
+        if skipped:
+            print(skipped_summary(skipped))
     return 0
 
 
