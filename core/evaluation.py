@@ -275,6 +275,34 @@ def dataset_style_check(workspace: Workspace, dataset_id: str | None, reference_
     return None, "no trained format to check (the reference answers are plain prose)"
 
 
+def format_token_cap(outputs: Sequence[str], floor: int = 48, ceiling: int = 512) -> int:
+    """New tokens a complete taught answer needs: the 95th-percentile training output at 3 characters per token
+    (SmolLM2's tokenizer averages ~4 on English prose; 3 leaves room for figures and names), + 16, in steps of 16.
+    The old fixed cap of 48 cut every 3-bullet answer before its "Risks:" line, so format adherence read 0."""
+    lengths = sorted(len(o) for o in outputs if o)
+    if not lengths:
+        return floor
+    p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
+    need = math.ceil((p95 / 3 + 16) / 16) * 16
+    return max(floor, min(ceiling, need))
+
+
+def fit_format_cap(workspace: Workspace, settings: "EvaluationSettings", dataset_id: str | None,
+                   reference_outputs: Sequence[str]) -> tuple["EvaluationSettings", str]:
+    """Settings whose new-token cap fits the taught format (never lowered), and a sentence saying what was done."""
+    outputs = list(reference_outputs)
+    train = workspace.datasets / dataset_id / "train.jsonl" if dataset_id else None
+    if train is not None and train.exists():
+        outputs = [json.loads(line).get("output", "") for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cap = format_token_cap(outputs)
+    if settings.max_new_tokens >= cap:
+        return settings, f"cap {settings.max_new_tokens} new tokens fits the taught format (needs ~{cap})"
+    from dataclasses import replace
+
+    return replace(settings, max_new_tokens=cap), (
+        f"cap raised from {settings.max_new_tokens} to {cap} new tokens so a complete taught answer fits")
+
+
 def out_of_scope_items(count: int) -> list[QuestionItem]:
     return [QuestionItem(id=f"oos{i + 1}", question=q, out_of_scope=True) for i, q in enumerate(OUT_OF_SCOPE_QUESTIONS[:count])]
 
@@ -398,7 +426,7 @@ class LocalVariantRunner:
 
 # ---------------------------------------------------------------- scoring
 def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: Sequence[Hit], given: Sequence[Hit],
-                 style_check: Callable[[str], float] | None, threshold: float) -> dict:
+                 style_check: Callable[[str], float] | None, threshold: float, cap: int | None = None) -> dict:
     """One results.jsonl row: the answer, its timings and every per-answer metric."""
     refusal = metrics.is_refusal(answer.text)
     nan = math.nan
@@ -437,14 +465,26 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
     # it shows how much of a context-free answer the documents would back.
     contexts = [h.text for h in (given if variant in CONTEXT_VARIANTS else hits)]
     row["groundedness"] = nan if (refusal or not ok) else metrics.groundedness(answer.text, contexts, threshold)
-    row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope) else nan
+    # An answer stopped by the new-token cap is incomplete: its format is not judged (n/a, not a 0)
+    row["cut"] = bool(cap and ok and answer.new_tokens >= cap)
+    row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope and not row["cut"]) else nan
     return row
+
+
+SHORT_ANSWER_WORDS = 30  # a reference answer a chunk can contain word for word (a taught 3-bullet output cannot)
+
+
+def has_retrieval_reference(item: QuestionItem) -> bool:
+    """A gold passage, or a gold document with a short answer to find in it: without either, hit@k and MRR are n/a."""
+    if item.out_of_scope:
+        return False
+    return bool(item.source_passage) or bool(item.source_doc and any(len(a.split()) <= SHORT_ANSWER_WORDS for a in item.answers))
 
 
 def retrieval_row(item: QuestionItem, hits: Sequence[Hit]) -> dict:
     relevance = [
         metrics.chunk_is_relevant(h.text, h.document, item.source_doc, item.answers, item.source_passage) for h in hits
-    ] if (item.source_doc or item.source_passage) and not item.out_of_scope else []
+    ] if has_retrieval_reference(item) else []
     return {
         "qid": item.id,
         "known": bool(relevance),
@@ -474,6 +514,8 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "contains": metrics.mean(r["contains"] for r in in_scope),
             "groundedness": metrics.mean(r["groundedness"] for r in answered),
             "style": metrics.mean(r["style"] for r in in_scope),
+            "style_n": sum(1 for r in in_scope if r.get("style") is not None and not (isinstance(r["style"], float) and math.isnan(r["style"]))),
+            "cut": sum(1 for r in answered if r.get("cut")),
             "refusal_oos": metrics.mean(float(r["refusal"]) for r in oos) if oos else math.nan,
             "refusal_in_scope": metrics.mean(float(r["refusal"]) for r in in_scope) if in_scope else math.nan,
             "latency_p50_s": metrics.percentile([r["total_s"] for r in answered], 50),
@@ -673,7 +715,8 @@ def run_evaluation(
                     except Exception as error:  # one failing answer must not lose the run
                         log.exception("Answer failed: %s / %s", variant, item.id)
                         answer = VariantAnswer("", error=f"{type(error).__name__}: {error}")
-                    row = _json_safe(score_answer(item, variant, answer, hits, given, style_check, settings.support_threshold))
+                    row = _json_safe(score_answer(item, variant, answer, hits, given, style_check, settings.support_threshold,
+                                                  settings.max_new_tokens))
                     rows.append(row)
                     results.write(json.dumps(row, ensure_ascii=False) + "\n")
                     results.flush()
@@ -797,6 +840,53 @@ class UpdateCost:
     reindex_s: float
     retrain_s: float
     retrain_source: str  # what the retrain figure is based on, in words
+
+
+DRILL_SUFFIX = "-drill-copy"
+
+
+def drill_copy_name(kb_name: str) -> str:
+    return f"{kb_name[: 64 - len(DRILL_SUFFIX)]}{DRILL_SUFFIX}"
+
+
+def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
+    """A fresh copy of a knowledge base (documents, chunks and vectors, no re-embedding) for the update drill, so
+    the drill's update never lands in the user's own knowledge base. An older drill copy is replaced."""
+    from core.knowledge import _write_index, delete_knowledge_base, get_knowledge_base, open_catalogue
+    from core.storage import transaction
+
+    source = get_knowledge_base(workspace, kb_name)
+    target = drill_copy_name(kb_name)
+    if _kb_exists(workspace, target):
+        delete_knowledge_base(workspace, target)
+    with open_catalogue(workspace) as conn:
+        with transaction(conn):
+            new_id = conn.execute(
+                "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) "
+                "SELECT ?, embedding_model, dimension, chunk_size, chunk_overlap FROM knowledge_bases WHERE id = ?",
+                (target, source.id)).lastrowid
+            for doc in conn.execute("SELECT id, name, kind, sha256, size_bytes, page_count, chunk_count FROM documents WHERE kb_id = ?",
+                                    (source.id,)).fetchall():
+                doc_id = conn.execute(
+                    "INSERT INTO documents (kb_id, name, kind, sha256, size_bytes, page_count, chunk_count) VALUES (?,?,?,?,?,?,?)",
+                    (new_id, doc[1], doc[2], doc[3], doc[4], doc[5], doc[6])).lastrowid
+                conn.execute("INSERT INTO chunks (kb_id, document_id, ordinal, page, page_end, text, embedding) "
+                             "SELECT ?, ?, ordinal, page, page_end, text, embedding FROM chunks WHERE document_id = ? ORDER BY id",
+                             (new_id, doc_id, doc[0]))
+        _write_index(workspace, conn, get_knowledge_base(workspace, target))
+    log.info("Update drill: copied knowledge base %s to %s", kb_name, target)
+    return target
+
+
+def remove_drill_copy(workspace: Workspace, kb_name: str) -> bool:
+    """Delete the drill copy of kb_name (True when there was one)."""
+    from core.knowledge import delete_knowledge_base
+
+    target = drill_copy_name(kb_name)
+    if not _kb_exists(workspace, target):
+        return False
+    delete_knowledge_base(workspace, target)
+    return True
 
 
 def replace_document(workspace: Workspace, kb_name: str, name: str, data: bytes, embedder) -> tuple[float, str]:
@@ -997,7 +1087,7 @@ SCOREBOARD_COLUMNS = {
     "n": "answers", "em": "exact match", "f1": "token F1", "rouge_l": "ROUGE-L", "contains": "contains answer",
     "groundedness": "lexical support", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
     "latency_p50_s": "p50 s", "latency_p95_s": "p95 s", "first_token_p50_s": "first token p50 s", "tokens_per_s": "tokens/s",
-    "errors": "errors",
+    "cut": "cut at the cap", "errors": "errors",
 }
 
 

@@ -63,6 +63,13 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
     assert before["tuned"] == after["tuned"]  # the model's weights did not change
     assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
+    # the update went into a copy: the user's knowledge base still says 1932, and finishing removes the copy
+    from core.knowledge import document_chunks, list_knowledge_bases
+
+    assert all("1999" not in c.text for c in document_chunks(workspace, "toy", "harbor.txt"))
+    assert "toy-drill-copy" in [kb.name for kb in list_knowledge_bases(workspace)]
+    at.button(key="drill_finish").click().run()
+    assert not at.exception and [kb.name for kb in list_knowledge_bases(workspace)] == ["toy"]
 
 
 def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, monkeypatch):

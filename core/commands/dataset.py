@@ -51,7 +51,9 @@ def _workspace(args):
 
 
 def _build(args) -> int:
-    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, check_dataset_id, detect_style_rule, save_dataset
+    from core.datasets import (
+        DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, check_dataset_id, detect_style_rule, save_dataset, skipped_summary,
+    )
 
     ws = _workspace(args)
     check_dataset_id(ws, args.out, args.replace)  # before the (slow) build, not after it
@@ -63,16 +65,19 @@ def _build(args) -> int:
 
         loaded = load_generator(GeneratorSpec(), ws)
         generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
-    rows = build_from_knowledge_base(ws, args.kb, settings, generate)
+    skipped: list[dict] = []
+    rows = build_from_knowledge_base(ws, args.kb, settings, generate, skipped=skipped)
     rule = detect_style_rule(settings.style) if args.kind == "style" else None
     info = save_dataset(ws, args.out, rows, kind=args.kind, fmt=args.format, heldout_fraction=args.heldout, seed=args.seed,
                         style_rule=rule, origin=f"kb:{args.kb}", extra_meta={"style": settings.style if rule else None},
                         replace=args.replace)
     if args.json:
-        print_json(info.__dict__)
+        print_json({**info.__dict__, "skipped_chunks": len(skipped)})
     else:
         print(f"dataset {info.id}: {info.train_rows} train + {info.heldout_rows} held-out rows ({info.kind}"
               + (f", style rule {rule}" if rule else "") + ")")
+        if skipped:
+            print(skipped_summary(skipped))
     return 0
 
 

@@ -64,7 +64,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     questions = evaluation.load_questions(args.questions)
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
-    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
+    references = [a for q in questions for a in q.answers[:1]]
+    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, references)
+    if style_check is not None:  # the cap must fit the taught format, else every answer is cut before its last line
+        settings, cap_note = evaluation.fit_format_cap(workspace, settings, args.dataset, references)
+        style_note = f"{style_note}; {cap_note}; scored on complete answers only (one stopped by the cap is n/a)"
+        args.max_new_tokens = settings.max_new_tokens
     from core.models import GeneratorSpec
 
     adapter_arg = str(adapter_path) if adapter_path else None
