@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 from core.engine import GenerationEngine, GenerationRequest, StreamEvent, collect
 from core.errors import StudioError
+from core.guards import guard_events
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
 from core.knowledge import Hit
 from core.settings import Workspace
@@ -112,6 +113,12 @@ class Comparison:
         }
 
 
+def guarded_stream(engine: GenerationEngine, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> Iterator[StreamEvent]:
+    """The one place engine streams are consumed for Compare and Evaluate: every answer passes the loop guard
+    (core.guards), whichever engine made it; the engine stops once every answer has ended."""
+    return guard_events(engine.stream_many(requests, settings), [r.key for r in requests], settings.stop_on_repeat)
+
+
 def plan_comparison(
     question: str,
     variants: Sequence[str],
@@ -161,7 +168,7 @@ def stream_comparison(
     def events() -> Iterator[StreamEvent]:
         started = time.perf_counter()
         try:
-            for event in engine.stream_many(requests, settings) if requests else ():
+            for event in guarded_stream(engine, requests, settings) if requests else ():
                 answer = answers[event.key]
                 if event.kind == "text":
                     answer.text += event.text
@@ -221,7 +228,7 @@ def compare_many(
         batch = pending[start : start + batch_rows]
         started = time.perf_counter()
         try:
-            results = collect(engine.stream_many(batch, settings), [r.key for r in batch])
+            results = collect(guarded_stream(engine, batch, settings), [r.key for r in batch])
         except StudioError as error:
             results = {r.key: None for r in batch}
             failure = str(error)
