@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -113,6 +114,51 @@ class Comparison:
         }
 
 
+# ---------------------------------------------------------------- the hybrid prompt
+HYBRID_FACTS_CHARS = 500  # about what the demo adapter saw per training row (400-character passages), a little more
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[$])|\n{2,}")
+
+
+def select_facts(question: str, hits: Sequence[Hit], max_chars: int = HYBRID_FACTS_CHARS) -> list[tuple[int, str]]:
+    """(source number, sentence) pairs from the retrieved chunks, the sentences sharing most words with the question first.
+
+    A LoRA adapter taught a format on "<instruction>\n\n<passage>" rows writes its bullets from the first
+    sentences of the passage; putting the question's best-matching sentences first makes the taught format
+    wrap the retrieved facts instead of the chunk's opening lines (a table row, a heading).
+    """
+    from core.metrics import content_tokens
+
+    wanted = set(content_tokens(question))
+    scored = []
+    for number, hit in enumerate(hits, start=1):
+        for position, sentence in enumerate(_SENTENCE_END.split(" ".join(hit.text.split()) if hit.text else "")):
+            sentence = sentence.strip()
+            words = content_tokens(sentence)
+            if len(words) < 3:
+                continue
+            overlap = len(wanted & set(words))
+            scored.append((-overlap, number, position, sentence))
+    scored.sort()
+    picked, used = [], 0
+    for _, number, _, sentence in scored:
+        if picked and used + len(sentence) > max_chars:
+            continue
+        picked.append((number, sentence))
+        used += len(sentence) + 1
+        if used >= max_chars:
+            break
+    return picked
+
+
+def build_hybrid_messages(question: str, hits: Sequence[Hit], system: str | None = None) -> list[dict]:
+    """The fine-tuned model's own prompt shape (instruction, blank line, passage), with the question as the
+    instruction and the retrieved facts as the passage, so the adapter's format wraps them (bench/RESULTS_answers.md)."""
+    facts = select_facts(question, hits)
+    if not facts:
+        return build_messages(question, hits, system)
+    return build_messages(f"{question}\n\n" + " ".join(sentence for _, sentence in facts), system=system)
+
+
 def guarded_stream(engine: GenerationEngine, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> Iterator[StreamEvent]:
     """The one place engine streams are consumed for Compare and Evaluate: every answer passes the loop guard
     (core.guards), whichever engine made it; the engine stops once every answer has ended."""
@@ -126,9 +172,12 @@ def plan_comparison(
     adapter: str | None = None,
     system: str | None = None,
     key_prefix: str = "",
+    hybrid_prompt: str = "taught",
 ) -> tuple[dict[str, VariantAnswer], list[GenerationRequest]]:
     """Answers to fill in and the engine requests that fill them.
 
+    `hybrid_prompt`: "taught" (the adapter's training shape around the best-matching retrieved sentences,
+    the default) or "rag" (the RAG prompt, as before; kept for the benchmark's before/after).
     Variants answered without the model: RAG/hybrid with no relevant hits (NO_CONTEXT_ANSWER, never a
     guess) and fine-tuned/hybrid without an adapter (how to get one).
     """
@@ -147,7 +196,10 @@ def plan_comparison(
             answer.text = NO_CONTEXT_ANSWER
             answer.note = "Nothing relevant was retrieved, so this column does not generate."
             continue
-        answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
+        if variant == "hybrid" and hybrid_prompt == "taught":
+            answer.messages = build_hybrid_messages(question, hits, system)
+        else:
+            answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
         requests.append(GenerationRequest(key_prefix + variant, answer.messages, answer.adapter))
     return answers, requests
 
@@ -160,9 +212,10 @@ def stream_comparison(
     adapter: str | None = None,
     settings: DecodingSettings = DecodingSettings(),
     system: str | None = None,
+    hybrid_prompt: str = "taught",
 ) -> tuple[Comparison, Iterator[StreamEvent]]:
     """The comparison (filled in as the stream is consumed) and the stream of events, keyed by variant."""
-    answers, requests = plan_comparison(question, variants, hits, adapter, system)
+    answers, requests = plan_comparison(question, variants, hits, adapter, system, hybrid_prompt=hybrid_prompt)
     comparison = Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", ""))
 
     def events() -> Iterator[StreamEvent]:

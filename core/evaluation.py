@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from core import metrics
+from core import metrics, support
 from core.errors import StudioError
 from core.knowledge import Hit, RetrievalSettings
 from core.settings import Workspace
@@ -121,7 +121,7 @@ class EvaluationSettings:
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N questions"})
     out_of_scope: int = field(default=0, metadata={"help": "add N built-in out-of-scope questions to test refusal"})
     support_threshold: float = field(
-        default=metrics.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
+        default=support.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
     )
     term_check: bool = field(
         default=True, metadata={"help": "refuse when the question names something the knowledge base never mentions (RetrievalSettings.term_check)"}
@@ -436,7 +436,7 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
     # Groundedness against what the variant saw (rag/hybrid) or, for base/fine-tuned, what retrieval found:
     # it shows how much of a context-free answer the documents would back.
     contexts = [h.text for h in (given if variant in CONTEXT_VARIANTS else hits)]
-    row["groundedness"] = nan if (refusal or not ok) else metrics.groundedness(answer.text, contexts, threshold)
+    row["groundedness"] = nan if (refusal or not ok) else support.groundedness(answer.text, contexts, threshold)
     row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope) else nan
     return row
 
