@@ -437,6 +437,10 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
     # it shows how much of a context-free answer the documents would back.
     contexts = [h.text for h in (given if variant in CONTEXT_VARIANTS else hits)]
     row["groundedness"] = nan if (refusal or not ok) else support.groundedness(answer.text, contexts, threshold)
+    # Numbers (with units) and names the answer states that the same passages do not hold (core.support).
+    checked = support.check_support(answer.text, contexts) if (ok and not refusal and contexts) else None
+    row["claims"] = [c.text for c in checked.claims] if checked else []
+    row["unsupported"] = [c.text for c in checked.unsupported] if checked else []
     row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope) else nan
     return row
 
@@ -473,6 +477,7 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "rouge_l": metrics.mean(r["rouge_l"] for r in in_scope),
             "contains": metrics.mean(r["contains"] for r in in_scope),
             "groundedness": metrics.mean(r["groundedness"] for r in answered),
+            "unsupported_rate": _unsupported_rate(answered),
             "style": metrics.mean(r["style"] for r in in_scope),
             "refusal_oos": metrics.mean(float(r["refusal"]) for r in oos) if oos else math.nan,
             "refusal_in_scope": metrics.mean(float(r["refusal"]) for r in in_scope) if in_scope else math.nan,
@@ -492,6 +497,12 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "mrr": metrics.mrr(known, k),
         },
     }
+
+
+def _unsupported_rate(rows: Sequence[dict]) -> float:
+    """Share of all numbers and names the answers state that their passages do not hold (NaN when none stated)."""
+    claims = sum(len(r.get("claims") or []) for r in rows)
+    return sum(len(r.get("unsupported") or []) for r in rows) / claims if claims else math.nan
 
 
 # ---------------------------------------------------------------- persistence
@@ -693,6 +704,10 @@ def run_evaluation(
             groundedness_method=(
                 f"lexical support: a sentence counts as supported when ≥ {settings.support_threshold:.0%} of its content "
                 "tokens (lower-cased, punctuation and stop words removed) appear in the retrieved context"
+            ),
+            unsupported_method=(
+                "numbers (with their unit and scale) and proper names in the answer that the retrieved passages do not "
+                "hold, as a share of all numbers and names the answers state (core.support); refusals state none"
             ),
         )
         summary = _json_safe(summary)
@@ -995,7 +1010,7 @@ def embedder_for_kb(workspace: Workspace, kb_name: str):
 # ---------------------------------------------------------------- tables for views
 SCOREBOARD_COLUMNS = {
     "n": "answers", "em": "exact match", "f1": "token F1", "rouge_l": "ROUGE-L", "contains": "contains answer",
-    "groundedness": "lexical support", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
+    "groundedness": "lexical support", "unsupported_rate": "unsupported claims", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
     "latency_p50_s": "p50 s", "latency_p95_s": "p95 s", "first_token_p50_s": "first token p50 s", "tokens_per_s": "tokens/s",
     "errors": "errors",
 }
@@ -1020,7 +1035,8 @@ def question_rows(rows: Sequence[dict]) -> list[dict]:
             "question id": r["qid"], "variant": VARIANT_LABELS.get(r["variant"], r["variant"]), "question": r["question"],
             "answer": r.get("answer") or (f"error: {r['error']}" if r.get("error") else ""),
             "reference": " | ".join(r.get("answers") or []), "F1": r.get("f1"), "EM": r.get("em"), "ROUGE-L": r.get("rouge_l"),
-            "lexical support": r.get("groundedness"), "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
+            "lexical support": r.get("groundedness"), "not in the sources": ", ".join(r.get("unsupported") or []),
+            "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
             "seconds": r.get("total_s"),
             "sources": "; ".join(f"[{c['n']}] {c['document']} p.{c['page']}" for c in r.get("citations") or []),
         }

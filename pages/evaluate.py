@@ -199,6 +199,8 @@ with results_tab:
             m4.metric(f"MRR@{r['k']}", fmt(r.get("mrr")))
         if summary.get("groundedness_method"):
             st.caption(f"Groundedness is {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
+        if summary.get("unsupported_method"):
+            st.caption(f"Unsupported claims (lower is better): {summary['unsupported_method']}.")
         if rows:
             col_a, col_b = st.columns(2)
             col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")

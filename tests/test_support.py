@@ -81,3 +81,20 @@ def test_groundedness_toy_example():
     assert groundedness(answer, context, threshold=0.0001) == pytest.approx(0.5)
     assert math.isnan(groundedness(answer, []))
     assert math.isnan(groundedness("", context))
+
+
+def test_evaluation_scores_the_unsupported_claim_rate_per_variant():
+    from core import evaluation
+    from core.knowledge import Hit
+
+    item = evaluation.QuestionItem("q1", "What was revenue?", ("$13,507 million",))
+    given = [Hit(1, "10q.pdf", 5, 5, 0.8, MDNA)]
+    rows = [
+        evaluation.score_answer(item, "rag", evaluation.VariantAnswer("Revenue was $13,507 million."), given, given, None, SUPPORT_THRESHOLD),
+        evaluation.score_answer(item, "base", evaluation.VariantAnswer("Revenue was 2.2 billion at Nvidia."), given, [], None, SUPPORT_THRESHOLD),
+    ]
+    assert rows[0]["unsupported"] == [] and rows[1]["unsupported"] == ["2.2 billion", "Nvidia"]
+    board = evaluation.summarize(rows, [], ["base", "rag"], 5)["variants"]
+    assert board["rag"]["unsupported_rate"] == 0.0 and board["base"]["unsupported_rate"] == 1.0
+    labels = [row for row in evaluation.scoreboard_rows({"variants": board})]
+    assert labels[0]["unsupported claims"] == 1.0
