@@ -22,6 +22,7 @@ from core.guards import guard_events
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
 from core.knowledge import Hit
 from core.settings import Workspace
+from core.support import SupportReport, check_support
 from core.storage import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,19 @@ class VariantAnswer:
     note: str | None = None  # e.g. "nothing relevant retrieved": answered without generating
     adapter: str | None = None
     messages: list = field(default_factory=list)
+    # What a column without documents (base, fine-tuned) is checked against: the passages retrieval found for RAG.
+    checked_against: list[Hit] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return VARIANT_LABELS[self.variant]
+
+    def support(self) -> SupportReport:
+        """The answer's numbers, names and wording checked against its sources (core.support)."""
+        sources = self.hits or self.checked_against
+        if self.error or self.note or not sources:
+            return SupportReport()
+        return check_support(self.text, [hit.text for hit in sources])
 
     def to_dict(self) -> dict:
         return {
@@ -80,6 +90,7 @@ class VariantAnswer:
             "note": self.note,
             "adapter": self.adapter,
             "sources": [hit.to_dict() for hit in self.hits],
+            "support": self.support().to_dict(),
             "prompt_tokens": self.stats.prompt_tokens,
             "new_tokens": self.stats.new_tokens,
             "first_token_s": self.stats.first_token_s,
@@ -186,7 +197,7 @@ def plan_comparison(
     requests: list[GenerationRequest] = []
     hits = list(hits)
     for variant in variants:
-        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [])
+        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [], checked_against=[] if variant in USES_CONTEXT else hits)
         answers[variant] = answer
         if variant in USES_ADAPTER and not adapter:
             answer.error = NO_ADAPTER_MESSAGE
@@ -352,6 +363,8 @@ def export_markdown(comparisons: Sequence[Comparison]) -> str:
                 lines += [f"> {answer.error}", ""]
                 continue
             lines += [answer.text or "(empty answer)", "", f"*{_timing(answer)}*", ""]
+            if answer.hits or answer.checked_against:
+                lines += [f"*{answer.support().badge()}*", ""]
             for number, hit in enumerate(answer.hits, start=1):
                 snippet = " ".join(hit.text.split())
                 lines.append(f"- [{number}] {hit.document}, p. {hit.page} (score {hit.score:.2f}): {snippet[:300]}")
@@ -383,6 +396,8 @@ def export_html(comparisons: Sequence[Comparison]) -> str:
                 parts.append(f"<p class='err'>{e(answer.error)}</p></div>")
                 continue
             parts.append(f"<pre>{e(answer.text)}</pre><p class='meta'>{e(_timing(answer))}</p>")
+            if answer.hits or answer.checked_against:
+                parts.append(f"<p class='meta'>{e(answer.support().badge())}</p>")
             if answer.hits:
                 parts.append("<ol>")
                 for hit in answer.hits:
