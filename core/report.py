@@ -27,6 +27,7 @@ from core.evaluation import (
     resolve_adapter,
 )
 from core.settings import Workspace
+from core.adapters import adapter_name
 from core.storage import atomic_write_text, read_json
 
 SECTIONS = {
@@ -268,9 +269,11 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         return out
 
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    adapter_run = find_run_folder(workspace, record.adapter)
+    adapter_label = adapter_name(workspace, adapter_run.name) if adapter_run is not None else (record.adapter or "none")
     parts.append(
         f"<h1>{_e(title)}</h1><p class=\"muted\">Evaluation {_e(evaluation_id)} · knowledge base {_e(record.kb or 'none')} · "
-        f"adapter {_e(record.adapter or 'none')} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
+        f"adapter {_e(adapter_label)} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
         f"generated {generated}</p>"
     )
     parts.append("<nav>" + "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in SECTIONS.items()) + "</nav>")
@@ -336,7 +339,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     if run is not None:
         events = read_jsonl(run / "progress.jsonl")
         run_config = read_json(run / "config.json", {}) or {}
-        body = f"<p class=\"muted\">Run {_e(run.name)}</p>"
+        body = f"<p class=\"muted\">Adapter “{_e(adapter_name(workspace, run.name))}” (run {_e(run.name)})</p>"
         if any("loss" in e for e in events):
             body += chart(charts.loss_figure(events))
         body += "<h3>Run settings</h3>" + (_generic(run_config) if run_config else '<p class="na">config.json missing</p>')

@@ -10,6 +10,8 @@ from dataclasses import asdict, is_dataclass
 import pandas as pd
 import streamlit as st
 
+from core.adapters import adapter_name
+
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 
 from core import charts, evaluation
@@ -56,7 +58,8 @@ with run_tab:
                         help="RAG and hybrid retrieve from it; retrieval metrics need it")
     adapter_options = [NONE] + adapters + ["folder path…"]
     adapter_choice = right.selectbox("Adapter (training run)", adapter_options, index=1 if adapters else 0,
-                                     help="The newest completed run is preselected.")
+                                     help="The newest completed run is preselected.",
+                                     format_func=lambda run_id: adapter_name(workspace, run_id) if run_id in adapters else run_id)
     adapter = None if adapter_choice == NONE else adapter_choice
     if adapter_choice == "folder path…":
         adapter = right.text_input("Adapter folder", placeholder="/path/to/adapter") or None
