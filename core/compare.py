@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -140,15 +141,19 @@ def select_facts(question: str, hits: Sequence[Hit], max_chars: int = HYBRID_FAC
     from core.metrics import content_tokens
 
     wanted = set(content_tokens(question))
-    scored = []
+    candidates = []
     for number, hit in enumerate(hits, start=1):
         for position, sentence in enumerate(_SENTENCE_END.split(" ".join(hit.text.split()) if hit.text else "")):
             sentence = sentence.strip()
-            words = content_tokens(sentence)
-            if len(words) < 3:
-                continue
-            overlap = len(wanted & set(words))
-            scored.append((-overlap, number, position, sentence))
+            words = set(content_tokens(sentence))
+            if len(words) >= 3:
+                candidates.append((number, position, sentence, words))
+    # A question word every sentence shares (the company's name) says little: weigh shared words by rarity.
+    frequency = {word: sum(word in words for *_, words in candidates) for word in wanted}
+    scored = []
+    for number, position, sentence, words in candidates:
+        weight = sum(math.log(1 + len(candidates) / frequency[word]) for word in wanted & words)
+        scored.append((-weight, number, position, sentence))
     scored.sort()
     picked, used = [], 0
     for _, number, _, sentence in scored:
