@@ -98,3 +98,26 @@ def test_evaluation_scores_the_unsupported_claim_rate_per_variant():
     assert board["rag"]["unsupported_rate"] == 0.0 and board["base"]["unsupported_rate"] == 1.0
     labels = [row for row in evaluation.scoreboard_rows({"variants": board})]
     assert labels[0]["unsupported claims"] == 1.0
+
+
+def _badges_page():
+    from core.support import check_support
+    from ui.support_view import render_source_text, render_support_badge
+
+    source = "Net sales were $94,836 million. <b>Bold</b> [x](http://evil) claims."
+    render_support_badge(check_support("Net sales were 2.2 billion.", [source]))
+    good = check_support("Net sales were $94,836 million.", [source])
+    render_support_badge(good)
+    render_source_text(source, good.sentences.get(1))
+
+
+def test_badges_and_highlight_render_escaped():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_badges_page, default_timeout=30).run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Not in the sources: 2\\.2 billion"]
+    assert "Supported by \\[1\\]" in at.caption[0].value
+    shown = at.markdown[0].value
+    assert shown.startswith(":orange-background[Net sales were \\$94,836 million\\.]")
+    assert "\\<b\\>Bold\\</b\\>" in shown and "\\[x\\]\\(http://evil\\)" in shown  # literal, never HTML or a link
