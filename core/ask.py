@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages, stream_chat
 from core.knowledge import Embedder, Hit, RetrievalSettings, relevant, search
 from core.settings import Workspace
+from core.support import SupportReport, check_support
 
 
 @dataclass
@@ -26,9 +27,13 @@ class GroundedAnswer:
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", self.text)}
         return sorted(n for n in cited if 1 <= n <= len(self.sources))
 
+    def support(self) -> SupportReport:
+        """The answer checked against its sources: numbers, names and wording (core.support)."""
+        return check_support(self.text, [hit.text for hit in self.sources], self.cited_numbers())
+
     def supporting_numbers(self) -> list[int]:
-        """Sources whose words the answer uses (see attribute_sources); small models rarely write [n] themselves."""
-        return attribute_sources(self.text, self.sources)
+        """Sources that back the answer (small models rarely write [n] themselves)."""
+        return self.support().supporting
 
     def to_dict(self) -> dict:
         return {
@@ -37,6 +42,7 @@ class GroundedAnswer:
             "grounded": self.grounded,
             "cited": self.cited_numbers(),
             "supported_by": self.supporting_numbers(),
+            "support": self.support().to_dict(),
             "sources": [dict(hit.to_dict(), number=i + 1) for i, hit in enumerate(self.sources)],
             "timing": {
                 "first_token_s": self.stats.first_token_s,
@@ -45,37 +51,6 @@ class GroundedAnswer:
                 "tokens_per_s": round(self.stats.tokens_per_s, 2),
             },
         }
-
-
-_STOPWORDS = frozenset(
-    "a an the and or but of to in on at by for with from as is are was were be been it its this that these those "
-    "which who whom what when where why how than then there their they them he she his her we our you your i".split()
-)
-SUPPORT_THRESHOLD = 0.5  # share of a sentence's content words found in a source for that source to count
-
-
-def content_words(text: str) -> list[str]:
-    return [word for word in re.findall(r"\w+", text.lower()) if word not in _STOPWORDS and len(word) > 1]
-
-
-def attribute_sources(answer: str, sources: Sequence[Hit]) -> list[int]:
-    """Numbers of the sources that support at least one answer sentence, by word overlap.
-
-    A sentence is attributed to the source holding the largest share of its content words, when
-    that share is at least SUPPORT_THRESHOLD. A lexical method: it shows where wording came from,
-    not whether the reasoning is right.
-    """
-    vocabularies = [set(content_words(hit.text)) for hit in sources]
-    supported: set[int] = set()
-    for sentence in re.split(r"(?<=[.!?])\s+|\n+", answer):
-        words = content_words(sentence)
-        if len(words) < 3 or not vocabularies:
-            continue
-        shares = [sum(word in vocabulary for word in words) / len(words) for vocabulary in vocabularies]
-        best = max(range(len(shares)), key=shares.__getitem__)
-        if shares[best] >= SUPPORT_THRESHOLD:
-            supported.add(best + 1)
-    return sorted(supported)
 
 
 def retrieve_sources(

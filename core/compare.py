@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,9 +19,11 @@ from typing import Callable, Iterator, Sequence
 
 from core.engine import GenerationEngine, GenerationRequest, StreamEvent, collect
 from core.errors import StudioError
+from core.guards import guard_events
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
 from core.knowledge import Hit
 from core.settings import Workspace
+from core.support import SupportReport, check_support
 from core.storage import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -64,10 +68,19 @@ class VariantAnswer:
     note: str | None = None  # e.g. "nothing relevant retrieved": answered without generating
     adapter: str | None = None
     messages: list = field(default_factory=list)
+    # What a column without documents (base, fine-tuned) is checked against: the passages retrieval found for RAG.
+    checked_against: list[Hit] = field(default_factory=list)
 
     @property
     def label(self) -> str:
         return VARIANT_LABELS[self.variant]
+
+    def support(self) -> SupportReport:
+        """The answer's numbers, names and wording checked against its sources (core.support)."""
+        sources = self.hits or self.checked_against
+        if self.error or self.note or not sources:
+            return SupportReport()
+        return check_support(self.text, [hit.text for hit in sources])
 
     def to_dict(self) -> dict:
         return {
@@ -78,6 +91,7 @@ class VariantAnswer:
             "note": self.note,
             "adapter": self.adapter,
             "sources": [hit.to_dict() for hit in self.hits],
+            "support": self.support().to_dict(),
             "prompt_tokens": self.stats.prompt_tokens,
             "new_tokens": self.stats.new_tokens,
             "first_token_s": self.stats.first_token_s,
@@ -112,6 +126,61 @@ class Comparison:
         }
 
 
+# ---------------------------------------------------------------- the hybrid prompt
+HYBRID_FACTS_CHARS = 500  # about what the demo adapter saw per training row (400-character passages), a little more
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[$])|\n{2,}")
+
+
+def select_facts(question: str, hits: Sequence[Hit], max_chars: int = HYBRID_FACTS_CHARS) -> list[tuple[int, str]]:
+    """(source number, sentence) pairs from the retrieved chunks, the sentences sharing most words with the question first.
+
+    A LoRA adapter taught a format on "<instruction>\n\n<passage>" rows writes its bullets from the first
+    sentences of the passage; putting the question's best-matching sentences first makes the taught format
+    wrap the retrieved facts instead of the chunk's opening lines (a table row, a heading).
+    """
+    from core.metrics import content_tokens
+
+    wanted = set(content_tokens(question))
+    candidates = []
+    for number, hit in enumerate(hits, start=1):
+        for position, sentence in enumerate(_SENTENCE_END.split(" ".join(hit.text.split()) if hit.text else "")):
+            sentence = sentence.strip()
+            words = set(content_tokens(sentence))
+            if len(words) >= 3:
+                candidates.append((number, position, sentence, words))
+    # A question word every sentence shares (the company's name) says little: weigh shared words by rarity.
+    frequency = {word: sum(word in words for *_, words in candidates) for word in wanted}
+    scored = []
+    for number, position, sentence, words in candidates:
+        weight = sum(math.log(1 + len(candidates) / frequency[word]) for word in wanted & words)
+        scored.append((-weight, number, position, sentence))
+    scored.sort()
+    picked, used = [], 0
+    for _, number, _, sentence in scored:
+        if picked and used + len(sentence) > max_chars:
+            continue
+        picked.append((number, sentence))
+        used += len(sentence) + 1
+        if used >= max_chars:
+            break
+    return picked
+
+
+def build_hybrid_messages(question: str, hits: Sequence[Hit], system: str | None = None) -> list[dict]:
+    """The fine-tuned model's own prompt shape (instruction, blank line, passage), with the question as the
+    instruction and the retrieved facts as the passage, so the adapter's format wraps them (bench/RESULTS_answers.md)."""
+    facts = select_facts(question, hits)
+    if not facts:
+        return build_messages(question, hits, system)
+    return build_messages(f"{question}\n\n" + " ".join(sentence for _, sentence in facts), system=system)
+
+
+def guarded_stream(engine: GenerationEngine, requests: Sequence[GenerationRequest], settings: DecodingSettings) -> Iterator[StreamEvent]:
+    """The one place engine streams are consumed for Compare and Evaluate: every answer passes the loop guard
+    (core.guards), whichever engine made it; the engine stops once every answer has ended."""
+    return guard_events(engine.stream_many(requests, settings), [r.key for r in requests], settings.stop_on_repeat)
+
+
 def plan_comparison(
     question: str,
     variants: Sequence[str],
@@ -119,9 +188,12 @@ def plan_comparison(
     adapter: str | None = None,
     system: str | None = None,
     key_prefix: str = "",
+    hybrid_prompt: str = "taught",
 ) -> tuple[dict[str, VariantAnswer], list[GenerationRequest]]:
     """Answers to fill in and the engine requests that fill them.
 
+    `hybrid_prompt`: "taught" (the adapter's training shape around the best-matching retrieved sentences,
+    the default) or "rag" (the RAG prompt, as before; kept for the benchmark's before/after).
     Variants answered without the model: RAG/hybrid with no relevant hits (NO_CONTEXT_ANSWER, never a
     guess) and fine-tuned/hybrid without an adapter (how to get one).
     """
@@ -130,7 +202,7 @@ def plan_comparison(
     requests: list[GenerationRequest] = []
     hits = list(hits)
     for variant in variants:
-        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [])
+        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [], checked_against=[] if variant in USES_CONTEXT else hits)
         answers[variant] = answer
         if variant in USES_ADAPTER and not adapter:
             answer.error = NO_ADAPTER_MESSAGE
@@ -140,7 +212,10 @@ def plan_comparison(
             answer.text = NO_CONTEXT_ANSWER
             answer.note = "Nothing relevant was retrieved, so this column does not generate."
             continue
-        answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
+        if variant == "hybrid" and hybrid_prompt == "taught":
+            answer.messages = build_hybrid_messages(question, hits, system)
+        else:
+            answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
         requests.append(GenerationRequest(key_prefix + variant, answer.messages, answer.adapter))
     return answers, requests
 
@@ -153,15 +228,16 @@ def stream_comparison(
     adapter: str | None = None,
     settings: DecodingSettings = DecodingSettings(),
     system: str | None = None,
+    hybrid_prompt: str = "taught",
 ) -> tuple[Comparison, Iterator[StreamEvent]]:
     """The comparison (filled in as the stream is consumed) and the stream of events, keyed by variant."""
-    answers, requests = plan_comparison(question, variants, hits, adapter, system)
+    answers, requests = plan_comparison(question, variants, hits, adapter, system, hybrid_prompt=hybrid_prompt)
     comparison = Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", ""))
 
     def events() -> Iterator[StreamEvent]:
         started = time.perf_counter()
         try:
-            for event in engine.stream_many(requests, settings) if requests else ():
+            for event in guarded_stream(engine, requests, settings) if requests else ():
                 answer = answers[event.key]
                 if event.kind == "text":
                     answer.text += event.text
@@ -221,7 +297,7 @@ def compare_many(
         batch = pending[start : start + batch_rows]
         started = time.perf_counter()
         try:
-            results = collect(engine.stream_many(batch, settings), [r.key for r in batch])
+            results = collect(guarded_stream(engine, batch, settings), [r.key for r in batch])
         except StudioError as error:
             results = {r.key: None for r in batch}
             failure = str(error)
@@ -292,6 +368,8 @@ def export_markdown(comparisons: Sequence[Comparison]) -> str:
                 lines += [f"> {answer.error}", ""]
                 continue
             lines += [answer.text or "(empty answer)", "", f"*{_timing(answer)}*", ""]
+            if answer.hits or answer.checked_against:
+                lines += [f"*{answer.support().badge()}*", ""]
             for number, hit in enumerate(answer.hits, start=1):
                 snippet = " ".join(hit.text.split())
                 lines.append(f"- [{number}] {hit.document}, p. {hit.page} (score {hit.score:.2f}): {snippet[:300]}")
@@ -323,6 +401,8 @@ def export_html(comparisons: Sequence[Comparison]) -> str:
                 parts.append(f"<p class='err'>{e(answer.error)}</p></div>")
                 continue
             parts.append(f"<pre>{e(answer.text)}</pre><p class='meta'>{e(_timing(answer))}</p>")
+            if answer.hits or answer.checked_against:
+                parts.append(f"<p class='meta'>{e(answer.support().badge())}</p>")
             if answer.hits:
                 parts.append("<ol>")
                 for hit in answer.hits:

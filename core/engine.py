@@ -438,9 +438,17 @@ class TorchEngine:
         pad = int(pad) if pad is not None else int(stop[0])
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
         logits = torch.stack(first_logits)
+        answers: list[list[int]] = [[] for _ in range(rows)]  # each row's own tokens, for the no-repeat n-gram ban
         for step in range(settings.max_new_tokens):
             if step < settings.min_new_tokens:
                 logits[:, stop] = -float("inf")
+            if settings.no_repeat_ngram:
+                from core.guards import no_repeat_ngram_bans
+
+                for row, answer in enumerate(answers):
+                    banned = no_repeat_ngram_bans(answer, settings.no_repeat_ngram)
+                    if banned:
+                        logits[row, sorted(banned)] = -float("inf")
             if history is not None:
                 width = max(len(h) for h in history)
                 padded = torch.tensor([h + [h[-1]] * (width - len(h)) for h in history], device=device)
@@ -454,6 +462,8 @@ class TorchEngine:
             tokens = torch.where(finished, torch.full_like(tokens, pad), tokens)
             listed = tokens.tolist()
             sink.put(("tokens", listed))
+            for row, token in enumerate(listed):
+                answers[row].append(token)
             if history is not None:
                 for row, token in enumerate(listed):
                     history[row].append(token)

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from core import metrics
+from core import metrics, support
 from core.errors import StudioError
 from core.knowledge import Hit, RetrievalSettings
 from core.settings import Workspace
@@ -121,7 +121,7 @@ class EvaluationSettings:
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N questions"})
     out_of_scope: int = field(default=0, metadata={"help": "add N built-in out-of-scope questions to test refusal"})
     support_threshold: float = field(
-        default=metrics.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
+        default=support.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
     )
     term_check: bool = field(
         default=True, metadata={"help": "refuse when the question names something the knowledge base never mentions (RetrievalSettings.term_check)"}
@@ -464,7 +464,11 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
     # Groundedness against what the variant saw (rag/hybrid) or, for base/fine-tuned, what retrieval found:
     # it shows how much of a context-free answer the documents would back.
     contexts = [h.text for h in (given if variant in CONTEXT_VARIANTS else hits)]
-    row["groundedness"] = nan if (refusal or not ok) else metrics.groundedness(answer.text, contexts, threshold)
+    row["groundedness"] = nan if (refusal or not ok) else support.groundedness(answer.text, contexts, threshold)
+    # Numbers (with units) and names the answer states that the same passages do not hold (core.support).
+    checked = support.check_support(answer.text, contexts) if (ok and not refusal and contexts) else None
+    row["claims"] = [c.text for c in checked.claims] if checked else []
+    row["unsupported"] = [c.text for c in checked.unsupported] if checked else []
     # An answer stopped by the new-token cap is incomplete: its format is not judged (n/a, not a 0)
     row["cut"] = bool(cap and ok and answer.new_tokens >= cap)
     row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope and not row["cut"]) else nan
@@ -513,6 +517,7 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "rouge_l": metrics.mean(r["rouge_l"] for r in in_scope),
             "contains": metrics.mean(r["contains"] for r in in_scope),
             "groundedness": metrics.mean(r["groundedness"] for r in answered),
+            "unsupported_rate": _unsupported_rate(answered),
             "style": metrics.mean(r["style"] for r in in_scope),
             "style_n": sum(1 for r in in_scope if r.get("style") is not None and not (isinstance(r["style"], float) and math.isnan(r["style"]))),
             "cut": sum(1 for r in answered if r.get("cut")),
@@ -534,6 +539,12 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "mrr": metrics.mrr(known, k),
         },
     }
+
+
+def _unsupported_rate(rows: Sequence[dict]) -> float:
+    """Share of all numbers and names the answers state that their passages do not hold (NaN when none stated)."""
+    claims = sum(len(r.get("claims") or []) for r in rows)
+    return sum(len(r.get("unsupported") or []) for r in rows) / claims if claims else math.nan
 
 
 # ---------------------------------------------------------------- persistence
@@ -736,6 +747,10 @@ def run_evaluation(
             groundedness_method=(
                 f"lexical support: a sentence counts as supported when ≥ {settings.support_threshold:.0%} of its content "
                 "tokens (lower-cased, punctuation and stop words removed) appear in the retrieved context"
+            ),
+            unsupported_method=(
+                "numbers (with their unit and scale) and proper names in the answer that the retrieved passages do not "
+                "hold, as a share of all numbers and names the answers state (core.support); refusals state none"
             ),
         )
         summary = _json_safe(summary)
@@ -1085,7 +1100,7 @@ def embedder_for_kb(workspace: Workspace, kb_name: str):
 # ---------------------------------------------------------------- tables for views
 SCOREBOARD_COLUMNS = {
     "n": "answers", "em": "exact match", "f1": "token F1", "rouge_l": "ROUGE-L", "contains": "contains answer",
-    "groundedness": "lexical support", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
+    "groundedness": "lexical support", "unsupported_rate": "unsupported claims", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
     "latency_p50_s": "p50 s", "latency_p95_s": "p95 s", "first_token_p50_s": "first token p50 s", "tokens_per_s": "tokens/s",
     "cut": "cut at the cap", "errors": "errors",
 }
@@ -1110,7 +1125,8 @@ def question_rows(rows: Sequence[dict]) -> list[dict]:
             "question id": r["qid"], "variant": VARIANT_LABELS.get(r["variant"], r["variant"]), "question": r["question"],
             "answer": r.get("answer") or (f"error: {r['error']}" if r.get("error") else ""),
             "reference": " | ".join(r.get("answers") or []), "F1": r.get("f1"), "EM": r.get("em"), "ROUGE-L": r.get("rouge_l"),
-            "lexical support": r.get("groundedness"), "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
+            "lexical support": r.get("groundedness"), "not in the sources": ", ".join(r.get("unsupported") or []),
+            "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
             "seconds": r.get("total_s"),
             "sources": "; ".join(f"[{c['n']}] {c['document']} p.{c['page']}" for c in r.get("citations") or []),
         }

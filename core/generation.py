@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from core.errors import StudioError
+from core.guards import guard_text
 from core.knowledge import Hit
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ class DecodingSettings:
     # taught 3-bullet format (0.00 vs 0.70 followed), because it penalises the prompt's own tokens too.
     repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages loops, but also penalises quoting the sources"})
     min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks: equal work per engine)"})
+    # Loops: measured in bench/loop_bench.py (bench/RESULTS_answers.md). The text guard is engine-independent;
+    # the n-gram ban is applied by engines that can (transformers), over the answer's own tokens only.
+    stop_on_repeat: bool = field(default=True, metadata={"help": "end the answer when it repeats a line or loops on a phrase (core.guards)"})
+    no_repeat_ngram: int = field(default=0, metadata={"help": "forbid repeating any n-token run of the answer itself (0 = off; the prompt is not counted)"})
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
@@ -47,6 +52,10 @@ class DecodingSettings:
             raise StudioError(f"Min new tokens {self.min_new_tokens} must lie between 0 and max new tokens ({self.max_new_tokens}).")
         if not 0.0 < self.top_p <= 1.0:
             raise StudioError(f"Top-p {self.top_p} must be above 0 and at most 1.")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise StudioError(f"Repetition penalty {self.repetition_penalty} is out of range; use 1.0 (off) to 2.0.")
+        if self.no_repeat_ngram != 0 and not 2 <= self.no_repeat_ngram <= 64:
+            raise StudioError(f"No-repeat n-gram {self.no_repeat_ngram} is out of range; use 0 (off) or 2 to 64 tokens.")
 
 
 @dataclass
@@ -108,6 +117,10 @@ def stream_chat(
     )
     if settings.min_new_tokens:
         kwargs["min_new_tokens"] = settings.min_new_tokens
+    cancel = threading.Event()
+    kwargs["stopping_criteria"] = _stopping_on(cancel)
+    if settings.no_repeat_ngram:
+        kwargs["logits_processor"] = _answer_ngram_ban(stats.prompt_tokens, settings.no_repeat_ngram)
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
     else:
@@ -128,17 +141,53 @@ def stream_chat(
     started = time.perf_counter()
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    for piece in streamer:
-        if piece and stats.first_token_s is None:
-            stats.first_token_s = time.perf_counter() - started
-        stats.total_s = time.perf_counter() - started
-        yield piece
-    worker.join()
+
+    def pieces() -> Iterator[str]:
+        for piece in streamer:
+            if piece and stats.first_token_s is None:
+                stats.first_token_s = time.perf_counter() - started
+            stats.total_s = time.perf_counter() - started
+            yield piece
+
+    try:
+        # The one place this path's stream is consumed: the loop guard cuts a looping answer (core.guards).
+        yield from guard_text(pieces(), settings.stop_on_repeat)
+    finally:
+        cancel.set()  # a looping answer or a closed consumer: generate stops at its next step
+        worker.join()
     stats.total_s = time.perf_counter() - started
     if errors:
         raise StudioError(f"Generation failed: {errors[0]}") from errors[0]
     if output:
         stats.new_tokens = int(output[0].shape[1]) - stats.prompt_tokens
+
+
+def _stopping_on(event: threading.Event):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Cancelled()])
+
+
+def _answer_ngram_ban(prompt_tokens: int, n: int):
+    """transformers' no_repeat_ngram_size counts the prompt too (it would stop RAG quoting); this bans the answer's own n-grams."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from core.guards import no_repeat_ngram_bans
+
+    class _AnswerNgramBan(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            for row in range(input_ids.shape[0]):
+                banned = no_repeat_ngram_bans(input_ids[row, prompt_tokens:].tolist(), n)
+                if banned:
+                    scores[row, sorted(banned)] = -float("inf")
+            return scores
+
+    return LogitsProcessorList([_AnswerNgramBan()])
 
 
 def generate_text(loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings()) -> str:

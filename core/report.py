@@ -27,6 +27,7 @@ from core.evaluation import (
     resolve_adapter,
 )
 from core.settings import Workspace
+from core.adapters import adapter_name
 from core.storage import atomic_write_text, read_json
 
 SECTIONS = {
@@ -269,9 +270,11 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         return out
 
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    adapter_run = find_run_folder(workspace, record.adapter)
+    adapter_label = adapter_name(workspace, adapter_run.name) if adapter_run is not None else (record.adapter or "none")
     parts.append(
         f"<h1>{_e(title)}</h1><p class=\"muted\">Evaluation {_e(evaluation_id)} · knowledge base {_e(record.kb or 'none')} · "
-        f"adapter {_e(record.adapter or 'none')} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
+        f"adapter {_e(adapter_label)} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
         f"generated {generated}</p>"
     )
     parts.append("<nav>" + "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in SECTIONS.items()) + "</nav>")
@@ -291,10 +294,10 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
 
     # -- scoreboard
     header = "<thead><tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
-             "<th>Lexical support</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
+             "<th>Lexical support</th><th>Unsupported claims</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
     body_rows = "".join(
         f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('n'))}</td>"
-        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos"))
+        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "unsupported_rate", "style", "refusal_oos"))
         + f"<td class=num>{_fmt(m.get('latency_p50_s'), 2)}</td><td class=num>{_fmt(m.get('latency_p95_s'), 2)}</td>"
         f"<td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td><td class=num>{_fmt(m.get('errors'))}</td></tr>"
         for v, m in board.items()
@@ -337,7 +340,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     if run is not None:
         events = read_jsonl(run / "progress.jsonl")
         run_config = read_json(run / "config.json", {}) or {}
-        body = f"<p class=\"muted\">Run {_e(run.name)}</p>"
+        body = f"<p class=\"muted\">Adapter “{_e(adapter_name(workspace, run.name))}” (run {_e(run.name)})</p>"
         if any("loss" in e for e in events):
             body += chart(charts.loss_figure(events))
         body += "<h3>Run settings</h3>" + (_generic(run_config) if run_config else '<p class="na">config.json missing</p>')
@@ -364,6 +367,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         "<li><b>ROUGE-L</b>: F-measure of the longest common token subsequence, same normalisation.</li>"
         "<li><b>Contains answer</b>: a normalised reference answer appears inside the answer (lenient for long answers).</li>"
         f"<li><b>Lexical support</b> (groundedness, not an entailment model): {_e(summary.get('groundedness_method', ''))}.</li>"
+        f"<li><b>Unsupported claims</b> (lower is better): {_e(summary.get('unsupported_method') or 'not measured in this evaluation')}.</li>"
         f"<li><b>Format adherence</b>: {_e(summary.get('style_note') or 'not checked')}.</li>"
         "<li><b>Refusal</b>: on built-in out-of-scope questions, the answer says the documents do not cover it.</li>"
         "<li><b>Latency</b>: wall time per answer on this machine, generation streamed; tokens/s = new tokens / total seconds.</li>"

@@ -5,6 +5,7 @@ from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
 from core.knowledge import RetrievalSettings
+from ui.support_view import render_source_text, render_support_badge
 from ui.common import similarity_note, embedder_for, get_generator, knowledge_base_picker, md_escape, show_error, workspace
 
 st.title("Ask your documents")
@@ -31,17 +32,15 @@ def render_sources(answer: GroundedAnswer) -> None:
     if not answer.sources:
         return
     cited = set(answer.cited_numbers())
-    supported = set(answer.supporting_numbers())
-    if supported or cited:
-        st.caption("Supported by " + ", ".join(f"[{n}]" for n in sorted(supported | cited))
-                   + " — sources the answer cites, or whose wording it uses (word overlap ≥ 50% per sentence)")
+    report = answer.support()
+    render_support_badge(report)
     with st.expander(f"Sources ({len(answer.sources)})", expanded=False):
-        st.caption(similarity_note())
+        st.caption(similarity_note() + " The highlighted sentence is the one that supports the answer.")
         for number, hit in enumerate(answer.sources, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
-            marker = " · cited" if number in cited else " · supports the answer" if number in supported else ""
+            marker = " · cited" if number in cited else " · supports the answer" if number in report.supporting else ""
             st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}{marker}")
-            st.text(hit.text)
+            render_source_text(hit.text, report.sentences.get(number))
 
 
 def render_timing(answer: GroundedAnswer) -> None:

@@ -9,6 +9,7 @@ import time
 
 import streamlit as st
 
+from ui.support_view import render_source_text, render_support_badge
 from ui.common import embedder_for, generator_spec, md_escape, md_model_text, similarity_note
 
 from core.adapters import find_adapters
@@ -58,15 +59,15 @@ def _timing_line(answer) -> str:
     return f":material/timer: first token **{first}** · total **{s.total_s:.1f} s**  \n:material/speed: **{s.tokens_per_s:.1f}** tok/s · {s.new_tokens} tokens"
 
 
-def _render_sources(answer) -> None:
+def _render_sources(answer, report) -> None:
     if not answer.hits:
         return
     with st.expander(f"Sources ({len(answer.hits)})", icon=":material/description:"):
-        st.caption(similarity_note())
+        st.caption(similarity_note() + " The highlighted sentence is the one that supports the answer.")
         for number, hit in enumerate(answer.hits, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
             st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}")
-            st.text(hit.text.strip())
+            render_source_text(hit.text, report.sentences.get(number) if report else None)
 
 
 def _render_answer(answer) -> None:
@@ -79,8 +80,15 @@ def _render_answer(answer) -> None:
         st.caption(answer.note)
         return
     st.markdown(md_model_text(answer.text) or "_(empty answer)_")
+    report = None
+    if answer.hits:
+        report = answer.support()
+        render_support_badge(report)
+    elif answer.checked_against:
+        # base / fine-tuned saw no documents: check them against what retrieval found, and say so
+        render_support_badge(answer.support(), note="(checked against the retrieved passages; this column did not see them)")
     st.caption(_timing_line(answer))
-    _render_sources(answer)
+    _render_sources(answer, report)
 
 
 def _column_header(variant: str) -> None:

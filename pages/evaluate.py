@@ -10,6 +10,8 @@ from dataclasses import asdict, is_dataclass
 import pandas as pd
 import streamlit as st
 
+from core.adapters import adapter_name
+
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 
 from core import charts, evaluation
@@ -56,7 +58,8 @@ with run_tab:
                         help="RAG and hybrid retrieve from it; retrieval metrics need it")
     adapter_options = [NONE] + adapters + ["folder path…"]
     adapter_choice = right.selectbox("Adapter (training run)", adapter_options, index=1 if adapters else 0,
-                                     help="The newest completed run is preselected.")
+                                     help="The newest completed run is preselected.",
+                                     format_func=lambda run_id: adapter_name(workspace, run_id) if run_id in adapters else run_id)
     adapter = None if adapter_choice == NONE else adapter_choice
     if adapter_choice == "folder path…":
         adapter = right.text_input("Adapter folder", placeholder="/path/to/adapter") or None
@@ -208,6 +211,8 @@ with results_tab:
                        "with a short answer to check the retrieved chunks against.")
         if summary.get("groundedness_method"):
             st.caption(f"Groundedness is {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
+        if summary.get("unsupported_method"):
+            st.caption(f"Unsupported claims (lower is better): {summary['unsupported_method']}.")
         if rows:
             col_a, col_b = st.columns(2)
             col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")

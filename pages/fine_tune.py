@@ -9,6 +9,9 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from core.adapters import adapter_name
+from ui.adapter_names import rename_adapter_form
+
 from core import training as T
 from core.datasets import list_datasets
 from core.errors import StudioError
@@ -181,7 +184,7 @@ if not runs:
     st.caption("No runs yet.")
 else:
     st.dataframe(pd.DataFrame([{
-        "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
+        "adapter": adapter_name(ws, r.id), "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
         "final loss": fmt_number(r.final_loss, 4),  # text, so a missing loss reads n/a
         "duration": format_seconds(r.duration_s),
         "adapter MB": f"{r.adapter_size / 2**20:.1f}" if r.adapter_size else "n/a",
@@ -198,12 +201,13 @@ else:
             st.rerun()
 
     adapters = T.list_adapters(ws)
+    rename_adapter_form(ws, [a.id for a in adapters])
     st.subheader("Export")
     if not adapters:
         st.caption("Finish a run to export its adapter.")
     else:
         with st.form("ft_export"):
-            run_id = st.selectbox("Run", [a.id for a in adapters])
+            run_id = st.selectbox("Adapter", [a.id for a in adapters], format_func=lambda i: adapter_name(ws, i))
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
             gguf = st.checkbox("Also write a GGUF file (embedded base only)")
             if st.form_submit_button("Merge and export"):

@@ -56,10 +56,17 @@ def test_parse_variants_aliases_and_order():
 def test_rag_and_hybrid_prompts_contain_the_same_retrieved_chunks():
     answers, requests = plan_comparison("When did it begin?", ["base", "rag", "finetuned", "hybrid"], HITS, adapter="/x/adapter")
     by_key = {r.key: r for r in requests}
+    rag_prompt = by_key["rag"].messages[-1]["content"]
+    assert all(hit.text in rag_prompt for hit in HITS) and "[1]" in rag_prompt and "[2]" in rag_prompt
+    # hybrid: the adapter's training shape (instruction, blank line, passage) around the same retrieved sentences,
+    # the one sharing most words with the question first
+    hybrid_prompt = by_key["hybrid"].messages[-1]["content"]
+    assert hybrid_prompt.startswith("When did it begin?\n\nThe 1973 oil crisis began") and all(hit.text in hybrid_prompt for hit in HITS)
+    assert by_key["hybrid"].messages[0] == by_key["rag"].messages[0]  # same system voice
     for variant in ("rag", "hybrid"):
-        prompt = by_key[variant].messages[-1]["content"]
-        assert all(hit.text in prompt for hit in HITS) and "[1]" in prompt and "[2]" in prompt
         assert answers[variant].hits == HITS
+    _, old = plan_comparison("When did it begin?", ["hybrid"], HITS, adapter="/x/adapter", hybrid_prompt="rag")
+    assert old[0].messages == by_key["rag"].messages
     for variant in ("base", "finetuned"):
         assert HITS[0].text not in by_key[variant].messages[-1]["content"]
     assert by_key["base"].adapter is None and by_key["rag"].adapter is None
@@ -210,3 +217,32 @@ def test_real_compare_many_batches_questions(real):
     assert results[0].answers["rag"].text  # batched with 7 other rows; padding may shift bf16 numerics slightly
     assert all(a.text and a.error is None for c in results for a in c.answers.values())
     assert single.answers["rag"].text
+
+
+def test_hybrid_facts_put_the_question_s_best_sentences_first():
+    from core.compare import select_facts
+
+    hits = [Hit(1, "10q.pdf", 3, 3, 0.6, "Services 20,907 19,821 5 %. Revenue for the quarter was $13,507 million, up 20%."),
+            Hit(2, "10q.pdf", 9, 9, 0.5, "Helena Marquez is the Chief Executive Officer of the company.")]
+    facts = select_facts("What was revenue for the quarter?", hits)
+    assert facts[0] == (1, "Revenue for the quarter was $13,507 million, up 20%.")
+    assert {number for number, _ in facts} == {1, 2}
+    assert select_facts("What was revenue?", hits, max_chars=60) == [(1, "Revenue for the quarter was $13,507 million, up 20%.")]
+
+
+def test_columns_are_checked_against_their_sources_and_base_against_what_retrieval_found():
+    class Says:
+        name = "fake"
+
+        def stream_many(self, requests, settings):
+            for request in requests:
+                text = "Prices rose to nearly $12 by March 1974." if "rag" in request.key else "Prices rose to 2.2 billion in Ruritania."
+                yield StreamEvent(request.key, "text", text, GenerationStats())
+                yield StreamEvent(request.key, "done", "", GenerationStats())
+
+    comparison = run_comparison(Says(), "How high did prices go?", ["base", "rag"], hits=HITS)
+    assert comparison.answers["rag"].support().supported and comparison.answers["rag"].support().supporting == [2]
+    base = comparison.answers["base"].support()
+    assert [c.text for c in base.unsupported] == ["2.2 billion", "Ruritania"]
+    assert comparison.to_dict()["answers"][0]["support"]["unsupported"] == ["2.2 billion", "Ruritania"]
+    assert "not in the sources: 2.2 billion, Ruritania" in export_markdown([comparison])
