@@ -27,6 +27,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine/--base-url/--model/--api-key-env, the same on ask, compare and evaluate."""
+    parser.add_argument("--engine", default="auto", help="auto (llama.cpp for the embedded model on a CPU when installed), "
+                        "transformers, llamacpp[:FILE.gguf] or openai[:URL]")
+    parser.add_argument("--base-url", default="", help="openai engine: the server's base URL, e.g. http://127.0.0.1:11434/v1")
+    parser.add_argument("--model", default="", help="openai: the served model name; transformers: a Hugging Face id or folder "
+                        "(default: the embedded SmolLM2)")
+    parser.add_argument("--api-key-env", default="STUDIO_OPENAI_API_KEY", help="openai: environment variable holding the API key")
+
+
+def engine_spec_from_args(args):
+    from core.engines.registry import parse_engine_spec
+
+    return parse_engine_spec(args.engine, model=args.model, base_url=args.base_url, api_key_env=args.api_key_env)
+
+
+def engine_from_args(args, workspace, generator=None):
+    """The engine the flags name; `generator` (a GeneratorSpec) for dtype overrides."""
+    from core.engines.registry import open_engine
+
+    return open_engine(engine_spec_from_args(args), workspace, generator)
+
+
 def print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 

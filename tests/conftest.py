@@ -120,3 +120,11 @@ def seed_converted_model(ws) -> None:
     from tests.tune_support import workspace_with_model
 
     workspace_with_model(ws.root)
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """An EchoEngine registered as the "fake" engine and chosen by `auto` (tests/fake_engines.py)."""
+    from tests.fake_engines import install
+
+    return install(monkeypatch)

@@ -16,7 +16,11 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", help="system voice shared by every variant")
     parser.add_argument("--k", type=int, default=5, help="chunks retrieved")
-    parser.add_argument("--model", default=None, help="generator model id (default: the embedded SmolLM2)")
+    from core.cli import add_engine_arguments
+
+    add_engine_arguments(parser)
+    parser.add_argument("--column-engine", action="append", default=[], metavar="VARIANT=SPEC",
+                        help="give one column its own engine, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2 (repeatable)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=handle)
 
@@ -24,11 +28,10 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     from core.adapters import resolve_adapter
     from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
-    from core.engine import load_engine
+    from core.cli import engine_from_args
     from core.errors import StudioError
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search
-    from core.models import EMBEDDED_GENERATOR, GeneratorSpec
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
@@ -44,17 +47,19 @@ def handle(args) -> int:
             raise StudioError("RAG and hybrid need --kb NAME; or choose --variants base,ft.")
         embedder = load_sentence_embedder()
         hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
-    engine = load_engine(workspace, GeneratorSpec(model_id=args.model or EMBEDDED_GENERATOR))
-    comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system)
+    engine = engine_from_args(args, workspace)
+    engines = column_engines(args.column_engine, workspace)
+    comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system,
+                                engines=engines)
     comparison.kb = args.kb
     if args.json:
         from core.cli import print_json
 
         print_json(comparison.to_dict())
         return 0
-    print(f"Q: {comparison.question}   (engine {comparison.engine}, all variants in {comparison.wall_s:.1f} s)")
+    print(f"Q: {comparison.question}   (all variants in {comparison.wall_s:.1f} s)")
     for answer in comparison.answers.values():
-        print(f"\n=== {answer.label} ===")
+        print(f"\n=== {answer.label} ({answer.engine_label}) ===")
         if answer.error:
             print(f"error: {answer.error}")
             continue
@@ -65,3 +70,24 @@ def handle(args) -> int:
         for number, hit in enumerate(answer.hits, start=1):
             print(f"  [{number}] {hit.document} p.{hit.page} score {hit.score:.2f}: {' '.join(hit.text.split())[:100]}")
     return 0 if not any(a.error for a in comparison.answers.values() if a.variant not in USES_ADAPTER or adapter) else 1
+
+
+def column_engines(values: list[str], workspace) -> dict:
+    """["base=openai:URL@MODEL", "finetuned=llamacpp"] -> {variant: engine}; one engine per distinct spec."""
+    from core.compare import parse_variants
+    from core.engines.registry import open_engine, parse_engine_spec
+    from core.errors import StudioError
+
+    opened: dict[str, object] = {}
+    chosen = {}
+    for value in values:
+        variant, sep, text = value.partition("=")
+        if not sep or not text.strip():
+            raise StudioError(f"--column-engine {value!r}: write VARIANT=SPEC, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2.")
+        spec_text, _, model = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
+        spec = parse_engine_spec(spec_text, model=model)
+        key = f"{spec.to_string()}@{spec.model}"
+        if key not in opened:
+            opened[key] = open_engine(spec, workspace)
+        chosen[parse_variants(variant)[0]] = opened[key]
+    return chosen
