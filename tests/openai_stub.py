@@ -9,6 +9,7 @@ columns that fail in different ways at once:
 - "malformed": one valid delta, then a line that is not JSON;
 - "half": two deltas, then the connection closes without finish_reason or [DONE];
 - "endless": a delta every 50 ms until the client goes away (cancel must stop it).
+With strict=True it answers 400 to fields OpenAI's own API does not know (repeat_penalty), as that API does.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class OpenAIStub:
-    def __init__(self, key: str | None = None, silent_s: float = 5.0):
-        self.key, self.silent_s = key, silent_s
+    def __init__(self, key: str | None = None, silent_s: float = 5.0, strict: bool = False):
+        self.key, self.silent_s, self.strict = key, silent_s, strict  # strict: 400 on fields OpenAI does not know
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.served: dict[str, int] = {}
@@ -58,6 +59,8 @@ class OpenAIStub:
                 count = stub.served[model] = stub.served.get(model, 0) + 1
                 if stub.key and self.headers.get("Authorization") != f"Bearer {stub.key}":
                     return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+                if stub.strict and "repeat_penalty" in body:
+                    return self._json(400, {"error": {"message": "Unrecognized request argument supplied: repeat_penalty"}})
                 if model == "missing":
                     return self._json(404, {"error": {"message": f"model '{model}' not found", "type": "not_found_error"}})
                 if model == "flaky" and count == 1:

@@ -52,7 +52,14 @@ def test_streams_an_answer_and_records_usage():
         assert result.stats.new_tokens == 3 and result.stats.prompt_tokens == 11 and result.stats.first_token_s is not None
         sent = stub.requests[0]
         assert sent["stream"] is True and sent["messages"] == MESSAGES and sent["max_tokens"] == 20 and sent["temperature"] == 0.0
-        assert "repeat_penalty" not in sent  # only sent when asked for (OpenAI itself rejects unknown fields)
+        assert sent["repeat_penalty"] == 1.0  # servers default to 1.1; the Studio's measured default is 1.0
+
+
+def test_an_api_that_rejects_the_sampling_extras_is_asked_again_without_them():
+    with OpenAIStub(strict=True) as stub:
+        result = generate_many(engine(stub.url, "ok"), [GenerationRequest("a", MESSAGES)], SETTINGS)["a"]
+        assert result.error is None and result.text == "Answer from ok"
+        assert "repeat_penalty" in stub.requests[0] and "repeat_penalty" not in stub.requests[1]
 
 
 def test_faults_stay_in_their_own_column_and_nothing_hangs():

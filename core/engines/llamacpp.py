@@ -89,6 +89,16 @@ def cpu_variant() -> str:
     return "built-in"
 
 
+def server_command(gguf: str | Path, port: int, alias: str, lora: str | Path | None = None, threads: int | None = None) -> tuple[list[str], Path]:
+    """`python -m llama_cpp.server` for a GGUF (and a GGUF LoRA), and the folder to start it in: ggml looks for its
+    CPU backends next to the executable and in the working directory, and this build keeps them in llama_cpp/lib."""
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(Path(gguf).resolve()), "--model_alias", alias,
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads or os.cpu_count() or 1)]
+    if lora:
+        argv += ["--lora_path", str(Path(lora).resolve())]
+    return argv, library_folder()
+
+
 # ---------------------------------------------------------------- LoRA: peft folder -> GGUF
 def convert_adapter(adapter_dir: str | Path, base_dir: str | Path, out_file: str | Path) -> Path:
     """llama.cpp's convert_lora_to_gguf.py on a peft folder; `base_dir` holds the base model's config.json."""

@@ -49,12 +49,13 @@ class RemoteSettings:
 class _Fault(Exception):
     """A failure worth a clear column message; `retry` when another attempt may succeed."""
 
-    def __init__(self, message: str, retry: bool = False):
+    def __init__(self, message: str, retry: bool = False, status: int = 0):
         super().__init__(message)
-        self.retry = retry
+        self.retry, self.status = retry, status
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EXTRA_FIELDS = ("repeat_penalty", "repetition_penalty", "min_tokens")
 
 
 class OpenAIEngine:
@@ -89,9 +90,11 @@ class OpenAIEngine:
                    "temperature": settings.temperature, "seed": settings.seed}
         if settings.temperature > 0:
             payload["top_p"] = settings.top_p
-        if settings.repetition_penalty != 1.0:
-            # Not in OpenAI's API; llama.cpp's server reads repeat_penalty, vLLM repetition_penalty. Sent only when asked for.
-            payload["repeat_penalty"] = payload["repetition_penalty"] = settings.repetition_penalty
+        # Not in OpenAI's API, but servers have their own defaults: llama.cpp's server and Ollama apply a repeat
+        # penalty of 1.1 unless told otherwise, and the Studio's measured default is 1.0 (DecodingSettings).
+        # llama.cpp's server reads repeat_penalty, vLLM repetition_penalty. An API that rejects unknown fields (400)
+        # gets the request again without them (_stream_one).
+        payload[EXTRA_FIELDS[0]] = payload[EXTRA_FIELDS[1]] = settings.repetition_penalty
         if settings.min_new_tokens:
             payload["min_tokens"] = settings.min_new_tokens  # vLLM; others ignore it
         return payload
@@ -165,7 +168,8 @@ class OpenAIEngine:
         url = f"{self.base_url}/chat/completions"
         payload = self._payload(request.messages, settings)
         started = time.perf_counter()
-        for attempt in range(self.settings.retries + 1):
+        attempt = 0  # retries used; asking again without the sampling extras is not one
+        while True:
             try:
                 with client.stream("POST", url, json=payload) as response:
                     with guard:
@@ -178,6 +182,10 @@ class OpenAIEngine:
                         with guard:
                             open_responses.discard(response)
             except _Fault as fault:
+                if fault.status == 400 and any(k in payload for k in EXTRA_FIELDS) and not stats.new_tokens:
+                    log.info("%s rejected the sampling extras; asking again without them", self.base_url)
+                    payload = {k: v for k, v in payload.items() if k not in EXTRA_FIELDS}
+                    continue
                 if not fault.retry or stats.new_tokens or attempt == self.settings.retries or stop.is_set():
                     raise
                 error_text = str(fault)
@@ -206,6 +214,7 @@ class OpenAIEngine:
             log.info("openai %s: %s; retry %d in %.1f s", request.key, error_text, attempt + 1, delay)
             if stop.wait(delay):
                 return
+            attempt += 1
 
     def _check_status(self, response) -> None:
         status = response.status_code
@@ -225,7 +234,7 @@ class OpenAIEngine:
                          f"Pull or serve it (e.g. `ollama pull {self.model}`), pick a model it serves, or check that the URL ends in /v1.")
         if status == 429 or status >= 500:
             raise _Fault(f"The server at {self.base_url} answered {status}{': ' + detail if detail else ''}; try again shortly.", retry=True)
-        raise _Fault(f"The server at {self.base_url} rejected the request ({status}{': ' + detail if detail else ''}).")
+        raise _Fault(f"The server at {self.base_url} rejected the request ({status}{': ' + detail if detail else ''}).", status=status)
 
     def _read_sse(self, response, stats: GenerationStats, started: float, stop: threading.Event) -> Iterator[str]:
         finished = False

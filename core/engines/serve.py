@@ -98,11 +98,13 @@ def export_for_serving(workspace, run_id: str, target: str, out_dir: str | Path 
     shutil.copyfile(converted, lora.with_suffix(".tmp"))
     lora.with_suffix(".tmp").replace(lora)
     if target == "llamacpp":
-        commands = [f"llama-server -m {_q(base)} --lora {_q(lora)} --port {port}",
-                    f"python -m llama_cpp.server --model {_q(base)} --lora_path {_q(lora)} --model_alias {name} --port {port}",
-                    studio]
+        from core.engines.llamacpp import server_command
+
+        argv, cwd = server_command(base, port, name, lora)
+        python_server = f"cd {_q(cwd)} && " + " ".join(_q(a) for a in ["python", *argv[1:]])
+        commands = [f"llama-server -m {_q(base)} --lora {_q(lora)} --port {port}", python_server, studio]
         notes = ["llama-server is llama.cpp's own binary; the second command is the same server from llama-cpp-python, "
-                 "which `make install` builds.",
+                 "which `make install` builds (started in its lib folder, where ggml finds the CPU backend for this machine).",
                  f"llama-server answers to any model name; llama-cpp-python's server to the alias {name}."]
         return ServePlan(target, name, folder, [lora], commands, notes, url)
     modelfile = folder / "Modelfile"
