@@ -101,8 +101,9 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
     hits = []
     if options["kb"] and any(v in USES_CONTEXT for v in variants):
         hits = _retrieve(workspace, options["kb"], question, options["retrieval"])
-    engine = get_engine()  # the sidebar's engine; columns with their own engine are routed to it
     engines = {variant: get_engine(spec) for variant, spec in options["engines"].items() if variant in variants}
+    # The sidebar's engine answers the other columns; it is not even loaded when every column has its own.
+    engine = get_engine() if any(v not in engines for v in variants) else next(iter(engines.values()))
     comparison, events = stream_comparison(
         engine, question, variants, hits=hits, adapter=options["adapter"], settings=options["decoding"], system=options["system"],
         engines=engines,
