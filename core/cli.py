@@ -50,6 +50,39 @@ def engine_from_args(args, workspace, generator=None):
     return open_engine(engine_spec_from_args(args), workspace, generator)
 
 
+def add_column_engine_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--column-engine", action="append", default=[], metavar="VARIANT=SPEC",
+                        help="give one variant its own engine, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2 (repeatable)")
+
+
+def column_engine_specs(values: list[str]) -> dict:
+    """["base=openai:URL@MODEL", "finetuned=llamacpp"] -> {variant: EngineSpec}."""
+    from core.compare import parse_variants
+    from core.engines.registry import parse_engine_spec
+
+    specs = {}
+    for value in values:
+        variant, sep, text = value.partition("=")
+        if not sep or not text.strip():
+            raise StudioError(f"--column-engine {value!r}: write VARIANT=SPEC, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2.")
+        spec_text, model = (text.strip().rsplit("@", 1) + [""])[:2] if "@" in text else (text.strip(), "")
+        specs[parse_variants(variant)[0]] = parse_engine_spec(spec_text, model=model)
+    return specs
+
+
+def open_column_engines(args, workspace) -> dict:
+    """{variant: engine} from --column-engine, one engine per distinct spec."""
+    from core.engines.registry import open_engine
+
+    opened: dict = {}
+    engines = {}
+    for variant, spec in column_engine_specs(args.column_engine).items():
+        if spec not in opened:
+            opened[spec] = open_engine(spec, workspace)
+        engines[variant] = opened[spec]
+    return engines
+
+
 def print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 

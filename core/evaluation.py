@@ -945,10 +945,9 @@ def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new
     opened: dict = {}
     per_variant = {}
     for variant, spec in (engines or {}).items():
-        key = repr(spec)
-        if key not in opened:
-            opened[key] = open_engine(spec, workspace, generator)
-        per_variant[variant] = opened[key]
+        if spec not in opened:
+            opened[spec] = open_engine(spec, workspace, generator)
+        per_variant[variant] = opened[spec]
     return EngineVariantRunner(default, str(adapter_dir) if adapter_dir else None, settings, per_variant)
 
 

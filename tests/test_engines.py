@@ -132,3 +132,28 @@ def test_serve_with_vllm_writes_the_adapter_and_the_command(workspace, capsys):
     assert "--engine openai:http://127.0.0.1:8000/v1 --model studio-run-x" in plan["commands"][-1]
     assert main(["--workspace", str(workspace.root), "export", run_id, "--serve", "ollama"]) == 2  # no GGUF for a hub base: a clear error
     assert "convert_hf_to_gguf" in capsys.readouterr().err
+
+
+def test_cli_evaluate_and_compare_take_an_engine_per_variant(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
+    from core.cli import main
+    from core.engines import registry
+
+    local = install(monkeypatch)
+    served = EchoEngine("served-3")
+    served.name = "served"
+    monkeypatch.setitem(registry._FACTORIES, "served", lambda spec, ws, generator=None: served)
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))
+    root = str(workspace.root)
+    assert main(["--workspace", root, "evaluate", "--kb", toy_kb, "--questions", str(questions), "--column-engine", "base=served",
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = evaluation.load_results(workspace, payload["id"])
+    assert {(r["variant"], r["engine"]) for r in rows} == {("base", "served"), ("rag", "fake")}
+    local_batches = len(local.batches)
+    assert main(["--workspace", root, "compare", "When?", "--variants", "base", "--column-engine", "base=served@m", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)["answers"][0]
+    assert (answer["engine"], answer["model"]) == ("served", "served-3") and len(local.batches) == local_batches
+    assert main(["--workspace", root, "compare", "When?", "--column-engine", "base"]) == 2
+    assert "VARIANT=SPEC" in capsys.readouterr().err

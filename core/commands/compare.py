@@ -16,11 +16,10 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", help="system voice shared by every variant")
     parser.add_argument("--k", type=int, default=5, help="chunks retrieved")
-    from core.cli import add_engine_arguments
+    from core.cli import add_column_engine_argument, add_engine_arguments
 
     add_engine_arguments(parser)
-    parser.add_argument("--column-engine", action="append", default=[], metavar="VARIANT=SPEC",
-                        help="give one column its own engine, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2 (repeatable)")
+    add_column_engine_argument(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=handle)
 
@@ -28,7 +27,7 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     from core.adapters import resolve_adapter
     from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
-    from core.cli import engine_from_args
+    from core.cli import engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search
@@ -48,7 +47,7 @@ def handle(args) -> int:
         embedder = load_sentence_embedder()
         hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
     engine = engine_from_args(args, workspace)
-    engines = column_engines(args.column_engine, workspace)
+    engines = open_column_engines(args, workspace)
     comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system,
                                 engines=engines)
     comparison.kb = args.kb
@@ -71,23 +70,3 @@ def handle(args) -> int:
             print(f"  [{number}] {hit.document} p.{hit.page} score {hit.score:.2f}: {' '.join(hit.text.split())[:100]}")
     return 0 if not any(a.error for a in comparison.answers.values() if a.variant not in USES_ADAPTER or adapter) else 1
 
-
-def column_engines(values: list[str], workspace) -> dict:
-    """["base=openai:URL@MODEL", "finetuned=llamacpp"] -> {variant: engine}; one engine per distinct spec."""
-    from core.compare import parse_variants
-    from core.engines.registry import open_engine, parse_engine_spec
-    from core.errors import StudioError
-
-    opened: dict[str, object] = {}
-    chosen = {}
-    for value in values:
-        variant, sep, text = value.partition("=")
-        if not sep or not text.strip():
-            raise StudioError(f"--column-engine {value!r}: write VARIANT=SPEC, e.g. base=openai:http://127.0.0.1:11434/v1@llama3.2.")
-        spec_text, _, model = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
-        spec = parse_engine_spec(spec_text, model=model)
-        key = f"{spec.to_string()}@{spec.model}"
-        if key not in opened:
-            opened[key] = open_engine(spec, workspace)
-        chosen[parse_variants(variant)[0]] = opened[key]
-    return chosen

@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 lets RAG quote its sources (see EvaluationSettings)")
     p.add_argument("--dtype", default="auto", help="transformers engine: generator dtype (auto, float32, bfloat16)")
-    from core.cli import add_engine_arguments
+    from core.cli import add_column_engine_argument, add_engine_arguments
 
     add_engine_arguments(p)
+    add_column_engine_argument(p)
     p.add_argument("--judge-url", default=None, help="optional: also score with RAGAS through this OpenAI-compatible endpoint "
                    "(same as running `python -m core judge` afterwards)")
     p.add_argument("--judge-model", default=None, help="the judge model name, with --judge-url")
@@ -66,13 +67,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
     style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
-    from core.cli import engine_spec_from_args
+    from core.cli import column_engine_specs, engine_spec_from_args
     from core.models import GeneratorSpec
 
     adapter_arg = str(adapter_path) if adapter_path else None
     generator = GeneratorSpec(dtype=args.dtype) if args.dtype != "auto" else None
     runner = evaluation.make_engine_runner(workspace, adapter_arg, args.max_new_tokens, args.repetition_penalty, generator,
-                                           engine=engine_spec_from_args(args))
+                                           engine=engine_spec_from_args(args), engines=column_engine_specs(args.column_engine))
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
         question_source=args.questions, style_check=style_check, style_note=style_note,
