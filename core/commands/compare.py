@@ -27,13 +27,14 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     from core.adapters import resolve_adapter
     from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
-    from core.cli import engine_from_args, open_column_engines
+    from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
+    column_engine_specs(args.column_engine)  # a mistyped --column-engine fails before anything loads
     variants = parse_variants(args.variants)
     settings = DecodingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     settings.validate()
