@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,6 @@ from core.compare import plan_comparison  # noqa: E402
 from core.engines import GenerationRequest  # noqa: E402
 from core.generation import DecodingSettings  # noqa: E402
 from core.models import embedded_generator_gguf  # noqa: E402
-from core.settings import get_workspace  # noqa: E402
 
 SQUAD = Path(os.environ.get("STUDIO_SQUAD36", "/work/shared/data/squad36"))
 

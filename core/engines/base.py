@@ -172,7 +172,13 @@ def merge_streams(groups: list[tuple[GenerationEngine, list[GenerationRequest]]]
                 close()
             sink.put(None)
 
-    workers = [threading.Thread(target=run, args=group, name=f"engine-{getattr(group[0], 'name', '?')}", daemon=True) for group in groups]
+    yield from fan_in(run, groups, sink, stop, on_stop=lambda: None, join_s=60)
+
+
+def fan_in(run, jobs: list, sink: queue.Queue, stop: threading.Event, on_stop, join_s: float) -> Iterator[StreamEvent]:
+    """Start `run(*job)` per job in a daemon thread; yield the events they put in `sink` until every job has put
+    None. When the consumer stops early: set `stop`, call `on_stop` (e.g. close open sockets), join the threads."""
+    workers = [threading.Thread(target=run, args=job if isinstance(job, tuple) else (job,), daemon=True) for job in jobs]
     for worker in workers:
         worker.start()
     running = len(workers)
@@ -181,9 +187,10 @@ def merge_streams(groups: list[tuple[GenerationEngine, list[GenerationRequest]]]
             event = sink.get()
             if event is None:
                 running -= 1
-                continue
-            yield event
+            elif not stop.is_set():
+                yield event
     finally:
         stop.set()
+        on_stop()
         for worker in workers:
-            worker.join(timeout=60)
+            worker.join(timeout=join_s)

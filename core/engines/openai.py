@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from core.engines.base import GenerationRequest, StreamEvent, check_keys
+from core.engines.base import GenerationRequest, StreamEvent, check_keys, fan_in
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
 
@@ -137,30 +137,15 @@ class OpenAIEngine:
                 finally:
                     sink.put(None)
 
-            workers = [threading.Thread(target=run, args=(r,), name=f"openai-{r.key}", daemon=True) for r in requests]
-            for worker in workers:
-                worker.start()
-            running = len(workers)
-            try:
-                while running:
-                    event = sink.get()
-                    if event is None:
-                        running -= 1
-                        continue
-                    if stop.is_set():
-                        continue
-                    yield event
-            finally:
-                # The consumer stopped (a cancelled column, a rerun): close every open stream now.
-                stop.set()
+            def close_open_streams() -> None:  # the consumer stopped (a cancelled column, a rerun): close them now
                 with guard:
                     for response in list(open_responses):
                         try:
                             response.close()
                         except Exception:  # pragma: no cover - closing a socket another thread reads
                             pass
-                for worker in workers:
-                    worker.join(timeout=self.settings.connect_timeout_s + 1)
+
+            yield from fan_in(run, list(requests), sink, stop, close_open_streams, self.settings.connect_timeout_s + 1)
 
     def _stream_one(self, client, request, settings, stats, stop, open_responses, guard) -> Iterator[str]:
         import httpx
