@@ -78,6 +78,14 @@ def real_generator(shared_models_workspace):
     return load_generator(GeneratorSpec(), shared_models_workspace)
 
 
+@pytest.fixture(scope="session")
+def real_engine(shared_models_workspace):
+    """The embedded model behind the generation seam (transformers, its own copy of the weights)."""
+    from core.engines import open_engine
+
+    return open_engine("transformers", shared_models_workspace)
+
+
 @pytest.fixture
 def app_workspace(tmp_path, monkeypatch, shared_models_workspace):
     """A fresh workspace for page tests, sharing the once-converted embedded generator by symlink."""

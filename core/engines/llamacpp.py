@@ -174,6 +174,7 @@ class LlamaCppEngine:
         self.path = path
         self.model = path.name
         self.workspace, self.generator = workspace, generator
+        self.fixed_threads = threads  # None: decided per request by load, like the transformers engine
         self.threads = threads or cpu_threads()
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
@@ -239,7 +240,19 @@ class LlamaCppEngine:
                     continue
                 yield from self._stream_one(request, settings)
 
+    def _threads(self) -> None:
+        """All cores, or 1 when other processes already load them (measured: core.engines.transformers.cpu_threads)."""
+        from llama_cpp import llama_cpp as C
+
+        from core.engines.transformers import cpu_threads
+
+        wanted = self.fixed_threads or cpu_threads()
+        if wanted != self.threads:
+            C.llama_set_n_threads(self.llm._ctx.ctx, wanted, wanted)
+            self.threads = wanted
+
     def _stream_one(self, request: GenerationRequest, settings: DecodingSettings) -> Iterator[StreamEvent]:
+        self._threads()
         formatted = self.formatter(messages=request.messages)
         prompt_tokens = len(self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=True, special=True))
         stats = GenerationStats(prompt_tokens=prompt_tokens)
@@ -257,9 +270,11 @@ class LlamaCppEngine:
         stream = self.llm.create_completion(formatted.prompt, **kwargs)
         try:
             for chunk in stream:
-                piece = chunk["choices"][0].get("text") or ""
+                choice = chunk["choices"][0]
+                piece = choice.get("text") or ""
                 now = time.perf_counter() - started
-                stats.new_tokens += 1
+                if choice.get("finish_reason") is None or piece:  # one chunk per token; the closing one carries none
+                    stats.new_tokens += 1
                 stats.total_s = now
                 if stats.first_token_s is None:
                     stats.first_token_s = now
@@ -272,8 +287,6 @@ class LlamaCppEngine:
         finally:
             stream.close()
         stats.total_s = time.perf_counter() - started
-        # The last chunk carries finish_reason and no token when the model stopped on its own.
-        stats.new_tokens = max(0, self.llm.n_tokens - prompt_tokens) or stats.new_tokens
         yield StreamEvent(request.key, "done", "", stats)
 
 
