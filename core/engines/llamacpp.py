@@ -60,7 +60,7 @@ def load_backends() -> list[str]:
     """Load ggml's CPU backend (the best variant for this CPU) once per process; the devices it gives."""
     with _BACKENDS_LOCK:
         lib = library_folder()
-        ggml = ctypes.CDLL(str(lib / "libggml.so"))
+        ggml = ctypes.CDLL(str(_loaded_ggml() or lib / "libggml.so"))
         ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
         ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
         ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -75,6 +75,23 @@ def load_backends() -> list[str]:
         if not devices:
             raise StudioError(f"llama.cpp found no CPU backend in {lib}; reinstall llama-cpp-python with `make install`.")
         return devices
+
+
+def _loaded_ggml() -> Path | None:
+    """The libggml that libllama itself loaded: registering backends in another copy of it would change nothing."""
+    import re
+
+    import llama_cpp.llama_cpp  # noqa: F401 - loads libllama.so and, through its RPATH, libggml
+
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if re.search(r"/libggml\.so[.\d]*$", path):
+                    return Path(path)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
 
 
 def cpu_variant() -> str:
