@@ -9,9 +9,10 @@ Persistence (all under the workspace):
 - `evaluations/<id>/config.json`, `results.jsonl` (one line per question x variant, appended as it
   runs so a cancelled run keeps what it has), `summary.json` (atomic).
 
-The answering seam is `VariantRunner.answer(question, variant, hits) -> VariantAnswer`. The default,
-`LocalVariantRunner`, streams with `core.generation.stream_chat`; tests pass fakes; the compare
-engine's batched API can replace it without touching scoring or storage.
+The answering seam is `VariantRunner.answer(question, variant, hits) -> VariantAnswer`. The real one,
+`EngineVariantRunner`, answers every variant of a question in one batch through a generation engine
+(`core.engines`: transformers, llamacpp or openai, one per variant if asked); tests register fake
+engines through the same registry. Every result row records the engine and model that answered.
 """
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ class VariantAnswer:
     total_s: float = 0.0
     new_tokens: int = 0
     error: str | None = None
+    engine: str = ""
+    model: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -376,54 +379,6 @@ def list_adapter_runs(workspace: Workspace) -> list[str]:
     return sorted((p.parent.parent.name for p in workspace.runs.glob("*/adapter/adapter_config.json")), reverse=True)
 
 
-# ---------------------------------------------------------------- the default runner
-class LocalVariantRunner:
-    """Variants over one in-process model: peft for the adapter, `disable_adapter()` for base/rag.
-
-    Wrapping a model with peft injects LoRA layers into it in place, so give this runner its own
-    LoadedGenerator (not one shared with other pages), or the shared "base" would run the adapter.
-    """
-
-    def __init__(self, loaded, adapter_path: str | Path | None = None, max_new_tokens: int = 48, system: str | None = None,
-                 repetition_penalty: float = 1.0):
-        from core.generation import DecodingSettings
-
-        self.loaded = loaded
-        self.system = system
-        self.settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-        self.adapter_path = Path(adapter_path) if adapter_path else None
-        self.has_adapter = False
-        self._answer_lock = threading.Lock()
-        if self.adapter_path is not None:
-            from peft import PeftModel
-
-            with loaded.lock:
-                peft_model = PeftModel.from_pretrained(loaded.model, str(self.adapter_path))
-                peft_model.eval()
-            self.loaded = replace(loaded, model=peft_model)
-            self.has_adapter = True
-
-    def answer(self, question: str, variant: str, hits: list[Hit]) -> VariantAnswer:
-        from contextlib import nullcontext
-
-        from core.generation import NO_CONTEXT_ANSWER, GenerationStats, build_messages, stream_chat
-
-        if variant in ADAPTER_VARIANTS and not self.has_adapter:
-            return VariantAnswer("", error="no adapter selected")
-        if variant in CONTEXT_VARIANTS and not hits:
-            return VariantAnswer(NO_CONTEXT_ANSWER, first_token_s=0.0, total_s=0.0, new_tokens=0)
-        messages = build_messages(question, hits if variant in CONTEXT_VARIANTS else None, self.system)
-        stats = GenerationStats()
-        use_base = self.has_adapter and variant not in ADAPTER_VARIANTS
-        # Our own lock, not loaded.lock: stream_chat's worker thread takes loaded.lock, and an RLock held
-        # here by another thread would deadlock it. This keeps the adapter state fixed for the whole answer.
-        with self._answer_lock:
-            guard = self.loaded.model.disable_adapter() if use_base else nullcontext()
-            with guard:
-                text = "".join(stream_chat(self.loaded, messages, self.settings, stats)).strip()
-        return VariantAnswer(text, stats.first_token_s, stats.total_s, stats.new_tokens)
-
-
 # ---------------------------------------------------------------- scoring
 def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: Sequence[Hit], given: Sequence[Hit],
                  style_check: Callable[[str], float] | None, threshold: float, cap: int | None = None) -> dict:
@@ -439,6 +394,8 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
         "variant": variant,
         "answer": answer.text,
         "error": answer.error,
+        "engine": answer.engine,
+        "model": answer.model,
         "first_token_s": answer.first_token_s,
         "total_s": answer.total_s,
         "new_tokens": answer.new_tokens,
@@ -687,9 +644,15 @@ def run_evaluation(
     if any(v in CONTEXT_VARIANTS for v in settings.variants) and not kb:
         raise StudioError("RAG and hybrid need a knowledge base; choose one, or evaluate only base and fine-tuned.")
     info = {"style_note": style_note, "hardware": describe_machine(), **(extra or {})}
+    if hasattr(runner, "describe"):
+        info["engines"] = runner.describe()
     if evaluation_id is None:
         evaluation_id = create_evaluation(workspace, kb, adapter, items, settings, question_source, info)
     folder = workspace.evaluations / evaluation_id
+    if "engines" in info:  # a job creates the row before its runner exists: record the engines now
+        config = read_json(folder / "config.json", {}) or {}
+        if config.get("engines") != info["engines"]:
+            atomic_write_json(folder / "config.json", {**config, "engines": info["engines"]})
     total = len(items) * len(settings.variants)
     try:
         all_hits: list[list[Hit]] = [[] for _ in items]
@@ -1045,21 +1008,29 @@ def _answer_all(runner, question: str, variants: Sequence[str], given: list[Hit]
 
 
 class EngineVariantRunner:
-    """Every variant of a question in one mixed-adapter batch through the Compare engine (core.engine).
+    """Every variant of a question in one batch through the generation engine(s) (core.engines).
 
-    Per-variant latency is then the time until that column finished inside the shared batch, which is
-    what a Compare-page user waits for.
+    `engines` gives some variants their own engine (e.g. base and RAG from a team's server). Per-variant
+    latency is the time until that column finished inside the shared batch, which is what a Compare-page
+    user waits for.
     """
 
-    def __init__(self, engine, adapter: str | None, settings: DecodingSettings):
-        self.engine, self.adapter, self.settings = engine, adapter, settings
+    def __init__(self, engine, adapter: str | None, settings: DecodingSettings, engines: dict | None = None):
+        self.engine, self.adapter, self.settings, self.engines = engine, adapter, settings, dict(engines or {})
+
+    def describe(self) -> dict:
+        """Which engine and model answers each variant: saved in the evaluation's config and the report."""
+        return {variant: {"engine": getattr(self.engines.get(variant, self.engine), "name", ""),
+                          "model": getattr(self.engines.get(variant, self.engine), "model", "")} for variant in VARIANTS}
 
     def answer_all(self, question: str, variants: list[str], hits: list[Hit]) -> dict[str, VariantAnswer]:
         from core.compare import run_comparison
 
-        comparison = run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings)
+        comparison = run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings,
+                                    engines=self.engines)
         return {
-            variant: VariantAnswer(answer.text, answer.stats.first_token_s, answer.stats.total_s, answer.stats.new_tokens, answer.error)
+            variant: VariantAnswer(answer.text, answer.stats.first_token_s, answer.stats.total_s, answer.stats.new_tokens, answer.error,
+                                   answer.engine, answer.model)
             for variant, answer in comparison.answers.items()
         }
 
@@ -1068,25 +1039,21 @@ class EngineVariantRunner:
 
 
 def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48,
-                       repetition_penalty: float = 1.0, generator=None) -> EngineVariantRunner:
-    from core.engine import load_engine
+                       repetition_penalty: float = 1.0, generator=None, engine=None, engines: dict | None = None) -> EngineVariantRunner:
+    """A runner over `engine` (an EngineSpec, a spec string or None for auto); `engines`: {variant: EngineSpec} overrides."""
+    from core.engines.registry import open_engine
     from core.generation import DecodingSettings
 
     settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
     adapter_dir = resolve_adapter(workspace, adapter)
-    return EngineVariantRunner(load_engine(workspace, generator), str(adapter_dir) if adapter_dir else None, settings)
-
-
-# ---------------------------------------------------------------- real parts (CLI, bench, page worker)
-def make_local_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48, generator=None,
-                      dtype: str = "auto", repetition_penalty: float = 1.0) -> LocalVariantRunner:
-    """A LocalVariantRunner over a private copy of the generator (see the class docstring for why private)."""
-    from core.models import GeneratorSpec, load_generator
-
-    spec = generator if generator is not None else GeneratorSpec(dtype=dtype)
-    loaded = load_generator(spec, workspace)
-    return LocalVariantRunner(loaded, resolve_adapter(workspace, adapter), max_new_tokens=max_new_tokens,
-                              repetition_penalty=repetition_penalty)
+    default = open_engine(engine, workspace, generator)
+    opened: dict = {}
+    per_variant = {}
+    for variant, spec in (engines or {}).items():
+        if spec not in opened:
+            opened[spec] = open_engine(spec, workspace, generator)
+        per_variant[variant] = opened[spec]
+    return EngineVariantRunner(default, str(adapter_dir) if adapter_dir else None, settings, per_variant)
 
 
 def embedder_for_kb(workspace: Workspace, kb_name: str):

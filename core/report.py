@@ -373,7 +373,8 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         "<li><b>Latency</b>: wall time per answer on this machine, generation streamed; tokens/s = new tokens / total seconds.</li>"
         "</ul>"
         f"<h3>Settings</h3>{_generic(settings)}<h3>Hardware</h3>{_generic(hardware)}"
-        f"<p class=\"muted\">Elapsed {_fmt(summary.get('elapsed_s'), 1)} s · {_fmt(summary.get('questions_per_minute'), 2)} questions/minute "
+        + (f"<h3>Engines (which engine and model answered each variant)</h3>{_generic(config['engines'])}" if config.get("engines") else "")
+        + f"<p class=\"muted\">Elapsed {_fmt(summary.get('elapsed_s'), 1)} s · {_fmt(summary.get('questions_per_minute'), 2)} questions/minute "
         f"for all chosen variants.</p>"
     )
     parts.append(_section("method", body))

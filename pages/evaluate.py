@@ -30,11 +30,13 @@ def cached_embedder(workspace_root: str, kb_name: str):
     return evaluation.embedder_for_kb(get_workspace(workspace_root), kb_name)
 
 
-@st.cache_resource(show_spinner="Loading the generator and adapter…")
 def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
-    # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
-    # Every variant of a question in one batch through the Compare engine (one copy of the weights).
-    return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty)
+    """Every variant of a question in one batch through the sidebar's engine (loaded once, shared with Compare and Ask)."""
+    from core.generation import DecodingSettings
+    from ui.common import get_engine
+
+    settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+    return evaluation.EngineVariantRunner(get_engine(), adapter, settings)
 
 
 st.title("Evaluate")
@@ -118,6 +120,13 @@ with run_tab:
         total = asked + int(out_of_scope)
         st.caption(f"Will ask {asked} question{'s' * (asked != 1)} + {int(out_of_scope)} out-of-scope = {total}, "
                    f"× {len(variants)} variant{'s' * (len(variants) != 1)} = **{total * len(variants)} answers**.")
+    from ui.common import engine_spec, generator_spec
+
+    from core.engines.registry import resolve_kind
+
+    spec = engine_spec()
+    st.caption(f"Engine: **{resolve_kind(spec, generator_spec())}**{' · ' + spec.model if spec.model else ''} "
+               "(the sidebar's choice; every answer records the engine and model that gave it).")
     start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
     if start:
         try:

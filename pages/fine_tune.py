@@ -177,6 +177,27 @@ def live_view() -> None:
 
 live_view()
 
+def serve_panel(ws, run_ids: list[str]) -> None:
+    """Files and exact commands to serve a fine-tune with Ollama, vLLM or llama.cpp's server (core.engines.serve)."""
+    from core.engines.serve import TARGETS, export_for_serving
+
+    st.markdown("**Serve your fine-tune** where your team deploys models, then answer through it with the openai engine.")
+    left, middle, right = st.columns([2, 1, 1])
+    run_id = left.selectbox("Run to serve", run_ids, key="ft_serve_run")
+    target = middle.selectbox("Server", TARGETS, key="ft_serve_target")
+    if right.button("Write files and commands", key="ft_serve", icon=":material/dns:"):
+        try:
+            with st.spinner("Preparing the files (a GGUF LoRA is converted once)…"):
+                plan = export_for_serving(ws, run_id, target)
+        except StudioError as error:
+            st.error(str(error))
+            return
+        st.success(f"Files in {plan.folder}")
+        st.code("\n".join(plan.commands), language="bash")
+        for note in plan.notes:
+            st.caption(note)
+
+
 # ---------------------------------------------------------------- history and export
 st.subheader("Run history")
 runs = T.list_runs(ws)
@@ -220,3 +241,4 @@ else:
                 else:
                     st.success(f"Merged model in {merged} with an Ollama Modelfile" + (f"; GGUF at {gguf_path}" if gguf_path else "") + ".")
         st.caption(f"Adapter folder for serving with peft or vLLM: {T.run_dir(ws, adapters[0].id) / 'adapter'}")
+        serve_panel(ws, [a.id for a in adapters])

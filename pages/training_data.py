@@ -48,13 +48,12 @@ with build_tab:
             bar = st.progress(0.0, text="Building rows…")
             generate = None
             if use_model:
-                from core.generation import DecodingSettings, generate_text
-                from core.models import EMBEDDED_GENERATOR
-                from ui.tune_helpers import generator_for
+                from core.engines import generate_text
+                from core.generation import DecodingSettings
+                from ui.common import get_engine
 
-                spec = st.session_state.get("generator_spec")  # the sidebar's model choice (ui/common.py)
-                loaded = generator_for(ws, getattr(spec, "model_id", EMBEDDED_GENERATOR))
-                generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
+                engine = get_engine()  # the sidebar's engine and model
+                generate = lambda prompt: generate_text(engine, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
             skipped: list[dict] = []
             try:
                 rows = D.build_from_knowledge_base(

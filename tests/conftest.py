@@ -86,6 +86,14 @@ def real_generator(shared_models_workspace):
     return load_generator(GeneratorSpec(), shared_models_workspace)
 
 
+@pytest.fixture(scope="session")
+def real_engine(shared_models_workspace):
+    """The embedded model behind the generation seam (transformers, its own copy of the weights)."""
+    from core.engines import open_engine
+
+    return open_engine("transformers", shared_models_workspace)
+
+
 @pytest.fixture
 def app_workspace(tmp_path, monkeypatch, shared_models_workspace):
     """A fresh workspace for page tests, sharing the once-converted embedded generator by symlink."""
@@ -128,3 +136,11 @@ def seed_converted_model(ws) -> None:
     from tests.tune_support import workspace_with_model
 
     workspace_with_model(ws.root)
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """An EchoEngine registered as the "fake" engine and chosen by `auto` (tests/fake_engines.py)."""
+    from tests.fake_engines import install
+
+    return install(monkeypatch)
