@@ -82,16 +82,34 @@ def family_for(model_type: str | None) -> ModelFamily:
 
 
 # ---------------------------------------------------------------- LoRA targets
-def linear_layers(model) -> dict[str, list[str]]:
-    """Short name -> full module paths of every nn.Linear except the output head (works on the meta device)."""
+def _linear_types() -> tuple:
     import torch
 
+    try:  # GPT-2 style models use transformers' Conv1D (a transposed Linear), which peft also adapts
+        from transformers.pytorch_utils import Conv1D
+
+        return (torch.nn.Linear, Conv1D)
+    except ImportError:  # pragma: no cover
+        return (torch.nn.Linear,)
+
+
+def linear_layers(model) -> dict[str, list[str]]:
+    """Short name -> full module paths of every Linear layer except the output head (works on the meta device)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    types = _linear_types()
     found: dict[str, list[str]] = {}
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and module is not head and not name.endswith("lm_head"):
+        if isinstance(module, types) and module is not head and not name.endswith("lm_head"):
             found.setdefault(name.rsplit(".", 1)[-1], []).append(name)
     return found
+
+
+def in_out_features(module) -> tuple[int, int]:
+    """(in, out) of a Linear or a Conv1D (whose weight is stored transposed)."""
+    if hasattr(module, "in_features"):
+        return int(module.in_features), int(module.out_features)
+    rows, cols = module.weight.shape
+    return int(rows), int(cols)
 
 
 def derive_targets(layers: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:

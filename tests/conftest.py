@@ -120,3 +120,15 @@ def seed_converted_model(ws) -> None:
     from tests.tune_support import workspace_with_model
 
     workspace_with_model(ws.root)
+
+
+@pytest.fixture(scope="session")
+def tiny_family_models(tmp_path_factory):
+    """family key -> folder of a tiny random-init model with a family-like tokenizer (tests/tiny_families.py).
+
+    Built once per machine next to the converted SmolLM2 (keyed by the builder's source), so later sessions take no time.
+    """
+    from tests.tiny_families import cached_build
+    from tests.tune_support import MODEL_CACHE, converted_model_dir
+
+    return cached_build(converted_model_dir(), MODEL_CACHE)

@@ -131,3 +131,21 @@ def build_all(tokenizer_source: Path, root: Path) -> dict[str, Path]:
 
 def model_type(folder: Path) -> str:
     return json.loads((Path(folder) / "config.json").read_text())["model_type"]
+
+
+def cached_build(tokenizer_source: Path, cache: Path) -> dict[str, Path]:
+    """build_all into cache/tiny-families-<hash of this file>, atomically (a rename), reused by later sessions."""
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    root = Path(cache) / f"tiny-families-{digest}"
+    if not all((root / key / "model.safetensors").exists() for key in FAMILY_KEYS):
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache, prefix=".tiny-"))
+        build_all(tokenizer_source, staging)
+        try:
+            staging.rename(root)
+        except OSError:  # another session built it first
+            shutil.rmtree(staging, ignore_errors=True)
+    return {key: root / key for key in FAMILY_KEYS}
