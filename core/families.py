@@ -232,11 +232,11 @@ def read_config(path: str) -> dict:
     folder = Path(path).expanduser()
     if (folder / "config.json").exists():
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    try:
-        from transformers import AutoConfig
+    try:  # the hub's raw config.json (cached), so a hub id and a downloaded folder of one model hash the same
+        from transformers.utils import cached_file
 
-        return AutoConfig.from_pretrained(path).to_dict()
-    except OSError as error:
+        return json.loads(Path(cached_file(path, "config.json")).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
         raise StudioError(f"Could not read the config of {path!r}: {error}. Offline, only the embedded default and local folders work.") from error
 
 

@@ -16,7 +16,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
-from ui.common import md_escape
+from ui.common import generator_spec, md_escape
 from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 
@@ -29,10 +29,19 @@ def cached_embedder(workspace_root: str, kb_name: str):
 
 
 @st.cache_resource(show_spinner="Loading the generator and adapter…")
-def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
+def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0,
+                  model: tuple[str, str, str] | None = None):
     # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
     # Every variant of a question in one batch through the Compare engine (one copy of the weights).
-    return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty)
+    from core.models import GeneratorSpec
+
+    generator = GeneratorSpec(*model) if model else None  # (model id, device, dtype): the sidebar's choice
+    return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty, generator)
+
+
+def sidebar_model() -> tuple[str, str, str]:
+    spec = generator_spec()
+    return (spec.model_id, spec.device, spec.dtype)
 
 
 st.title("Evaluate")
@@ -129,7 +138,7 @@ with run_tab:
             style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, [q.answers[0] for q in questions if q.answers])
             # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
             runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens),
-                                   float(repetition_penalty))
+                                   float(repetition_penalty), sidebar_model())
             job = evaluation.start_evaluation_job(
                 workspace,
                 lambda: runner,
@@ -262,7 +271,7 @@ with drill_tab:
 
             root = str(workspace.root)
             adapter_path = evaluation.resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
-            runner = cached_runner(root, str(adapter_path) if adapter_path else None, 64)
+            runner = cached_runner(root, str(adapter_path) if adapter_path else None, 64, 1.0, sidebar_model())
             hits = relevant(search(workspace, drill_kb, question, cached_embedder(root, drill_kb), RetrievalSettings()))
             tuned = "finetuned" if adapter_path else "base"
             return {

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     build.add_argument("--kb", required=True, help="knowledge base name")
     build.add_argument("--kind", choices=("qa", "summary", "style"), default="qa")
     build.add_argument("--style", default=None, help="the voice/format for style rows")
-    build.add_argument("--use-model", action="store_true", help="qa: ask the embedded model for questions (slow)")
+    build.add_argument("--use-model", action="store_true", help="qa: ask the model for questions (slow)")
+    build.add_argument("--model", default=None, help="with --use-model: a Hugging Face id or local folder (default: the embedded SmolLM2)")
     build.add_argument("--max-rows", type=int, default=200)
     build.add_argument("--format", choices=("instruction", "prompt_completion"), default="instruction")
     build.add_argument("--heldout", type=float, default=0.2, help="held-out fraction")
@@ -58,7 +59,7 @@ def _build(args) -> int:
         from core.generation import DecodingSettings, generate_text
         from core.models import GeneratorSpec, load_generator
 
-        loaded = load_generator(GeneratorSpec(), ws)
+        loaded = load_generator(GeneratorSpec(model_id=args.model) if args.model else GeneratorSpec(), ws)
         generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
     rows = build_from_knowledge_base(ws, args.kb, settings, generate)
     rule = detect_style_rule(settings.style) if args.kind == "style" else None

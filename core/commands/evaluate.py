@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 lets RAG quote its sources (see EvaluationSettings)")
     p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
+    p.add_argument("--model", default=None, help="generator: a Hugging Face id or a local folder (default: the embedded SmolLM2)")
     p.add_argument("--runner", choices=("batched", "sequential"), default="batched",
                    help="batched: every variant of a question in one Compare-engine batch (faster); sequential: one answer at a time")
     p.add_argument("--judge-url", default=None, help="optional: also score with RAGAS through this OpenAI-compatible endpoint "
@@ -68,11 +69,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from core.models import GeneratorSpec
 
     adapter_arg = str(adapter_path) if adapter_path else None
+    model_id = args.model or GeneratorSpec().model_id
     if args.runner == "batched":
-        generator = GeneratorSpec(dtype=args.dtype) if args.dtype != "auto" else None
+        generator = GeneratorSpec(model_id=model_id, dtype=args.dtype) if args.dtype != "auto" or args.model else None
         runner = evaluation.make_engine_runner(workspace, adapter_arg, args.max_new_tokens, args.repetition_penalty, generator)
     else:
-        runner = evaluation.make_local_runner(workspace, adapter_arg, args.max_new_tokens, dtype=args.dtype,
+        runner = evaluation.make_local_runner(workspace, adapter_arg, args.max_new_tokens, generator=GeneratorSpec(model_id=model_id, dtype=args.dtype),
                                               repetition_penalty=args.repetition_penalty)
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--kb", required=True)
     ask.add_argument("--k", type=int, default=4)
     ask.add_argument("--max-new-tokens", type=int, default=150)
+    ask.add_argument("--model", default=None, help="generator: a Hugging Face id or a local folder (default: the embedded SmolLM2)")
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
 
@@ -138,7 +139,7 @@ def cmd_ask(args) -> int:
 
     ws = get_workspace(args.workspace)
     embedder = _embedder_for_kb(ws, args.kb)
-    loaded = load_generator(GeneratorSpec(), ws)
+    loaded = load_generator(GeneratorSpec(model_id=args.model) if args.model else GeneratorSpec(), ws)
     answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
     lines = [answer.text, ""]
     for number, hit in enumerate(answer.sources, start=1):
