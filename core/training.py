@@ -771,20 +771,7 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-# ---------------------------------------------------------------- export
-OLLAMA_CHATML = '''FROM {source}
-TEMPLATE """{{{{- if .System }}}}<|im_start|>system
-{{{{ .System }}}}<|im_end|>
-{{{{ end }}}}{{{{- range .Messages }}}}<|im_start|>{{{{ .Role }}}}
-{{{{ .Content }}}}<|im_end|>
-{{{{ end }}}}<|im_start|>assistant
-"""
-PARAMETER stop "<|im_end|>"
-PARAMETER temperature 0
-SYSTEM """{system}"""
-'''
-
-
+# ---------------------------------------------------------------- export (core/export.py)
 def load_base_and_adapter(workspace: Workspace, run_id: str):
     """(tokenizer, PeftModel) on CPU in fp32."""
     import torch
@@ -800,122 +787,6 @@ def load_base_and_adapter(workspace: Workspace, run_id: str):
     tokenizer = load_tokenizer(path)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return tokenizer, PeftModel.from_pretrained(base, str(adapter))
-
-
-def export_merged(workspace: Workspace, run_id: str, out_dir: str | os.PathLike) -> Path:
-    """Merge the adapter into the base weights (merge_and_unload) and save a full safetensors model + Modelfile."""
-    from core.generation import DEFAULT_SYSTEM
-
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
-        raise StudioError(f"{out} is not empty; choose a new folder for the merged model.")
-    tokenizer, model = load_base_and_adapter(workspace, run_id)
-    merged = model.merge_and_unload()
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:6]}"
-    staging.mkdir(parents=True)
-    try:
-        merged.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "Modelfile").write_text(OLLAMA_CHATML.format(source=".", system=DEFAULT_SYSTEM))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
-
-
-def export_gguf(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike, gguf_file: str | os.PathLike) -> Path:
-    """Write the merged model as an F32 GGUF for llama.cpp / Ollama.
-
-    Only for the embedded base (Llama architecture): the tokenizer and hyper-parameter metadata are
-    copied from the embedded GGUF it came from, and the merged tensors are written in llama.cpp's
-    layout (q/k rows permuted back). Other models need llama.cpp's convert_hf_to_gguf.py, which is
-    not part of the `gguf` package.
-    """
-    import numpy as np
-    import torch
-    from safetensors.torch import load_file
-
-    run = get_run(workspace, run_id)
-    if run.base_model != EMBEDDED_GENERATOR:
-        raise StudioError(
-            "GGUF export here only covers the embedded SmolLM2 base. For other models run llama.cpp's "
-            "convert_hf_to_gguf.py on the merged folder (the `gguf` pip package has no converter)."
-        )
-    try:
-        import gguf
-    except ImportError as error:
-        raise StudioError("GGUF export needs the `gguf` package: pip install gguf.") from error
-    from core.models import embedded_generator_gguf
-
-    source = gguf.GGUFReader(str(embedded_generator_gguf()))
-    merged_dir = Path(merged_dir)
-    files = sorted(merged_dir.glob("*.safetensors"))
-    if not files:
-        raise StudioError(f"{merged_dir} has no safetensors weights; export the merged model first.")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    config = json.loads((merged_dir / "config.json").read_text())
-    n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
-
-    def permute(weights: np.ndarray, heads: int) -> np.ndarray:  # HF rotary layout -> llama.cpp's (as convert_hf_to_gguf)
-        return weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
-
-    names = {
-        "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-    }
-    per_layer = {
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-        "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-    }
-    arch = "llama"
-    writer = gguf.GGUFWriter(str(gguf_file), arch)
-    for key, value in source.fields.items():  # copy hyper-parameters and tokenizer; the writer adds its own header fields
-        if key.startswith("GGUF.") or key == "general.architecture" or key == "general.file_type":
-            continue
-        ftype = value.types[0]
-        if ftype == gguf.GGUFValueType.ARRAY:
-            sub = value.types[-1]
-            if sub == gguf.GGUFValueType.STRING:
-                data = [bytes(value.parts[i]).decode("utf-8") for i in value.data]
-            else:
-                data = [value.parts[i].tolist()[0] for i in value.data]
-            writer.add_array(key, data)
-        elif ftype == gguf.GGUFValueType.STRING:
-            writer.add_string(key, bytes(value.parts[value.data[0]]).decode("utf-8"))
-        else:
-            writer.add_key_value(key, value.parts[value.data[0]].tolist()[0], ftype)
-    writer.add_file_type(0)  # ALL_F32
-    for name, tensor in state.items():
-        array = tensor.to(torch.float32).numpy()
-        if name in names:
-            target = names[name]
-        else:
-            match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.weight", name)
-            if not match or match[2] not in per_layer:
-                if name == "lm_head.weight":
-                    continue  # tied to token_embd in this model
-                raise StudioError(f"GGUF export does not know the tensor {name}.")
-            target = f"blk.{match[1]}.{per_layer[match[2]]}.weight"
-            if match[2] == "self_attn.q_proj":
-                array = permute(array, n_head)
-            elif match[2] == "self_attn.k_proj":
-                array = permute(array, n_kv)
-        writer.add_tensor(target, np.ascontiguousarray(array))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    from core.generation import DEFAULT_SYSTEM
-
-    gguf_path = Path(gguf_file).resolve()
-    # Ollama imports a merged GGUF more reliably than loose adapters (DESIGN.md): point a Modelfile at it
-    (gguf_path.parent / f"{gguf_path.stem}.Modelfile").write_text(OLLAMA_CHATML.format(source=f"./{gguf_path.name}", system=DEFAULT_SYSTEM))
-    return gguf_path
 
 
 # ---------------------------------------------------------------- quick behaviour check
@@ -961,3 +832,6 @@ def style_follow_rates(
         base = generate_batch(model, tokenizer, prompts, max_new_tokens, repetition_penalty=repetition_penalty)
     rate = lambda answers: sum(follows_style(a, rule) for a in answers) / len(answers)  # noqa: E731
     return {"base": rate(base), "tuned": rate(tuned), "n": len(rows), "base_answers": base, "tuned_answers": tuned}
+
+
+from core.export import export_gguf, export_lora_gguf, export_merged  # noqa: E402,F401  (their old home; pages call T.export_*)
