@@ -85,65 +85,148 @@ def export_merged(workspace: Workspace, run_id: str, out_dir: str | os.PathLike)
     return out
 
 
-def _run_converter(script: str, args: list[str], what: str) -> None:
-    if not (VENDOR / script).exists():
-        raise StudioError(f"llama.cpp's {script} is missing from {VENDOR}; restore the vendor/ folder from the repository.")
+# Runs several converter jobs in ONE child process: importing torch + transformers costs 5-30 s on this
+# machine, so a merged GGUF + base GGUF + adapter GGUF pay it once. Each job ends with a marker line.
+_DRIVER = """
+import json, runpy, sys, traceback
+for index, (script, args) in enumerate(json.loads(sys.argv[1])):
+    sys.argv = [script, *args]
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    print(f"@@studio-job {index} {code}", file=sys.stderr, flush=True)
+"""
+
+
+def _run_converters(jobs: list[tuple[str, list[str], str]]) -> list[str | None]:
+    """Run (script, args, what) jobs in one process; per job None (done) or the converter's reason for refusing."""
+    import json
+
+    for script, _, _ in jobs:
+        if not (VENDOR / script).exists():
+            raise StudioError(f"llama.cpp's {script} is missing from {VENDOR}; restore the vendor/ folder from the repository.")
     env = dict(os.environ)
     # the vendored gguf-py first: the converter is written against it, not the pip gguf
     env["PYTHONPATH"] = os.pathsep.join([str(VENDOR / "gguf-py"), str(VENDOR), env.get("PYTHONPATH", "")])
     env.setdefault("HF_HUB_OFFLINE", "1")
-    result = subprocess.run([sys.executable, str(VENDOR / script), *args], capture_output=True, text=True, env=env, cwd=str(VENDOR))
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip() and not line.startswith("INFO:")]
-        reason = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines else "no output")
-        log.warning("%s failed:\n%s", script, "\n".join(lines[-30:]))
-        raise StudioError(f"llama.cpp could not convert {what}: {reason.strip()[:400]}")
+    payload = json.dumps([[str(VENDOR / script), args] for script, args, _ in jobs])
+    result = subprocess.run([sys.executable, "-c", _DRIVER, payload], capture_output=True, text=True, env=env, cwd=str(VENDOR))
+    outcomes: list[str | None] = []
+    chunk: list[str] = []
+    for line in result.stderr.splitlines():
+        if line.startswith("@@studio-job "):
+            _, index, code = line.split()
+            if code == "0":
+                outcomes.append(None)
+            else:
+                lines = [x for x in chunk if x.strip() and not x.startswith("INFO:")]
+                reason = next((x for x in reversed(lines) if "Error" in x or "error" in x), lines[-1] if lines else "no output")
+                log.warning("%s failed:\n%s", jobs[int(index)][0], "\n".join(lines[-30:]))
+                outcomes.append(f"llama.cpp could not convert {jobs[int(index)][2]}: {reason.strip()[:400]}")
+            chunk = []
+        else:
+            chunk.append(line)
+    while len(outcomes) < len(jobs):  # the process died (out of memory, killed)
+        outcomes.append(f"llama.cpp's converter ended early (exit {result.returncode}): {(result.stderr.strip().splitlines() or ['no output'])[-1][:300]}")
+    return outcomes
+
+
+def _run_converter(script: str, args: list[str], what: str) -> None:
+    problem = _run_converters([(script, args, what)])[0]
+    if problem:
+        raise StudioError(problem)
+
+
+def _staging(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:6]}")
+
+
+def export_ggufs(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike | None = None, gguf_file: str | os.PathLike | None = None,
+                 lora_file: str | os.PathLike | None = None, base_file: str | os.PathLike | None = None,
+                 outtype: str = "f32") -> dict[str, Path | StudioError]:
+    """Any of: the merged folder -> GGUF, the adapter alone -> GGUF LoRA, the plain base -> GGUF (what the LoRA applies to).
+
+    One converter process for all; each result is its path or the StudioError that says why llama.cpp refused it
+    (the others still get written). Every file gets an Ollama Modelfile with the family's TEMPLATE and stops.
+    """
+    from core.models import GeneratorSpec, resolve_generator_path
+    from core.training import adapter_path, get_run
+
+    if outtype not in GGUF_TYPES:
+        raise StudioError(f"Unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}.")
+    run = get_run(workspace, run_id)
+    base = resolve_generator_path(GeneratorSpec(model_id=run.base_model), workspace)
+    model_type = (run.config.get("base") or {}).get("model_type") or ""
+    jobs, targets = [], []
+    if gguf_file:
+        merged = Path(merged_dir or "").resolve()
+        if not (merged / "config.json").exists() or not list(merged.glob("*.safetensors")):
+            raise StudioError(f"{merged} has no config.json and safetensors weights; export the merged model first.")
+        jobs.append(("convert_hf_to_gguf.py", [str(merged), "--outtype", outtype], f"the model in {merged}"))
+        targets.append(("gguf", Path(gguf_file), merged))
+    if base_file:
+        if not Path(base).is_dir():
+            raise StudioError(f"The base {run.base_model!r} is not a local folder; download it first to convert it.")
+        jobs.append(("convert_hf_to_gguf.py", [base, "--outtype", outtype], f"the base model {run.base_model}"))
+        targets.append(("base_gguf", Path(base_file), Path(base)))
+    if lora_file:
+        adapter = adapter_path(workspace, run_id)
+        base_args = ["--base", base] if Path(base).is_dir() else ["--base-model-id", base]
+        jobs.append(("convert_lora_to_gguf.py", [str(adapter), *base_args, "--outtype", outtype], f"the adapter of run {run_id}"))
+        targets.append(("lora_gguf", Path(lora_file), Path(adapter)))
+    finals = [Path(t).expanduser().resolve() for _, t, _ in targets]
+    stagings = [_staging(final) for final in finals]
+    for (script, args, _), staging in zip(jobs, stagings):
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--outfile", str(staging)]
+    results: dict[str, Path | StudioError] = {}
+    try:
+        outcomes = _run_converters(jobs) if jobs else []
+        for (name, _, source), final, staging, problem in zip(targets, finals, stagings, outcomes):
+            if problem:
+                results[name] = StudioError(problem)
+                continue
+            staging.rename(final)
+            results[name] = final
+    finally:
+        for staging in stagings:
+            staging.unlink(missing_ok=True)
+    # Modelfiles: Ollama imports a merged GGUF more reliably than loose adapters (DESIGN.md)
+    if isinstance(results.get("gguf"), Path):
+        path = results["gguf"]
+        (path.parent / f"{path.stem}.Modelfile").write_text(_modelfile(Path(merged_dir).resolve(), f"./{path.name}", model_type=model_type))
+    if isinstance(results.get("lora_gguf"), Path):
+        path = results["lora_gguf"]
+        base_gguf = results.get("base_gguf")
+        source = f"./{base_gguf.name}" if isinstance(base_gguf, Path) and base_gguf.parent == path.parent else (
+            str(base_gguf) if isinstance(base_gguf, Path) else "./base.gguf")
+        note = "" if isinstance(base_gguf, Path) else (
+            f"# base.gguf: {run.base_model} as GGUF (python -m core export {run_id} --base-gguf FILE, or a published GGUF)\n")
+        # the plain base, never the merged GGUF: that one already has the adapter in it
+        (path.parent / f"{path.stem}.Modelfile").write_text(
+            note + _modelfile(Path(base) if Path(base).is_dir() else Path(adapter_path(workspace, run_id)), source,
+                              adapter=f"./{path.name}", model_type=model_type))
+    return results
+
+
+def _one(results: dict[str, Path | StudioError], name: str) -> Path:
+    value = results[name]
+    if isinstance(value, StudioError):
+        raise value
+    return value
 
 
 def export_gguf(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike, gguf_file: str | os.PathLike, outtype: str = "f32") -> Path:
     """A merged model folder -> one GGUF file (llama.cpp's convert_hf_to_gguf.py), plus <name>.Modelfile next to it."""
-    if outtype not in GGUF_TYPES:
-        raise StudioError(f"Unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}.")
-    merged_dir = Path(merged_dir).resolve()
-    if not (merged_dir / "config.json").exists() or not list(merged_dir.glob("*.safetensors")):
-        raise StudioError(f"{merged_dir} has no config.json and safetensors weights; export the merged model first.")
-    gguf_path = Path(gguf_file).expanduser().resolve()
-    gguf_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = gguf_path.with_name(f".{gguf_path.name}.tmp-{uuid.uuid4().hex[:6]}")
-    try:
-        _run_converter("convert_hf_to_gguf.py", [str(merged_dir), "--outfile", str(staging), "--outtype", outtype], f"the model in {merged_dir}")
-        staging.rename(gguf_path)
-    finally:
-        staging.unlink(missing_ok=True)
-    # Ollama imports a merged GGUF more reliably than loose adapters (DESIGN.md): point a Modelfile at it
-    (gguf_path.parent / f"{gguf_path.stem}.Modelfile").write_text(_modelfile(merged_dir, f"./{gguf_path.name}"))
-    return gguf_path
+    return _one(export_ggufs(workspace, run_id, merged_dir=merged_dir, gguf_file=gguf_file, outtype=outtype), "gguf")
 
 
-def export_lora_gguf(workspace: Workspace, run_id: str, gguf_file: str | os.PathLike, outtype: str = "f32",
-                     base_gguf: str | None = None) -> Path:
+def export_lora_gguf(workspace: Workspace, run_id: str, gguf_file: str | os.PathLike, outtype: str = "f32") -> Path:
     """The run's LoRA adapter alone as a GGUF adapter (convert_lora_to_gguf.py), plus an Ollama Modelfile (FROM base, ADAPTER it)."""
-    from core.models import GeneratorSpec, resolve_generator_path
-    from core.training import adapter_path, get_run
-
-    if outtype not in ("f32", "f16", "bf16", "q8_0", "auto"):
-        raise StudioError(f"Unknown GGUF type {outtype!r}.")
-    run = get_run(workspace, run_id)
-    adapter = adapter_path(workspace, run_id)
-    base = resolve_generator_path(GeneratorSpec(model_id=run.base_model), workspace)
-    base_args = ["--base", base] if Path(base).is_dir() else ["--base-model-id", base]
-    gguf_path = Path(gguf_file).expanduser().resolve()
-    gguf_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = gguf_path.with_name(f".{gguf_path.name}.tmp-{uuid.uuid4().hex[:6]}")
-    try:
-        _run_converter("convert_lora_to_gguf.py", [str(adapter), *base_args, "--outfile", str(staging), "--outtype", outtype],
-                       f"the adapter of run {run_id}")
-        staging.rename(gguf_path)
-    finally:
-        staging.unlink(missing_ok=True)
-    source = base_gguf or "./base.gguf"  # Ollama needs the plain base as GGUF too (not the merged one: it has the adapter in it)
-    model_type = (run.config.get("base") or {}).get("model_type") or ""
-    note = "" if base_gguf else f"# base.gguf: {run.base_model} as GGUF (llama.cpp's convert_hf_to_gguf.py on {base}, or a published GGUF)\n"
-    (gguf_path.parent / f"{gguf_path.stem}.Modelfile").write_text(
-        note + _modelfile(Path(adapter), source, adapter=f"./{gguf_path.name}", model_type=model_type))
-    return gguf_path
+    return _one(export_ggufs(workspace, run_id, lora_file=gguf_file, outtype=outtype), "lora_gguf")

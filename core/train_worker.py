@@ -210,8 +210,17 @@ def main(run_dir: str) -> int:
         if training.qlora:
             from peft import prepare_model_for_kbit_training
 
-            model = AutoModelForCausalLM.from_pretrained(path, quantization_config=T.qlora_config(dtype_name), dtype=getattr(torch, dtype_name))
+            problem = T._bnb_4bit_problem(device)
+            if problem:
+                raise RuntimeError(f"QLoRA cannot run here: {problem}")
+
+            # each rank holds its own 4-bit copy on its own device (device_map), as DDP expects
+            place = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+            model = AutoModelForCausalLM.from_pretrained(path, quantization_config=T.qlora_config(dtype_name), dtype=getattr(torch, dtype_name),
+                                                         device_map={"": place})
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training.gradient_checkpointing)
+            packed = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
+            log.info("QLoRA: %d Linear layers hold 4-bit NF4 weights on %s (compute %s)", packed, device, dtype_name)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name))
         model.config.use_cache = False

@@ -48,7 +48,8 @@ def test_model_facts_list_the_real_layer_names(facts):
         (T.LoraSettings(), T.TrainingSettings(max_length=9000), "above the model's context of 8192"),
         (T.LoraSettings(target_modules=("q_proj", "query_key_value")), T.TrainingSettings(), "no layer named query_key_value"),
         (T.LoraSettings(target_set="mlp"), T.TrainingSettings(), "Unknown target set"),
-        (T.LoraSettings(), T.TrainingSettings(qlora=True), "QLoRA needs a CUDA GPU"),
+        (T.LoraSettings(), T.TrainingSettings(precision="int3"), "Unknown precision"),
+        (T.LoraSettings(), T.TrainingSettings(processes=-1), "Processes must be"),
     ],
 )
 def test_bad_settings_are_refused_before_launch(ws, facts, lora, training, message):

@@ -65,8 +65,11 @@ def build_tiny_model(key: str, tokenizer_source: Path, out: Path) -> Path:
     spec = SPECS[key]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    if spec["added"]:
+    if key == "gemma2":  # Gemma's converter path needs a sentencepiece tokenizer.model, as the real Gemma 2 ships
+        tokenizer = _sentencepiece_tokenizer(out, spec["added"])
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    if spec["added"] and key != "gemma2":
         tokenizer.add_tokens(spec["added"], special_tokens=True)
     tokenizer.bos_token = spec["bos"]
     tokenizer.eos_token = spec["eos"]
@@ -74,7 +77,8 @@ def build_tiny_model(key: str, tokenizer_source: Path, out: Path) -> Path:
     if spec["template"]:
         tokenizer.chat_template = spec["template"]
     tokenizer.save_pretrained(out)
-    _hub_pre_tokenizer(out, phi3_gpt2=key == "phi3")
+    if key != "gemma2":
+        _hub_pre_tokenizer(out, phi3_gpt2=key == "phi3")
     vocab = -(-len(tokenizer) // 64) * 64
     ids = tokenizer.get_vocab()
     common = dict(
@@ -95,6 +99,27 @@ def build_tiny_model(key: str, tokenizer_source: Path, out: Path) -> Path:
                                                pad_token_id=common["pad_token_id"])
     model.save_pretrained(out)
     return out
+
+
+def _sentencepiece_tokenizer(out: Path, added: list[str]):
+    """A 512-piece sentencepiece BPE model trained on the repo's own docs (~0.1 s), Gemma's id layout (pad 0, eos 1, bos 2, unk 3)."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import GemmaTokenizer
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line for name in ("README.md", "CONTRIBUTING.md") for line in (root / name).read_text().splitlines() if line.strip()]
+    lines += [f"Question {i}: what colour is item {i}? Item {i} is blue. Risk: low." for i in range(50)]
+    model = io.BytesIO()
+    specials = [t for t in added if t not in ("<pad>", "<eos>", "<bos>")]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=512, model_type="bpe", user_defined_symbols=specials,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+        byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
+    )
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    return GemmaTokenizer.from_pretrained(out)
 
 
 def _hub_pre_tokenizer(folder: Path, phi3_gpt2: bool) -> None:
