@@ -312,8 +312,12 @@ def encode_row(tokenizer, row: dict, max_length: int, completion_only_loss: bool
             break
         keep = max(0, int(len(current["input"]) * max_length / len(full_ids) * 0.9) - 20)
         current = make_row(current["instruction"], current["input"][:keep], current["output"], current.get("source"))
-    if full_ids[: len(prompt_ids)] != prompt_ids:  # a template that rewrites the prefix: fall back to a length split
-        prompt_len = min(len(prompt_ids), len(full_ids) - 1)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        # a template that renders the prompt differently once an answer follows (e.g. drops a generation header):
+        # mask the longest common prefix, so no answer token is ever masked and no prompt token past it is taught
+        common = next((i for i, (a, b) in enumerate(zip(full_ids, prompt_ids)) if a != b), min(len(full_ids), len(prompt_ids)))
+        log.warning("The chat template renders the prompt differently with an answer; masking the %d shared tokens", common)
+        prompt_len = min(common, len(full_ids) - 1)
     else:
         prompt_len = len(prompt_ids)
     full_ids = list(full_ids)[:max_length]

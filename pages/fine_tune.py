@@ -201,7 +201,7 @@ else:
         with st.form("ft_export"):
             run_id = st.selectbox("Run", [a.id for a in adapters])
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
-            gguf = st.checkbox("Also write a GGUF file (embedded base only)")
+            gguf = st.checkbox("Also write a GGUF file (llama.cpp's converter; says why when it cannot)")
             if st.form_submit_button("Merge and export"):
                 try:
                     with st.spinner("Merging the adapter into the base weights…"):
