@@ -145,7 +145,15 @@ def render_matrix(results: dict[str, dict]) -> str:
     lines += ["", "Notes from the family table (core/families.py):", ""]
     lines += [f"- **{row['family']}**: {row['notes']}" for row in F.describe()]
     lines += ["- Any other architecture trains on its own Linear layers (all but the output head); its GGUF export works",
-              "  when llama.cpp's converter knows it and says why otherwise.", ""]
+              "  when llama.cpp's converter knows it and says why otherwise."]
+    if any("pre-tokenizer was not recognized" in str(r.get("gguf")) for r in results.values()):
+        lines += ["- \"BPE pre-tokenizer was not recognized\": llama.cpp identifies a BPE tokenizer by hashing its output. The test",
+                  "  model pairs SmolLM2's vocabulary with Qwen2's pre-tokenizer, a mix no real model has; the real Qwen2/2.5",
+                  "  tokenizer's hash is in the vendored converter (not verified here: no network for the real files)."]
+    if any("not installed" in str(r.get("llama.cpp")) for r in results.values()):
+        lines += ["- llama.cpp column: llama-cpp-python was not installed when these tests ran; the GGUF files were checked",
+                  "  with the gguf reader only."]
+    lines.append("")
     return "\n".join(lines)
 
 
