@@ -122,6 +122,7 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
                 "event": "step", "step": state.global_step, "total": state.max_steps, "loss": float(logs["loss"]),
                 "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s": collator.tokens / max(session, 1e-6),
                 "elapsed": elapsed_before + session, "eta": eta, "epoch": float(state.epoch or 0.0), "time": time.time(),
+                "load": os.getloadavg()[0],  # the speed above was measured at this load: the next estimate scales from it
             })
 
     return StudioProgress()

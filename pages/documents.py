@@ -25,6 +25,7 @@ from core.knowledge import (
     search,
     validate_kb_name,
 )
+from ui.samples import sample_block  # the one-click sample knowledge base (its own block)
 from ui.common import similarity_note, embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
 
 st.title("Documents")
@@ -32,6 +33,7 @@ st.caption("Build knowledge bases from your PDFs, text and Word files. Every ans
 
 ws = workspace()
 bases = list_knowledge_bases(ws)
+sample_block(ws, has_knowledge_bases=bool(bases))
 NEW = "+ New knowledge base"  # plain text: an emoji showed as an empty box where Chromium has no emoji font
 names = [kb.name for kb in bases]
 current = st.session_state.get("active_kb")

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--kb", required=True)
     ask.add_argument("--k", type=int, default=4)
     ask.add_argument("--max-new-tokens", type=int, default=150)
+    from core.cli import add_engine_arguments
+
+    add_engine_arguments(ask)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
 
@@ -158,15 +161,15 @@ def cmd_search(args) -> int:
 
 def cmd_ask(args) -> int:
     from core.ask import ask
+    from core.cli import engine_from_args
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings
-    from core.models import GeneratorSpec, load_generator
 
     ws = get_workspace(args.workspace)
     embedder = _embedder_for_kb(ws, args.kb)
-    loaded = load_generator(GeneratorSpec(), ws)
-    answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
-    lines = [terminal_safe(answer.text), ""]
+    engine = engine_from_args(args, ws)
+    answer = ask(ws, args.kb, args.question, embedder, engine, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
+    lines = [terminal_safe(answer.text), "", f"engine: {terminal_safe(answer.engine)} · {terminal_safe(answer.model)}"]
     for number, hit in enumerate(answer.sources, start=1):
         lines.append(f"[{number}] {terminal_safe(hit.document)} p.{hit.page} (score {hit.score:.2f})")
     if answer.stats.new_tokens:
