@@ -334,6 +334,9 @@ def test_the_app_shows_a_damaged_catalogue_as_one_message(healed_kb):
     assert not at.exception
     shown = at.error[0].value.replace("\\", "") if at.error else ""  # md_escape's backslashes
     assert len(at.error) == 1 and "is damaged" in shown and str(workspace.db_path) in shown and "restore-backup" in shown
+    at.button(key="restore_catalogue").click().run()  # the app restores without a terminal
+    assert not at.exception and not at.error
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
 
 
 def test_backups_roll(workspace, fake_embedder):
