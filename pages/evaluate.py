@@ -18,7 +18,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
-from ui.common import md_escape
+from ui.common import generator_spec, md_escape
 from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 

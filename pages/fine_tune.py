@@ -72,7 +72,7 @@ else:
             r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
             alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
             dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
-            targets = st.multiselect("Target modules", list(facts.linear_names), [t for t in lora0.target_modules if t in facts.linear_names],
+            targets = st.multiselect("Target modules", list(facts.linear_names), list(T.resolve_lora(lora0, facts).target_modules),
                                      key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
             st.markdown("**Training**")
             c1, c2, c3, c4 = st.columns(4)
@@ -230,7 +230,7 @@ else:
         with st.form("ft_export"):
             run_id = st.selectbox("Adapter", [a.id for a in adapters], format_func=lambda i: adapter_name(ws, i))
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
-            gguf = st.checkbox("Also write a GGUF file (embedded base only)")
+            gguf = st.checkbox("Also write a GGUF file (llama.cpp's converter; says why when it cannot)")
             if st.form_submit_button("Merge and export"):
                 try:
                     with st.spinner("Merging the adapter into the base weights…"):

@@ -144,3 +144,15 @@ def fake_engine(monkeypatch):
     from tests.fake_engines import install
 
     return install(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def tiny_family_models(tmp_path_factory):
+    """family key -> folder of a tiny random-init model with a family-like tokenizer (tests/tiny_families.py).
+
+    Built once per machine next to the converted SmolLM2 (keyed by the builder's source), so later sessions take no time.
+    """
+    from tests.tiny_families import cached_build
+    from tests.tune_support import MODEL_CACHE, converted_model_dir
+
+    return cached_build(converted_model_dir(), MODEL_CACHE)
