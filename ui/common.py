@@ -47,7 +47,12 @@ def workspace() -> Workspace:
     try:
         check_catalogue(ws)
     except CatalogueError as error:
+        from core.storage import list_backups, restore_catalogue
+
         st.error(md_escape(str(error)), icon=":material/error:")
+        if list_backups(ws) and st.button("Restore the last good backup", type="primary", key="restore_catalogue"):
+            restore_catalogue(ws)  # the damaged file is kept beside it
+            st.rerun()
         st.stop()
     return ws
 
