@@ -220,6 +220,10 @@ def main(run_dir: str) -> int:
             threads = max(1, min(threads, (os.cpu_count() or 1) // world))
         torch.set_num_threads(threads)
         log.info("Using %d torch thread(s) (load average %.1f on %d CPUs)", threads, os.getloadavg()[0], os.cpu_count() or 1)
+        from core.run_view import cpu_probe
+
+        # what the CPU gives at the start of this session: the next pre-launch estimate scales this run's speed by it
+        writer.write({"event": "probe", "gflops": cpu_probe(threads=threads), "load": os.getloadavg()[0], "time": time.time()})
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 

@@ -5,6 +5,7 @@ Everything shown about a run is read from the workspace, so a reloaded tab recon
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pandas as pd
 import streamlit as st
@@ -18,7 +19,7 @@ from core.errors import StudioError
 from core.models import GENERATOR_CHOICES
 from core.settings import get_workspace
 from ui.common import fmt_number
-from core.run_view import progress_label, speed_now
+from core.run_view import cpu_probe, progress_label, speed_now
 from ui.tune_helpers import format_seconds, model_facts_for
 
 ws = get_workspace()
@@ -105,7 +106,10 @@ else:
             except StudioError as error:
                 st.error(str(error))
             if plan:
-                now = speed_now(ws, plan, base_model)
+                probe = st.session_state.get("ft_probe")
+                if not probe or time.time() - probe[0] > 30:  # a 0.25 s CPU probe, at most twice a minute
+                    probe = st.session_state["ft_probe"] = (time.time(), cpu_probe())
+                now = speed_now(ws, plan, base_model, probe_now=probe[1])
                 m1, m2, m3, m4 = st.columns(4)
                 # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
                 m1.metric("Estimated time", format_seconds(now.seconds), f"~{now.tokens_per_s:.0f} tokens/s at today's load",
