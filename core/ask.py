@@ -5,7 +5,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages, stream_chat
+from core.engines.base import GenerationEngine, stream_text
+from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
+from core.errors import StudioError
 from core.knowledge import Embedder, Hit, RetrievalSettings, relevant, search
 from core.settings import Workspace
 from core.support import SupportReport, check_support
@@ -17,6 +19,8 @@ class GroundedAnswer:
     text: str
     sources: list[Hit]
     stats: GenerationStats = field(default_factory=GenerationStats)
+    engine: str = ""  # the engine and model that answered, shown under the answer and kept with it
+    model: str = ""
 
     @property
     def grounded(self) -> bool:
@@ -44,6 +48,8 @@ class GroundedAnswer:
             "supported_by": self.supporting_numbers(),
             "support": self.support().to_dict(),
             "sources": [dict(hit.to_dict(), number=i + 1) for i, hit in enumerate(self.sources)],
+            "engine": self.engine,
+            "model": self.model,
             "timing": {
                 "first_token_s": self.stats.first_token_s,
                 "total_s": round(self.stats.total_s, 3),
@@ -61,20 +67,24 @@ def retrieve_sources(
 
 
 def stream_grounded_answer(
-    loaded, question: str, sources: Sequence[Hit], decoding: DecodingSettings = DecodingSettings(),
-    stats: GenerationStats | None = None, system: str | None = None,
+    engine: GenerationEngine | None, question: str, sources: Sequence[Hit], decoding: DecodingSettings = DecodingSettings(),
+    stats: GenerationStats | None = None, system: str | None = None, adapter: str | None = None,
 ) -> Iterator[str]:
+    """The answer's text pieces from `engine` (None is fine when nothing relevant was found: no model is needed)."""
     if not sources:
         yield NO_CONTEXT_ANSWER
         return
-    yield from stream_chat(loaded, build_messages(question, sources, system), decoding, stats)
+    if engine is None:
+        raise StudioError("No engine to answer with; choose one in the sidebar.")
+    yield from stream_text(engine, build_messages(question, sources, system), decoding, stats, adapter)
 
 
 def ask(
-    workspace: Workspace, kb_name: str, question: str, embedder: Embedder, loaded,
+    workspace: Workspace, kb_name: str, question: str, embedder: Embedder, engine: GenerationEngine,
     retrieval: RetrievalSettings = RetrievalSettings(), decoding: DecodingSettings = DecodingSettings(),
+    adapter: str | None = None,
 ) -> GroundedAnswer:
     sources = retrieve_sources(workspace, kb_name, question, embedder, retrieval)
     stats = GenerationStats()
-    text = "".join(stream_grounded_answer(loaded, question, sources, decoding, stats)).strip()
-    return GroundedAnswer(question, text, sources, stats)
+    text = "".join(stream_grounded_answer(engine, question, sources, decoding, stats, adapter=adapter)).strip()
+    return GroundedAnswer(question, text, sources, stats, getattr(engine, "name", ""), getattr(engine, "model", ""))

@@ -1,18 +1,15 @@
 """Prompts and streaming generation for the answer variants (base, RAG, fine-tuned, hybrid).
 
-Generation sits behind `stream_chat` so that a faster engine (batched, llama.cpp, CUDA) can
-replace the body without touching pages or the CLI.
+Generation itself goes through one seam, `core.engines` (transformers, llama.cpp, any OpenAI-compatible
+server): this module only builds the prompts and holds the decoding settings.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from core.errors import StudioError
-from core.guards import guard_text
 from core.knowledge import Hit
 
 log = logging.getLogger(__name__)
@@ -92,104 +89,3 @@ def build_messages(question: str, hits: Sequence[Hit] | None = None, system: str
         content = question
     messages.append({"role": "user", "content": content})
     return messages
-
-
-def stream_chat(
-    loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings(), stats: GenerationStats | None = None
-) -> Iterator[str]:
-    """Stream text pieces for one chat; `stats` is updated as tokens arrive."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    settings.validate()
-    stats = stats if stats is not None else GenerationStats()
-    tokenizer, model = loaded.tokenizer, loaded.model
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
-    stats.prompt_tokens = int(inputs["input_ids"].shape[1])
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = dict(
-        **inputs,
-        max_new_tokens=settings.max_new_tokens,
-        repetition_penalty=settings.repetition_penalty,
-        streamer=streamer,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if settings.min_new_tokens:
-        kwargs["min_new_tokens"] = settings.min_new_tokens
-    cancel = threading.Event()
-    kwargs["stopping_criteria"] = _stopping_on(cancel)
-    if settings.no_repeat_ngram:
-        kwargs["logits_processor"] = _answer_ngram_ban(stats.prompt_tokens, settings.no_repeat_ngram)
-    if settings.temperature > 0:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    errors: list[BaseException] = []
-    output: list = []
-
-    def run() -> None:
-        try:
-            with loaded.lock, torch.inference_mode():
-                if settings.temperature > 0:
-                    torch.manual_seed(settings.seed)
-                output.append(model.generate(**kwargs))
-        except BaseException as error:  # surfaced in the caller's thread below
-            errors.append(error)
-            streamer.end()
-
-    started = time.perf_counter()
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-
-    def pieces() -> Iterator[str]:
-        for piece in streamer:
-            if piece and stats.first_token_s is None:
-                stats.first_token_s = time.perf_counter() - started
-            stats.total_s = time.perf_counter() - started
-            yield piece
-
-    try:
-        # The one place this path's stream is consumed: the loop guard cuts a looping answer (core.guards).
-        yield from guard_text(pieces(), settings.stop_on_repeat)
-    finally:
-        cancel.set()  # a looping answer or a closed consumer: generate stops at its next step
-        worker.join()
-    stats.total_s = time.perf_counter() - started
-    if errors:
-        raise StudioError(f"Generation failed: {errors[0]}") from errors[0]
-    if output:
-        stats.new_tokens = int(output[0].shape[1]) - stats.prompt_tokens
-
-
-def _stopping_on(event: threading.Event):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _Cancelled(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_Cancelled()])
-
-
-def _answer_ngram_ban(prompt_tokens: int, n: int):
-    """transformers' no_repeat_ngram_size counts the prompt too (it would stop RAG quoting); this bans the answer's own n-grams."""
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    from core.guards import no_repeat_ngram_bans
-
-    class _AnswerNgramBan(LogitsProcessor):
-        def __call__(self, input_ids, scores):
-            for row in range(input_ids.shape[0]):
-                banned = no_repeat_ngram_bans(input_ids[row, prompt_tokens:].tolist(), n)
-                if banned:
-                    scores[row, sorted(banned)] = -float("inf")
-            return scores
-
-    return LogitsProcessorList([_AnswerNgramBan()])
-
-
-def generate_text(loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings()) -> str:
-    """The whole answer at once (for dataset building and scripts)."""
-    return "".join(stream_chat(loaded, messages, settings)).strip()

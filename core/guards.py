@@ -198,7 +198,7 @@ def guard_events(events: Iterable, keys: Sequence[str] = (), enabled: bool = Tru
                     if keys and finished.issuperset(keys):
                         return
                 continue
-            if event.kind == "done":
+            if event.kind in ("done", "error"):  # an error keeps the text that came before it
                 rest = guard.finish()
                 if rest:
                     yield _with_text(_with_kind(event, "text"), rest)

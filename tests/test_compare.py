@@ -13,7 +13,7 @@ from core.compare import (
     run_comparison,
     save_demo_questions,
 )
-from core.engine import GenerationRequest, StreamEvent
+from core.engines import GenerationRequest, StreamEvent
 from core.errors import StudioError
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats
 from core.knowledge import Hit
@@ -133,7 +133,7 @@ def test_core_compare_never_imports_streamlit():
     import subprocess
     import sys
 
-    code = "import sys, core.compare, core.engine, core.adapters, core.commands.compare; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, core.compare, core.engines, core.engines.registry, core.engines.openai, core.engines.llamacpp, core.adapters, core.commands.compare; print('streamlit' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
 
@@ -147,21 +147,35 @@ QUESTION = "When did the 1973 oil crisis begin?"
 def real(tmp_path_factory):
     from compare_fixtures import make_broken_adapter, prepare_workspace
 
-    from core.engine import load_engine
-
+    from core.engines import open_engine
     from core.models import GeneratorSpec
 
     workspace = prepare_workspace(tmp_path_factory.mktemp("compare-ws"), with_kb=False)
     # fp32 pinned: the auto choice (bf16 on a quiet AMX CPU, fp32 when busy) depends on the machine's load,
     # and the fixture's random adapter can decode to whitespace only in bf16.
-    engine = load_engine(workspace, GeneratorSpec(dtype="float32"))
+    engine = open_engine("transformers", workspace, GeneratorSpec(dtype="float32"))
     adapter = str(workspace.runs / "fixture-run" / "adapter")
     return workspace, engine, adapter, str(make_broken_adapter(workspace))
 
 
+def reference_answer(loaded, messages, settings) -> str:
+    """Plain transformers `generate` on a model that never saw peft: the yardstick for "base is the base model"
+    (test-only; the app generates only through core.engines)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = loaded.model.generate(**inputs, max_new_tokens=settings.max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                                    top_k=None, repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
 @pytest.mark.slow
 def test_real_variants_deterministic_base_is_plain_model(real):
-    from core.generation import build_messages, generate_text
+    """The one "base column is really the base model" test: Compare and Evaluate share this generation path."""
+    from core.evaluation import EngineVariantRunner
+    from core.generation import build_messages
     from core.models import GeneratorSpec, load_generator
 
     workspace, engine, adapter, _ = real
@@ -177,7 +191,7 @@ def test_real_variants_deterministic_base_is_plain_model(real):
     # The base column is the plain model: a fresh copy that never saw peft, same dtype, same prompt.
     plain = load_generator(GeneratorSpec(dtype=engine.loaded.dtype), workspace)
     assert not any("lora" in name for name, _ in plain.model.named_parameters())
-    expected = generate_text(plain, build_messages(QUESTION), SETTINGS)
+    expected = reference_answer(plain, build_messages(QUESTION), SETTINGS)
     alone = run_comparison(engine, QUESTION, ["base"], adapter=adapter, settings=SETTINGS)
     assert engine.adapters, "the adapter should be loaded into the engine while base runs"
     assert alone.answers["base"].text == expected
@@ -187,8 +201,12 @@ def test_real_variants_deterministic_base_is_plain_model(real):
     assert first.answers["finetuned"].text != first.answers["base"].text
     assert first.answers["hybrid"].text != first.answers["rag"].text
     assert first.answers["hybrid"].text != first.answers["finetuned"].text
-    rag_plain = generate_text(plain, build_messages(QUESTION, HITS), SETTINGS)
+    rag_plain = reference_answer(plain, build_messages(QUESTION, HITS), SETTINGS)
     assert first.answers["rag"].text == rag_plain
+    # Evaluate's runner goes through the same engine: its base answer is the plain model's too.
+    evaluated = EngineVariantRunner(engine, adapter, SETTINGS).answer_all(QUESTION, ["base", "finetuned"], [])
+    assert evaluated["base"].text == expected and evaluated["base"].engine == "transformers"
+    assert evaluated["finetuned"].text == first.answers["finetuned"].text
 
 
 @pytest.mark.slow
