@@ -169,7 +169,7 @@ def score(row: dict) -> dict:
     return {
         "loop_before": repeated_line_count(raw) >= 3, "loop_after": repeated_line_count(guarded) >= 3,
         "phrase_before": loops(raw), "phrase_after": loops(guarded), "cut": bool(reason),
-        "format": follows_style(guarded, "bullets3_risk"), "contains": contains_answer(guarded, row["answers"]),
+        "format": follows_style(guarded, "bullets3_risk"), "format_raw": follows_style(raw, "bullets3_risk"), "contains": contains_answer(guarded, row["answers"]),
         "claims": len(support.claims), "unsupported": len(support.unsupported), "badge": support.supported,
         "refusal": is_refusal(guarded), "answered": not row.get("note") and not row.get("error"),
     }
@@ -192,8 +192,8 @@ def summarize(args) -> int:
                   f"{len({(r['set'], r['qid']) for r in mine})} questions ({_per_set(mine, sets)}); "
                   f"load average during the run {min(loads):.1f}-{max(loads):.1f}.", "",
                   "| set | variant | answers | line repeated 3+ before guard | after guard | phrase loops before / after | cut by the guard | "
-                  "format followed (3 bullets + Risks:) | gold answer contained | claims | unsupported claims | 'Supported by' badges |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "format followed (3 bullets + Risks:), after guard | without guard | gold answer contained | claims | unsupported claims | 'Supported by' badges |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for kb in sets + ["all"]:
             for variant in ROWS:
                 chosen = [r for r in mine if r["variant"] == variant and (kb == "all" or r["set"] == kb)]
@@ -208,7 +208,7 @@ def summarize(args) -> int:
                 lines.append(
                     f"| {kb} | {variant} | {n} | {sum(s['loop_before'] for s in scores)} | {sum(s['loop_after'] for s in scores)} | "
                     f"{sum(s['phrase_before'] for s in scores)} / {sum(s['phrase_after'] for s in scores)} | {sum(s['cut'] for s in scores)} | "
-                    f"{_share(sum(s['format'] for s in generated), len(generated))} | {_share(int(sum(s['contains'] for s in scores)), n)} | "
+                    f"{_share(sum(s['format'] for s in generated), len(generated))} | {_share(sum(s['format_raw'] for s in generated), len(generated))} | {_share(int(sum(s['contains'] for s in scores)), n)} | "
                     f"{claims} | {rate} | {_share(sum(s['badge'] for s in generated), len(generated))} |"
                 )
         lines.append("")
