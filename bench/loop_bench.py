@@ -118,12 +118,14 @@ def run(args) -> int:
     for kb, q in questions:
         hits = hits_by[(kb, q["id"])]
         _, requests = plan_comparison(q["question"], ["base", "rag", "finetuned", "hybrid"], hits, adapter, key_prefix=f"{kb}|{q['id']}|")
-        _, old = plan_comparison(q["question"], ["hybrid"], hits, adapter, key_prefix=f"{kb}|{q['id']}|old-", hybrid_prompt="rag")
+        old = []
+        if not args.no_old_hybrid:
+            _, old = plan_comparison(q["question"], ["hybrid"], hits, adapter, key_prefix=f"{kb}|{q['id']}|old-", hybrid_prompt="rag")
         for request in requests + old:
             variant = request.key.rsplit("|", 1)[1].replace("old-hybrid", "hybrid_ragprompt")
             if (args.config, kb, q["id"], variant) not in done:
                 pending.append((kb, q, variant, request))
-        for variant in ("rag", "hybrid", "hybrid_ragprompt"):
+        for variant in ("rag", "hybrid") + (() if args.no_old_hybrid else ("hybrid_ragprompt",)):
             if not hits and (args.config, kb, q["id"], variant) not in done:  # answered without the model
                 _write(out, args, kb, q, variant, "", hits, 0, 0.0, note="nothing relevant retrieved")
     started, count = time.perf_counter(), 0
@@ -167,7 +169,7 @@ def score(row: dict) -> dict:
     return {
         "loop_before": repeated_line_count(raw) >= 3, "loop_after": repeated_line_count(guarded) >= 3,
         "phrase_before": loops(raw), "phrase_after": loops(guarded), "cut": bool(reason),
-        "format": follows_style(guarded, "bullets3_risk"), "contains": contains_answer(guarded, row["answers"]),
+        "format": follows_style(guarded, "bullets3_risk"), "format_raw": follows_style(raw, "bullets3_risk"), "contains": contains_answer(guarded, row["answers"]),
         "claims": len(support.claims), "unsupported": len(support.unsupported), "badge": support.supported,
         "refusal": is_refusal(guarded), "answered": not row.get("note") and not row.get("error"),
     }
@@ -190,8 +192,8 @@ def summarize(args) -> int:
                   f"{len({(r['set'], r['qid']) for r in mine})} questions ({_per_set(mine, sets)}); "
                   f"load average during the run {min(loads):.1f}-{max(loads):.1f}.", "",
                   "| set | variant | answers | line repeated 3+ before guard | after guard | phrase loops before / after | cut by the guard | "
-                  "format followed (3 bullets + Risks:) | gold answer contained | claims | unsupported claims | 'Supported by' badges |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "format followed (3 bullets + Risks:), after guard | without guard | gold answer contained | claims | unsupported claims | 'Supported by' badges |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for kb in sets + ["all"]:
             for variant in ROWS:
                 chosen = [r for r in mine if r["variant"] == variant and (kb == "all" or r["set"] == kb)]
@@ -206,7 +208,7 @@ def summarize(args) -> int:
                 lines.append(
                     f"| {kb} | {variant} | {n} | {sum(s['loop_before'] for s in scores)} | {sum(s['loop_after'] for s in scores)} | "
                     f"{sum(s['phrase_before'] for s in scores)} / {sum(s['phrase_after'] for s in scores)} | {sum(s['cut'] for s in scores)} | "
-                    f"{_share(sum(s['format'] for s in generated), len(generated))} | {_share(sum(s['contains'] for s in scores), n)} | "
+                    f"{_share(sum(s['format'] for s in generated), len(generated))} | {_share(sum(s['format_raw'] for s in generated), len(generated))} | {_share(int(sum(s['contains'] for s in scores)), n)} | "
                     f"{claims} | {rate} | {_share(sum(s['badge'] for s in generated), len(generated))} |"
                 )
         lines.append("")
@@ -241,6 +243,7 @@ def main() -> int:
     r.add_argument("--k", type=int, default=3)
     r.add_argument("--max-new-tokens", type=int, default=150)
     r.add_argument("--batch-rows", type=int, default=5)
+    r.add_argument("--no-old-hybrid", action="store_true", help="skip the hybrid row with the old RAG prompt (faster)")
     s = sub.add_parser("summarize")
     s.add_argument("files", nargs="+")
     s.add_argument("--record", default=None)

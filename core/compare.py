@@ -128,7 +128,7 @@ class Comparison:
             "engine": self.engine,
             "wall_s": self.wall_s,
             "created_at": self.created_at,
-            "settings": {k: getattr(self.settings, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")},
+            "settings": {k: getattr(self.settings, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "stop_on_repeat", "no_repeat_ngram")},
             "system": self.system,
             "answers": [answer.to_dict() for answer in self.answers.values()],
         }

@@ -33,6 +33,16 @@ WORD_REPEATS = 4  # "very very very very": one word needs 4 in a row (3 happens 
 
 _WORD = re.compile(r"\S+")
 _SEGMENT_END = re.compile(r"\n|(?<=[.!?])\s")
+# A period after these does not end a sentence ("Northwind Circuits, Inc. designs", "Inc. Revenue" is one line).
+_ABBREVIATION = re.compile(r"(?:\b(?:inc|corp|co|ltd|llc|plc|mr|mrs|ms|dr|st|no|vs|etc|jr|sr|fig|approx)|\b[a-z]|\b(?:e\.g|i\.e|u\.s))\.$", re.IGNORECASE)
+
+
+def _segment_ends(text: str):
+    """Ends of lines and sentences, skipping the period of an abbreviation or an initial."""
+    for match in _SEGMENT_END.finditer(text):
+        if match.group() != "\n" and _ABBREVIATION.search(text[max(0, match.start() - 8) : match.start()]):
+            continue
+        yield match
 
 
 def _norm_word(word: str) -> str:
@@ -63,7 +73,7 @@ def _scan(text: str) -> _Scan:
     seen: set[str] = set()
     start = 0
     hold = len(text)
-    for match in _SEGMENT_END.finditer(text):
+    for match in _segment_ends(text):
         segment = text[start : match.end()]
         key = _segment_key(segment)
         if key and len(key.split()) >= MIN_SEGMENT_WORDS:
@@ -221,12 +231,13 @@ def _with_kind(event, kind: str):
 # ---------------------------------------------------------------- measurement
 def repeated_line_count(text: str) -> int:
     """How often the most repeated line or sentence (>= MIN_SEGMENT_WORDS words, normalised) occurs."""
-    counts = Counter()
-    for line in (text or "").splitlines():
-        for sentence in re.split(r"(?<=[.!?])\s+", line):
-            key = _segment_key(sentence)
-            if key and len(key.split()) >= MIN_SEGMENT_WORDS:
-                counts[key] += 1
+    counts: Counter = Counter()
+    text, start = (text or "") + "\n", 0
+    for match in _segment_ends(text):
+        key = _segment_key(text[start : match.end()])
+        start = match.end()
+        if key and len(key.split()) >= MIN_SEGMENT_WORDS:
+            counts[key] += 1
     return max(counts.values(), default=0)
 
 

@@ -77,3 +77,10 @@ def test_no_repeat_ngram_bans_only_completions_of_the_answers_own_ngrams():
     assert no_repeat_ngram_bans([5, 6, 7, 5, 6], 3) == {7}
     assert no_repeat_ngram_bans([5, 6, 7], 3) == set()
     assert no_repeat_ngram_bans([5, 6, 7, 5, 6], 0) == set()
+
+
+def test_an_abbreviation_does_not_end_a_sentence():
+    text = ("- Northwind Circuits, Inc. designs chips for data centers\n- Gaming revenue was $2,215 million\n"
+            "- Northwind Circuits, Inc. Revenue for the quarter was $13,507 million\nRisks: none stated.")
+    assert "".join(guard_text(pieces(text, 3))) == text
+    assert repeated_line_count("Apple Inc. sells phones. Apple Inc. sells Macs. Apple Inc. sells watches.") == 1
