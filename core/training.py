@@ -292,6 +292,7 @@ def resolve_lora(lora: LoraSettings, facts: ModelFacts) -> LoraSettings:
 
 def lora_parameter_count(facts: ModelFacts, lora: LoraSettings) -> int:
     """A (r x in) + B (out x r) per adapted layer, as peft builds them."""
+    lora = resolve_lora(lora, facts)
     return sum(lora.r * (i + o) for name in lora.target_modules for i, o in facts.linear_shapes.get(name, []))
 
 

@@ -17,7 +17,7 @@ import pytest
 from core import training as T
 
 pytestmark = pytest.mark.slow
-STEPS = 12
+STEPS = 8
 LORA = T.LoraSettings(r=8, alpha=16, dropout=0.0)  # no dropout: both runs see the same numbers
 
 
@@ -27,7 +27,9 @@ def ws(tmp_path_factory):
     from core.settings import get_workspace
 
     ws = get_workspace(tmp_path_factory.mktemp("ddp") / "ws")
-    rows = [make_row(f"Describe item {i}.", "", " ".join(["Item", str(i), "is", "blue"] + ["and small"] * (i % 4))) for i in range(16)]
+    # rows of equal length: the logged loss of 2 processes is the mean of the ranks' token means, which equals the
+    # 1-process token mean only when both halves hold as many tokens (the gradients are token-weighted either way)
+    rows = [make_row(f"Describe item {i}.", "", f"Item {i} is {colour} and small.") for i, colour in zip(range(10, 26), ["blue", "red"] * 8)]
     save_dataset(ws, "rows", rows, kind="qa", heldout_fraction=0.0)
     return ws
 
