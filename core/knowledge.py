@@ -7,22 +7,33 @@ manifest disagrees with SQLite (a crash between the two writes) it is rebuilt fr
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from core.documents import DocumentError, ExtractedDocument, extract_document, safe_filename
+from core import lexical, vector_index
+from core.documents import DocumentError, ExtractedDocument, ExtractionLimits, Source, extract_document_bounded, safe_filename
 from core.errors import StudioError
 from core.settings import Workspace
-from core.storage import atomic_write_bytes, atomic_write_json, connect, ensure_schema, read_json, transaction
+from core.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    backup_catalogue,
+    connect,
+    ensure_schema,
+    read_json_or_default,
+    transaction,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER NOT NULL,
     text TEXT NOT NULL,
     embedding BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_failures (
+    id INTEGER PRIMARY KEY,
+    kb_id INTEGER NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    message TEXT NOT NULL,
+    failed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE INDEX IF NOT EXISTS chunks_by_kb ON chunks(kb_id);
@@ -264,6 +282,7 @@ def list_knowledge_bases(workspace: Workspace) -> list[KnowledgeBase]:
 
 
 def get_knowledge_base(workspace: Workspace, name: str) -> KnowledgeBase:
+    name = normalize_kb_name(name)  # the same form creation stores: "docugami " finds "docugami"
     with open_catalogue(workspace) as conn:
         row = conn.execute(_KB_SELECT + " WHERE kb.name = ?", (name,)).fetchone()
     if row is None:
@@ -272,13 +291,33 @@ def get_knowledge_base(workspace: Workspace, name: str) -> KnowledgeBase:
     return _kb_from_row(row)
 
 
+def normalize_kb_name(name: str) -> str:
+    """One form for lookup and creation, so a stray space never makes a second knowledge base or a false 'exists'."""
+    return (name or "").strip()
+
+
 def validate_kb_name(name: str) -> str:
-    name = (name or "").strip()
+    name = normalize_kb_name(name)
     if not KB_NAME_PATTERN.match(name):
         raise StudioError(
             f"Knowledge base name {name!r} is not allowed: use 1-64 letters, digits, spaces, dots, dashes or underscores."
         )
     return name
+
+
+def _insert_knowledge_base(
+    conn: sqlite3.Connection, name: str, embedder: Embedder, chunking: ChunkingSettings, workspace: Workspace
+) -> None:
+    # A new id is past every id in the catalogue AND every indexes/<id>/ folder on disk: after a lost or
+    # emptied studio.db, SQLite would hand out 1 again and overwrite an orphaned index that may be restored.
+    on_disk = [int(path.name) for path in workspace.indexes.glob("*") if path.name.isdigit()]
+    in_catalogue = conn.execute("SELECT COALESCE(MAX(id), 0) FROM knowledge_bases").fetchone()[0]
+    conn.execute(
+        "INSERT INTO knowledge_bases (id, name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?,?)"
+        " ON CONFLICT(name) DO NOTHING",
+        (max([in_catalogue, *on_disk]) + 1, name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
+    )
+    lexical.create_lexical_index(conn, conn.execute("SELECT id FROM knowledge_bases WHERE name = ?", (name,)).fetchone()["id"])
 
 
 def create_knowledge_base(
@@ -287,27 +326,28 @@ def create_knowledge_base(
     name = validate_kb_name(name)
     chunking.validate()
     with open_catalogue(workspace) as conn, transaction(conn):
-        exists = conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone()
-        if exists:
+        if conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone():
             raise StudioError(f"A knowledge base named {name!r} already exists.")
-        conn.execute(
-            "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES (?,?,?,?,?)",
-            (name, embedder.model_id, embedder.dimension, chunking.chunk_size, chunking.chunk_overlap),
-        )
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
     return get_knowledge_base(workspace, name)
 
 
 def ensure_knowledge_base(
     workspace: Workspace, name: str, embedder: Embedder, chunking: ChunkingSettings | None = None
 ) -> KnowledgeBase:
-    """Open an existing knowledge base (its stored settings win) or create it."""
-    with open_catalogue(workspace) as conn:
-        exists = conn.execute("SELECT 1 FROM knowledge_bases WHERE name = ?", (name,)).fetchone()
-    if exists:
-        kb = get_knowledge_base(workspace, name)
-        check_embedder(kb, embedder)
-        return kb
-    return create_knowledge_base(workspace, name, embedder, chunking or ChunkingSettings())
+    """Open an existing knowledge base (its stored settings win) or create it.
+
+    Create-if-missing is one statement in one transaction: two ingests that both create the same
+    knowledge base both end up adding their files to it (before, the loser got "already exists").
+    """
+    name = validate_kb_name(name)
+    chunking = chunking or ChunkingSettings()
+    chunking.validate()
+    with open_catalogue(workspace) as conn, transaction(conn):
+        _insert_knowledge_base(conn, name, embedder, chunking, workspace)
+    kb = get_knowledge_base(workspace, name)
+    check_embedder(kb, embedder)
+    return kb
 
 
 def check_embedder(kb: KnowledgeBase, embedder: Embedder) -> None:
@@ -321,6 +361,7 @@ def check_embedder(kb: KnowledgeBase, embedder: Embedder) -> None:
 def delete_knowledge_base(workspace: Workspace, name: str) -> None:
     kb = get_knowledge_base(workspace, name)
     with open_catalogue(workspace) as conn, transaction(conn):
+        lexical.drop_lexical_index(conn, kb.id)
         conn.execute("DELETE FROM knowledge_bases WHERE id = ?", (kb.id,))
     folder = _index_folder(workspace, kb.id)
     for path in folder.glob("*"):
@@ -359,9 +400,11 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             row = conn.execute("SELECT id, chunk_count FROM documents WHERE kb_id = ? AND name = ?", (kb.id, document_name)).fetchone()
             if row is None:
                 raise StudioError(f"Knowledge base {kb_name!r} has no document named {document_name!r}.")
+            lexical.remove_document(conn, kb.id, row["id"])
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
         _write_index(workspace, conn, get_knowledge_base(workspace, kb_name))
+    backup_catalogue(workspace)  # a restore must not bring back a document the user removed
     return int(row["chunk_count"])
 
 
@@ -396,7 +439,6 @@ def chunk_document(document: ExtractedDocument, settings: ChunkingSettings) -> l
 # ---------------------------------------------------------------- FAISS index (cache of SQLite)
 # Per-process caches of derived indexes, keyed by (catalogue, kb id) and valid for one kb version.
 _INDEX_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
-_LEXICAL_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
 _INDEX_LOCK = threading.Lock()
 
 
@@ -413,63 +455,158 @@ def _remember(cache: dict, workspace: Workspace, kb: KnowledgeBase, value: Any) 
 
 
 def _forget_cached(workspace: Workspace, kb_id: int) -> None:
-    """Drop both caches of a deleted knowledge base: SQLite may hand its id to the next one."""
+    """Drop the cache of a deleted knowledge base: SQLite may hand its id to the next one."""
     with _INDEX_LOCK:
-        for cache in (_INDEX_CACHE, _LEXICAL_CACHE):
-            cache.pop((str(workspace.db_path), kb_id), None)
+        _INDEX_CACHE.pop((str(workspace.db_path), kb_id), None)
 
 
 def _index_folder(workspace: Workspace, kb_id: int) -> Path:
     return workspace.indexes / str(int(kb_id))
 
 
-def _build_faiss(conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
-    import faiss
+VECTOR_BATCH = 20_000  # rows read from SQLite at a time: a million-chunk base is never all in RAM as rows
 
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(kb.dimension))
-    rows = conn.execute("SELECT id, embedding FROM chunks WHERE kb_id = ? ORDER BY id", (kb.id,)).fetchall()
-    if rows:
+
+def _vector_batches(conn: sqlite3.Connection, kb: KnowledgeBase, after_id: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of the chunks with id > after_id, in id order, VECTOR_BATCH at a time (keyset paging)."""
+    while True:
+        rows = conn.execute(
+            "SELECT id, embedding FROM chunks WHERE kb_id = ? AND id > ? ORDER BY id LIMIT ?", (kb.id, after_id, VECTOR_BATCH)
+        ).fetchall()
+        if not rows:
+            return
         ids = np.fromiter((row["id"] for row in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(row["embedding"] for row in rows), dtype=np.float32).reshape(len(rows), kb.dimension)
-        index.add_with_ids(vectors, ids)
-    return index
+        yield ids, vectors
+        after_id = int(ids[-1])
 
 
-def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase) -> Any:
-    """Rebuild the FAISS file and manifest from SQLite (atomic renames), and refresh the cache."""
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_index_file(folder: Path) -> tuple[Any | None, dict, str]:
+    """(index, manifest, "") when index.faiss is the file its manifest describes (size and SHA-256), else (None, manifest, why)."""
     import faiss
 
-    index = _build_faiss(conn, kb)
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if not isinstance(manifest, dict):
+        return None, {}, "the manifest is missing or unreadable"
+    if "file_sha256" not in manifest:
+        return None, manifest, "the manifest predates checksums"
+    path = folder / "index.faiss"
+    try:
+        size = path.stat().st_size
+        if size != manifest.get("file_bytes"):
+            return None, manifest, f"the index file has {size} bytes, the manifest says {manifest.get('file_bytes')}"
+        if _file_sha256(path) != manifest["file_sha256"]:
+            return None, manifest, "the index file's checksum does not match the manifest"
+    except OSError as error:
+        return None, manifest, f"the index file cannot be read ({error})"
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, ValueError, MemoryError) as error:  # faiss raises RuntimeError for a bad file
+        return None, manifest, f"FAISS cannot read the index file ({error})"
+    return vector_index.prepare_for_search(index), manifest, ""
+
+
+def _write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False) -> Any:
+    """Bring the FAISS file and manifest up to date with SQLite (atomic renames), and refresh the cache.
+
+    `grown_only` (after an ingest): when the current file verifies and SQLite only gained chunks since,
+    the new vectors are added to it instead of rebuilding (an HNSW graph of a million vectors takes
+    minutes to build). Otherwise the index is rebuilt from SQLite in batches. The manifest records the
+    file's size and SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
+    """
+    import faiss
+
     folder = _index_folder(workspace, kb.id)
-    atomic_write_bytes(folder / "index.faiss", faiss.serialize_index(index).tobytes())
+    settings = vector_index.VectorIndexSettings()
+    index, manifest, _ = _read_index_file(folder) if grown_only else (None, {}, "")
+    last_id = int(manifest.get("max_chunk_id", -1)) if index is not None else -1
+    new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0] if index is not None else 0
+    same_kind = index is not None and (kb.chunk_count > settings.flat_max_vectors) == ("HNSW" in vector_index.describe(index)["type"])
+    if index is not None and same_kind and index.ntotal + new_rows == kb.chunk_count and index.d == kb.dimension:
+        for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
+            index.add_with_ids(vectors, ids)
+        how = "extended"
+    else:
+        index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings)
+        how = "built"
+    max_id = conn.execute("SELECT MAX(id) FROM chunks WHERE kb_id = ?", (kb.id,)).fetchone()[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index.faiss.", suffix=".tmp")
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)  # straight to disk: no second in-memory copy of a large index
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        size, digest = os.path.getsize(tmp), _file_sha256(Path(tmp))
+        os.replace(tmp, folder / "index.faiss")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    description = vector_index.describe(index)
     atomic_write_json(
         folder / "manifest.json",
         {
             "knowledge_base": kb.name,
             "version": kb.version,
             "vectors": int(index.ntotal),
+            "max_chunk_id": int(max_id) if max_id is not None else -1,
             "embedding_model": kb.embedding_model,
             "dimension": kb.dimension,
-            "index_type": "IndexIDMap2(IndexFlatIP), unit vectors: score = cosine similarity",
+            "index_type": description["type"] + "; unit vectors: score = cosine similarity",
+            "memory_bytes": description["memory_bytes"],
             "chunking": asdict(kb.chunking),
+            "file_bytes": size,
+            "file_sha256": digest,
         },
     )
+    log.info("Index of %s %s: %d vectors, %s", kb.name, how, index.ntotal, description["type"])
     return _remember(_INDEX_CACHE, workspace, kb, index)
 
 
-def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
-    """The FAISS index for this version of the knowledge base: memory cache, then file, then rebuild."""
-    import faiss
+def _read_verified_index(folder: Path, kb: KnowledgeBase) -> tuple[Any | None, str]:
+    """(index, "") when the file on disk is the one the manifest describes for this kb version, else (None, why)."""
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if isinstance(manifest, dict) and (manifest.get("version") != kb.version or manifest.get("vectors") != kb.chunk_count):
+        return None, f"the manifest is for version {manifest.get('version')}, the catalogue is at {kb.version}"
+    index, _, why = _read_index_file(folder)
+    if index is None:
+        return None, why
+    if index.ntotal != kb.chunk_count or index.d != kb.dimension:
+        return None, f"the index holds {index.ntotal} vectors of {index.d} dimensions, expected {kb.chunk_count} of {kb.dimension}"
+    return index, ""
 
+
+def index_details(workspace: Workspace, kb: KnowledgeBase) -> dict:
+    """What the Documents page shows about a knowledge base's vector index: type, vectors, memory, file size."""
+    manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default=None)
+    if not isinstance(manifest, dict) or manifest.get("version") != kb.version:
+        load_index(workspace, kb)  # verifies or rebuilds, and rewrites the manifest
+        manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default={}) or {}
+    return {key: manifest.get(key) for key in ("index_type", "vectors", "memory_bytes", "file_bytes", "embedding_model", "dimension")}
+
+
+def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
+    """The FAISS index for this version of the knowledge base: memory cache, then verified file, then rebuild.
+
+    SQLite holds every vector, so any doubt about the file (torn manifest, wrong size or checksum,
+    a file FAISS cannot read) is settled by rebuilding it from the catalogue, with the reason logged.
+    """
     cached = _cached(_INDEX_CACHE, workspace, kb)
     if cached is not None:
         return cached
     folder = _index_folder(workspace, kb.id)
-    manifest = read_json(folder / "manifest.json", default={}) or {}
-    if manifest.get("version") == kb.version and manifest.get("vectors") == kb.chunk_count and (folder / "index.faiss").exists():
-        index = faiss.deserialize_index(np.fromfile(folder / "index.faiss", dtype=np.uint8))
+    index, why = _read_verified_index(folder, kb)
+    if index is not None:
         return _remember(_INDEX_CACHE, workspace, kb, index)
-    log.warning("Index of %s is missing or stale; rebuilding it from the catalogue", kb.name)
+    log.warning("Index of %s (%s) is rebuilt from the catalogue: %s", kb.name, folder, why)
     with open_catalogue(workspace) as conn:
         return _write_index(workspace, conn, kb)
 
@@ -478,15 +615,20 @@ def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
 def ingest_files(
     workspace: Workspace,
     kb_name: str,
-    files: Iterable[tuple[str, bytes]],
+    files: Iterable[tuple[str, Source]],
     embedder: Embedder,
     chunking: ChunkingSettings | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
+    limits: ExtractionLimits | None = None,
 ) -> list[IngestResult]:
     """Add files to a knowledge base, each in its own transaction.
 
+    Each file is (name, bytes) or (name, path); with paths, each file is read by its own bounded
+    worker process (`ExtractionLimits`), so a batch is never held in memory at once.
     A failing file gets a clear message and changes nothing; the other files still go in.
     """
+    limits = limits or ExtractionLimits()
+    limits.validate()
     kb = ensure_knowledge_base(workspace, kb_name, embedder, chunking)
     files = list(files)
     results: list[IngestResult] = []
@@ -500,7 +642,7 @@ def ingest_files(
 
         started = time.perf_counter()
         try:
-            result = _ingest_one(workspace, kb, name, data, embedder, report)
+            result = _ingest_one(workspace, kb, name, data, embedder, report, limits)
         except DocumentError as error:
             result = IngestResult(name, "failed", str(error), seconds=time.perf_counter() - started)
         except StudioError as error:
@@ -509,20 +651,61 @@ def ingest_files(
             log.exception("Ingest of %s failed", name)
             result = IngestResult(name, "failed", f"“{name}” could not be ingested: {error}", seconds=time.perf_counter() - started)
         added_any = added_any or result.status == "added"
+        _note_outcome(workspace, kb, name, result)
         results.append(result)
         report("done", 1, 1)
     if added_any:
         with open_catalogue(workspace) as conn:
-            _write_index(workspace, conn, get_knowledge_base(workspace, kb.name))
+            _write_index(workspace, conn, get_knowledge_base(workspace, kb.name), grown_only=True)
+        backup_catalogue(workspace)  # a rolling copy of studio.db after every ingest that changed it
     return results
 
 
+@dataclass(frozen=True)
+class IngestFailure:
+    """A file that could not be added, kept with its reason until the user dismisses it."""
+
+    id: int
+    name: str
+    message: str
+    failed_at: str
+
+
+def _note_outcome(workspace: Workspace, kb: KnowledgeBase, name: str, result: IngestResult) -> None:
+    """Remember a failure (replacing an older one for the same name); forget it once the file goes in."""
+    with open_catalogue(workspace) as conn, transaction(conn):
+        conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND name = ?", (kb.id, name))
+        if result.status == "failed":
+            conn.execute("INSERT INTO ingest_failures (kb_id, name, message) VALUES (?,?,?)", (kb.id, name, result.message))
+
+
+def list_ingest_failures(workspace: Workspace, kb_name: str) -> list[IngestFailure]:
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn:
+        rows = conn.execute(
+            "SELECT id, name, message, failed_at FROM ingest_failures WHERE kb_id = ? ORDER BY failed_at, id", (kb.id,)
+        ).fetchall()
+    return [IngestFailure(**dict(row)) for row in rows]
+
+
+def dismiss_ingest_failures(workspace: Workspace, kb_name: str, failure_id: int | None = None) -> int:
+    """Forget one failure (or all of a knowledge base's with None); returns how many went."""
+    kb = get_knowledge_base(workspace, kb_name)
+    with open_catalogue(workspace) as conn, transaction(conn):
+        if failure_id is None:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ?", (kb.id,))
+        else:
+            cursor = conn.execute("DELETE FROM ingest_failures WHERE kb_id = ? AND id = ?", (kb.id, int(failure_id)))
+    return cursor.rowcount
+
+
 def _ingest_one(
-    workspace: Workspace, kb: KnowledgeBase, name: str, data: bytes, embedder: Embedder, report: Callable[[str, int, int], None]
+    workspace: Workspace, kb: KnowledgeBase, name: str, source: Source, embedder: Embedder,
+    report: Callable[[str, int, int], None], limits: ExtractionLimits,
 ) -> IngestResult:
     started = time.perf_counter()
     report("reading", 0, 1)
-    document = extract_document(name, data, progress=lambda done, total: report("reading", done, total))
+    document = extract_document_bounded(name, source, lambda done, total: report("reading", done, total), limits)
     extracted = time.perf_counter()
     with open_catalogue(workspace) as conn:
         duplicate = conn.execute("SELECT name FROM documents WHERE kb_id = ? AND sha256 = ?", (kb.id, document.sha256)).fetchone()
@@ -536,8 +719,12 @@ def _ingest_one(
         raise StudioError(f"the embedding model returned {vectors.shape} vectors for {len(chunks)} chunks of {kb.dimension} dimensions.")
     embedded = time.perf_counter()
     report("saving", 0, 1)
-    stored_name = _unique_document_name(workspace, kb, document.name)
     with open_catalogue(workspace) as conn, transaction(conn):
+        # Checked again under the write lock: another ingest may have added the same file while we embedded.
+        duplicate = conn.execute("SELECT name FROM documents WHERE kb_id = ? AND sha256 = ?", (kb.id, document.sha256)).fetchone()
+        if duplicate:
+            return IngestResult(name, "duplicate", f"“{name}” is already in {kb.name!r} as “{duplicate['name']}”; skipped.")
+        stored_name = _unique_document_name(conn, kb, document.name)
         cursor = conn.execute(
             "INSERT INTO documents (kb_id, name, kind, sha256, size_bytes, page_count, chunk_count) VALUES (?,?,?,?,?,?,?)",
             (kb.id, stored_name, document.kind, document.sha256, document.size_bytes, len(document.pages), len(chunks)),
@@ -550,6 +737,7 @@ def _ingest_one(
                 for i, chunk in enumerate(chunks)
             ],
         )
+        lexical.add_document(conn, kb.id, document_id)
         conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
     saved = time.perf_counter()
     return IngestResult(
@@ -567,10 +755,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _unique_document_name(workspace: Workspace, kb: KnowledgeBase, name: str) -> str:
+def _unique_document_name(conn: sqlite3.Connection, kb: KnowledgeBase, name: str) -> str:
     """Different content under an existing name gets a ' (2)' suffix, so both stay addressable."""
-    with open_catalogue(workspace) as conn:
-        taken = {row["name"] for row in conn.execute("SELECT name FROM documents WHERE kb_id = ?", (kb.id,))}
+    taken = {row["name"] for row in conn.execute("SELECT name FROM documents WHERE kb_id = ?", (kb.id,))}
     if name not in taken:
         return name
     stem, dot, suffix = name.rpartition(".")
@@ -611,26 +798,20 @@ def search_many(
     faiss.omp_set_num_threads(1 if len(queries) == 1 else (os.cpu_count() or 1))
     depth = min(max(settings.k, settings.fusion_depth) if settings.mode != "dense" else settings.k, kb.chunk_count)
     dense_scores, dense_ids = index.search(vectors, depth)
-    lexical = _lexical_index(workspace, kb) if settings.mode != "dense" or settings.term_check else None
-    rankings: list[list[int]] = []
-    for position, query in enumerate(queries):
-        dense_ranking = [int(i) for i in dense_ids[position] if i >= 0]
-        if lexical is None or settings.mode == "dense":
-            rankings.append(dense_ranking[: settings.k])
-            continue
-        lexical_ranking = lexical.top(query, depth)
-        if settings.mode == "lexical":
-            rankings.append(lexical_ranking[: settings.k])
-            continue
-        fused: dict[int, float] = {}
-        for ranking in (dense_ranking, lexical_ranking):
-            for rank, chunk_id in enumerate(ranking):
-                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-        rankings.append(sorted(fused, key=lambda chunk_id: -fused[chunk_id])[: settings.k])
-    wanted = sorted({chunk_id for ranking in rankings for chunk_id in ranking})
-    if not wanted:
-        return [[] for _ in queries]
-    with open_catalogue(workspace) as conn:
+    conn = open_catalogue(workspace)
+    try:
+        if settings.mode != "dense" or settings.term_check:
+            lexical.ensure_lexical_index(conn, kb.id)
+        rankings = [
+            _rank(conn, kb.id, kb.chunk_count, query, [int(i) for i in dense_ids[position] if i >= 0], depth, settings)
+            for position, query in enumerate(queries)
+        ]
+        known_names = [
+            lexical.known_terms(conn, kb.id, question_terms(query)[0]) if settings.term_check else set() for query in queries
+        ]
+        wanted = sorted({chunk_id for ranking in rankings for chunk_id in ranking})
+        if not wanted:
+            return [[] for _ in queries]
         rows = {
             row["id"]: row
             for row in conn.execute(
@@ -639,10 +820,12 @@ def search_many(
                 tuple(wanted),
             )
         }
+    finally:
+        conn.close()
     results = []
     for position, ranking in enumerate(rankings):
         names, numbers = question_terms(queries[position]) if settings.term_check else ((), ())
-        unknown = tuple(name for name in names if name not in lexical.vocabulary) if names else ()
+        unknown = tuple(name for name in names if name not in known_names[position]) if names else ()
         hits = []
         for chunk_id in ranking:
             row = rows.get(chunk_id)
@@ -651,15 +834,31 @@ def search_many(
             cosine = float(np.frombuffer(row["embedding"], dtype=np.float32) @ vectors[position])
             missing = unknown
             if numbers:
-                words = set(tokenize(row["text"]))
+                words = set(lexical.tokenize(row["text"]))
                 missing += tuple(number for number in numbers if number not in words and number not in missing)
             hits.append(Hit(chunk_id, row["name"], row["page"], row["page_end"], cosine, row["text"], len(hits) + 1, missing))
         results.append(hits)
     return results
 
 
+def _rank(
+    conn: sqlite3.Connection, kb_id: int, total_chunks: int, query: str, dense_ranking: list[int], depth: int, settings: RetrievalSettings
+) -> list[int]:
+    """Chunk ids for one query in the settings' mode: dense, lexical, or both fused with reciprocal ranks."""
+    if settings.mode == "dense":
+        return dense_ranking[: settings.k]
+    lexical_ranking = lexical.top(conn, kb_id, query, depth, total_chunks)
+    if settings.mode == "lexical":
+        return lexical_ranking[: settings.k]
+    fused: dict[int, float] = {}
+    for ranking in (dense_ranking, lexical_ranking):
+        for rank, chunk_id in enumerate(ranking):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(fused, key=lambda chunk_id: -fused[chunk_id])[: settings.k]
+
+
 def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(names, numbers) a question hinges on, lower-cased like `tokenize`, each once, in order.
+    """(names, numbers) a question hinges on, lower-cased like `lexical.tokenize`, each once, in order.
 
     A name is a word starting with a capital letter other than the question's first word (which is
     capitalised anyway); a number is a run of digits. Lower-case words are left out on purpose: on
@@ -668,7 +867,7 @@ def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     names: list[str] = []
     numbers: list[str] = []
-    for position, match in enumerate(re.finditer(r"\w+", question)):
+    for position, match in enumerate(re.finditer(r"[^\W_]+", question)):  # the lexical index's words
         word = match.group()
         if word.isdigit():
             target = numbers
@@ -680,47 +879,6 @@ def question_terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if word not in target:
             target.append(word)
     return tuple(names), tuple(numbers)
-
-
-class _LexicalIndex:
-    """BM25+ over a knowledge base's chunks (rank_bm25), rebuilt when the knowledge base changes.
-
-    BM25+ rather than Okapi: Okapi's idf is 0 for a word in half the chunks, so small knowledge
-    bases (two documents) found nothing. Only chunks sharing a word with the query are ranked.
-    """
-
-    def __init__(self, ids: list[int], texts: list[str]):
-        from rank_bm25 import BM25Plus
-
-        self.ids = np.array(ids, dtype=np.int64)
-        self.bm25 = BM25Plus([tokenize(text) or [""] for text in texts])
-        self.vocabulary = frozenset(word for freqs in self.bm25.doc_freqs for word in freqs)
-
-    def top(self, query: str, depth: int) -> list[int]:
-        words = set(tokenize(query))
-        scores = self.bm25.get_scores(list(words))
-        matching = np.fromiter((not words.isdisjoint(freqs) for freqs in self.bm25.doc_freqs), dtype=bool, count=len(scores))
-        scores = np.where(matching, scores, -np.inf)
-        depth = min(depth, int(matching.sum()))
-        if depth == 0:
-            return []
-        best = np.argpartition(-scores, depth - 1)[:depth]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [int(self.ids[i]) for i in best]
-
-
-def tokenize(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def _lexical_index(workspace: Workspace, kb: KnowledgeBase) -> _LexicalIndex:
-    cached = _cached(_LEXICAL_CACHE, workspace, kb)
-    if cached is not None:
-        return cached
-    with open_catalogue(workspace) as conn:
-        rows = conn.execute("SELECT id, text FROM chunks WHERE kb_id = ? ORDER BY id", (kb.id,)).fetchall()
-    lexical = _LexicalIndex([row["id"] for row in rows], [row["text"] for row in rows])
-    return _remember(_LEXICAL_CACHE, workspace, kb, lexical)
 
 
 def relevant(hits: Sequence[Hit], settings: RetrievalSettings = RetrievalSettings()) -> list[Hit]:

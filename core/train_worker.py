@@ -24,6 +24,29 @@ class ProgressWriter:
     def __init__(self, path: Path):
         self.path = path
 
+    def rewind(self, step: int) -> list[dict]:
+        """Keep only the events up to `step` (the checkpoint a resume starts from) and return them.
+
+        Steps after the checkpoint are trained again, so their old events would make the loss curve
+        double back; an earlier session's "end" event is dropped too. Written atomically.
+        """
+        from core.storage import atomic_write_text
+
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        kept = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a killed worker
+            if event.get("event") != "end" and int(event.get("step") or 0) <= step:
+                kept.append(event)
+        atomic_write_text(self.path, "".join(json.dumps(event) + "\n" for event in kept))
+        return kept
+
     def write(self, event: dict) -> None:
         # one short line per append: a reader never sees a half line except a torn last one, which it skips
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -103,6 +126,7 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
                 "event": "step", "step": state.global_step, "total": state.max_steps, "loss": float(logs["loss"]),
                 "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s": collator.tokens / max(session, 1e-6),
                 "elapsed": elapsed_before + session, "eta": eta, "epoch": float(state.epoch or 0.0), "time": time.time(),
+                "load": os.getloadavg()[0],  # the speed above was measured at this load: the next estimate scales from it
             })
 
     return StudioProgress()
@@ -182,8 +206,10 @@ def main(run_dir: str) -> int:
     # one process: it owns the run record and the lock; several: the launcher's pid stays the run's pid
     owner_pid = os.getpid() if world == 1 else os.getppid()
     writer = ProgressWriter(run_path / "progress.jsonl")
-    previous = [e for e in T.read_progress(workspace, run_id) if e.get("event") == "step"]
-    elapsed_before = previous[-1]["elapsed"] if previous else 0.0
+    checkpoint = T.last_checkpoint(workspace, run_id)
+    resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
+    previous = [e for e in writer.rewind(resume_step) if e.get("event") == "step"]
+    elapsed_before = previous[-1]["elapsed"] if previous else 0.0  # time trained up to the checkpoint
     began = time.perf_counter()
     # SIGTERM (e.g. the machine shutting down) = a cancel: checkpoint after this step, then stop
     signal.signal(signal.SIGTERM, lambda *_: (run_path / "STOP").write_text("SIGTERM"))
@@ -304,6 +330,9 @@ def main(run_dir: str) -> int:
             adapter_size=size, error=None, pid=None,
         )
         log.info("Run %s completed: final loss %.4f, adapter %d bytes", run_id, final_loss, size)
+        from core.storage import backup_catalogue
+
+        backup_catalogue(workspace)  # a rolling copy of studio.db after every completed run
         return 0
     except BaseException as error:  # record every failure (incl. MemoryError) so the UI can show it
         traceback.print_exc()

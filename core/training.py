@@ -690,7 +690,7 @@ def start_run(
     facts = model_facts(workspace, training.base_model)
     lora = resolve_lora(lora, facts)
     plan = plan_run(workspace, dataset_id, lora, training, facts=facts)
-    run_id = run_id or new_run_id()
+    run_id = new_run_id() if run_id is None else run_id.strip()  # "" is refused below, never silently replaced
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", run_id):
         raise StudioError(f"Run id {run_id!r} is not allowed: use letters, digits, dots, dashes or underscores.")
     acquire_lock(workspace, run_id, os.getpid())
@@ -699,8 +699,12 @@ def start_run(
         if folder.exists():
             raise StudioError(f"A run named {run_id!r} already exists.")
         (folder / "checkpoints").mkdir(parents=True)
+        from core.datasets import dataset_content_hash
+
         config = {
-            "run_id": run_id, "dataset_id": dataset_id, "workspace": str(workspace.root),
+            # The dataset's content hash names exactly the rows this run trained on (a used dataset is never replaced).
+            "run_id": run_id, "dataset_id": dataset_id, "dataset_sha256": dataset_content_hash(workspace, dataset_id),
+            "workspace": str(workspace.root),
             "lora": asdict(lora), "training": asdict(training), "plan": asdict(plan), "created_at": _now(),
             # which base this adapter belongs to: loading it on another base fails with both names (core/families.py)
             "base": {"model": training.base_model, "path": facts.path, "model_type": facts.model_type, "family": facts.family,
@@ -821,46 +825,30 @@ def load_base_and_adapter(workspace: Workspace, run_id: str):
 
 
 # ---------------------------------------------------------------- quick behaviour check
-def generate_batch(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 10, repetition_penalty: float = 1.1) -> list[str]:
-    """Greedy answers for several prompts at once (left padding), with the same chat framing as Compare.
-
-    Batching matters on CPU: one decode step for 10 prompts costs little more than for one.
-    """
-    import torch
-
-    from core.generation import build_messages
-
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(build_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts[start : start + batch_size]]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=repetition_penalty,
-                                     pad_token_id=tokenizer.pad_token_id)
-            answers += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = old_side
-    return answers
-
-
 def style_follow_rates(
     workspace: Workspace, run_id: str, dataset_id: str, rule: str, limit: int = 10, max_new_tokens: int = 96, repetition_penalty: float = 1.1
 ) -> dict:
     """Share of held-out prompts whose answers follow `rule`, base model vs base + this run's adapter."""
     from core.datasets import follows_style, load_dataset_rows
 
+    from core.engines import GenerationRequest, generate_many, open_engine
+    from core.generation import DecodingSettings, build_messages
+
     rows = load_dataset_rows(workspace, dataset_id, "heldout")[:limit]
     if not rows:
         raise StudioError(f"The dataset {dataset_id!r} has no held-out rows to check.")
-    tokenizer, model = load_base_and_adapter(workspace, run_id)
-    model.eval()
-    prompts = [row["prompt"] for row in rows]
-    tuned = generate_batch(model, tokenizer, prompts, max_new_tokens, repetition_penalty=repetition_penalty)
-    with model.disable_adapter():
-        base = generate_batch(model, tokenizer, prompts, max_new_tokens, repetition_penalty=repetition_penalty)
+    run = get_run(workspace, run_id)
+    # Through the generation seam like every answer: base rows and adapter rows in one mixed batch, fp32 (repeatable).
+    engine = open_engine("transformers", workspace, GeneratorSpec(model_id=run.base_model, dtype="float32"))
+    adapter = str(adapter_path(workspace, run_id))
+    requests = [GenerationRequest(f"{kind}{i}", build_messages(row["prompt"]), adapter if kind == "tuned" else None)
+                for kind in ("base", "tuned") for i, row in enumerate(rows)]
+    results = generate_many(engine, requests, DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty))
+    errors = [r.error for r in results.values() if r.error]
+    if errors:
+        raise StudioError(errors[0])
+    base = [results[f"base{i}"].text for i in range(len(rows))]
+    tuned = [results[f"tuned{i}"].text for i in range(len(rows))]
     rate = lambda answers: sum(follows_style(a, rule) for a in answers) / len(answers)  # noqa: E731
     return {"base": rate(base), "tuned": rate(tuned), "n": len(rows), "base_answers": base, "tuned_answers": tuned}
 

@@ -2,7 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from core.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
+import tempfile
+from pathlib import Path
+
+from core.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ExtractionLimits
 from core.errors import StudioError
 from core.knowledge import (
     RETRIEVAL_MODES,
@@ -10,15 +13,19 @@ from core.knowledge import (
     IngestProgress,
     RetrievalSettings,
     delete_knowledge_base,
+    dismiss_ingest_failures,
     document_chunks,
     get_knowledge_base,
+    index_details,
     ingest_files,
     list_documents,
+    list_ingest_failures,
     list_knowledge_bases,
     remove_document,
     search,
     validate_kb_name,
 )
+from ui.samples import sample_block  # the one-click sample knowledge base (its own block)
 from ui.common import similarity_note, embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
 
 st.title("Documents")
@@ -26,6 +33,7 @@ st.caption("Build knowledge bases from your PDFs, text and Word files. Every ans
 
 ws = workspace()
 bases = list_knowledge_bases(ws)
+sample_block(ws, has_knowledge_bases=bool(bases))
 NEW = "+ New knowledge base"  # plain text: an emoji showed as an empty box where Chromium has no emoji font
 names = [kb.name for kb in bases]
 current = st.session_state.get("active_kb")
@@ -67,6 +75,10 @@ c2.metric("Chunks", kb.chunk_count)
 c3.metric("Chunk size / overlap", f"{kb.chunk_size} / {kb.chunk_overlap}", help="characters")
 st.caption(f"Embeddings: {md_escape(kb.embedding_model.split(':')[-1])} · {kb.dimension} dimensions · "
            "hybrid retrieval (dense + BM25)")
+if kb.chunk_count:
+    details = index_details(ws, kb)
+    st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
+               f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · keyword index: SQLite FTS5 in the catalogue")
 
 add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
 
@@ -76,18 +88,35 @@ with add_tab:
         help=f"PDF, TXT, Markdown or DOCX, up to {MAX_FILE_BYTES // 2**20} MB each. Re-uploading the same file is detected.",
         key=f"uploader_{kb.name}_{st.session_state.get('upload_round', 0)}",
     )
+    with st.expander("Reading limits", expanded=False):
+        field_help = {f: ExtractionLimits.__dataclass_fields__[f].metadata["help"] for f in ("seconds_per_file", "max_page_stream_mb", "max_total_chars")}
+        base = ExtractionLimits()
+        l1, l2, l3 = st.columns(3)
+        read_seconds = l1.number_input("Seconds per file", 1.0, 3600.0, base.seconds_per_file, 10.0, help=field_help["seconds_per_file"])
+        page_mb = l2.number_input("Page content (MB)", 0.1, 4096.0, base.max_page_stream_mb, 8.0, help=field_help["max_page_stream_mb"])
+        max_chars = l3.number_input("Characters per file", 1000, 500_000_000, base.max_total_chars, 1_000_000, help=field_help["max_total_chars"])
     if st.button("Add to knowledge base", type="primary", disabled=not uploads):
         bar = st.progress(0.0, text="Starting…")
-        files = [(upload.name, upload.getvalue()) for upload in uploads]
+        limits = ExtractionLimits(seconds_per_file=float(read_seconds), max_page_stream_mb=float(page_mb), max_total_chars=int(max_chars))
+        spool = tempfile.TemporaryDirectory(dir=ws.root, prefix=".uploads-")
+
+        def spooled():
+            # Each upload goes to disk and is read there by a bounded worker: no second in-memory copy of the batch.
+            for number, upload in enumerate(uploads):
+                path = Path(spool.name) / f"{number:04d}"
+                path.write_bytes(upload.getbuffer())
+                yield upload.name, path
+
+        files = list(spooled())
 
         def on_progress(event: IngestProgress) -> None:
             share = (event.file_index + (event.done / event.total if event.total else 0)) / event.file_count
-            bar.progress(min(share, 1.0), text=f"File {event.file_index + 1}/{event.file_count} · {event.file_name} · "
+            bar.progress(min(share, 1.0), text=f"File {event.file_index + 1}/{event.file_count} · {md_escape(event.file_name)} · "
                          f"{event.stage} {event.done}/{event.total}")
 
         try:
             with st.spinner("Reading, chunking and embedding…"):
-                results = ingest_files(ws, kb.name, files, embedder_for(kb), progress=on_progress)
+                results = ingest_files(ws, kb.name, files, embedder_for(kb), progress=on_progress, limits=limits)
         except StudioError as error:
             show_error(error)
         else:
@@ -95,14 +124,26 @@ with add_tab:
             st.session_state["ingest_results"] = results
             st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
             st.rerun()
+        finally:
+            spool.cleanup()
     for result in st.session_state.pop("ingest_results", []):
         icon = {"added": ":material/check_circle:", "duplicate": ":material/content_copy:"}.get(result.status, ":material/error:")
         if result.status == "added":
             st.success(f"{md_escape(result.message)} ({result.seconds:.1f} s)", icon=icon)
         elif result.status == "duplicate":
             st.info(md_escape(result.message), icon=icon)
-        else:
-            st.error(md_escape(result.message), icon=icon)
+    failures = list_ingest_failures(ws, kb.name)
+    if failures:
+        st.markdown(f"**Files that could not be added ({len(failures)})**: they stay listed until you dismiss them.")
+        for failure in failures:
+            message_col, dismiss_col = st.columns([6, 1])
+            message_col.error(md_escape(failure.message), icon=":material/error:")
+            if dismiss_col.button("Dismiss", key=f"dismiss_{failure.id}"):
+                dismiss_ingest_failures(ws, kb.name, failure.id)
+                st.rerun()
+        if len(failures) > 1 and st.button("Dismiss all"):
+            dismiss_ingest_failures(ws, kb.name)
+            st.rerun()
 
 with docs_tab:
     documents = list_documents(ws, kb.name)

@@ -19,14 +19,18 @@ from core.knowledge import (
     search,
 )
 from core.documents import extract_document
+from core.vector_index import VectorIndexSettings
 from tests.pdfs import make_pdf
 
 ALPHA = "Alpha Corp sells industrial pumps. The pump warranty lasts five years. " * 6
 BETA = "Beta Ltd bakes sourdough bread. The bakery opens at seven every morning. " * 6
 
 
+ALPHA_PDF = make_pdf([ALPHA, "Alpha service centres are in Leeds and Lyon. " * 6])  # once: fpdf2 stamps the time into it
+
+
 def files():
-    return [("alpha.pdf", make_pdf([ALPHA, "Alpha service centres are in Leeds and Lyon. " * 6])), ("beta.txt", BETA.encode())]
+    return [("alpha.pdf", ALPHA_PDF), ("beta.txt", BETA.encode())]
 
 
 def test_chunks_keep_document_pages():
@@ -168,3 +172,121 @@ def test_deleted_knowledge_base_leaves_no_stale_keyword_index(workspace, fake_em
     ingest_files(workspace, "kb1", files()[:1], fake_embedder)  # same name, likely the same id and version
     hits = search(workspace, "kb1", "service centres Leeds Lyon", fake_embedder, RetrievalSettings(k=3, mode="lexical"))
     assert hits and all(hit.document == "alpha.pdf" for hit in hits)  # a stale beta index finds no Leeds
+
+
+def test_concurrent_ingests_into_one_new_knowledge_base_keep_every_file(workspace, fake_embedder):
+    """Two ingests that both create 'race1' (as two `python -m core ingest ... --kb race1 &` do): both files go in."""
+    import threading
+
+    for trial in range(5):
+        kb_name = f"race{trial}"
+        outcomes: dict[str, list] = {}
+        barrier = threading.Barrier(2)
+
+        def ingest(name: str, text: str) -> None:
+            barrier.wait()
+            try:
+                outcomes[name] = [r.status for r in ingest_files(workspace, kb_name, [(name, text.encode())], fake_embedder)]
+            except Exception as error:  # the old race raised "already exists" here
+                outcomes[name] = [repr(error)]
+
+        threads = [threading.Thread(target=ingest, args=(f"{n}.txt", f"{n} is file {n} of trial {trial}. " * 20)) for n in "ab"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == {"a.txt": ["added"], "b.txt": ["added"]}, outcomes
+        assert sorted(d.name for d in list_documents(workspace, kb_name)) == ["a.txt", "b.txt"]
+
+
+def test_concurrent_ingests_of_one_file_report_a_duplicate(workspace, fake_embedder):
+    import threading
+
+    statuses: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def ingest() -> None:
+        barrier.wait()
+        statuses.extend(r.status for r in ingest_files(workspace, "same", [("a.txt", ALPHA.encode())], fake_embedder))
+
+    threads = [threading.Thread(target=ingest) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == ["added", "duplicate"]
+    assert len(list_documents(workspace, "same")) == 1
+
+
+def test_knowledge_base_names_are_normalised_alike_for_lookup_and_creation(workspace, fake_embedder):
+    ingest_files(workspace, "docugami", files()[1:], fake_embedder)
+    assert get_knowledge_base(workspace, "docugami ").name == "docugami"
+    results = ingest_files(workspace, " docugami ", [("alpha.txt", ALPHA.encode())], fake_embedder)
+    assert [r.status for r in results] == ["added"]
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["docugami"]
+
+
+def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspace, fake_embedder):
+    """FTS5 in studio.db: a new connection (a new process) queries without building; add/remove touch only their rows."""
+    from core import lexical
+    from core.knowledge import open_catalogue
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    conn = open_catalogue(workspace)
+    bakery = lexical.top(conn, kb.id, "sourdough bakery", 10, 100)
+    assert bakery and {row["name"] for row in conn.execute(
+        f"SELECT d.name FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(bakery))})", bakery)} == {"beta.txt"}
+    assert lexical.known_terms(conn, kb.id, ["leeds", "lyon", "paris"]) == {"leeds", "lyon"}
+    remove_document(workspace, "kb1", "beta.txt")
+    assert lexical.top(conn, kb.id, "sourdough bakery", 10, 100) == []
+    ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews sourdough beer in Bremen. " * 10)], fake_embedder)
+    gamma = lexical.top(conn, kb.id, "sourdough", 10, 100)
+    assert gamma and lexical.top(conn, kb.id, "pump warranty", 10, 100)  # alpha's chunks are still indexed
+    assert lexical.known_terms(conn, kb.id, ["bremen", "leeds", "sourdough"]) == {"bremen", "leeds", "sourdough"}
+    conn.close()
+
+
+def test_a_knowledge_base_from_before_the_lexical_index_gets_one_on_first_search(workspace, fake_embedder):
+    from core import lexical
+    from core.knowledge import open_catalogue
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    with open_catalogue(workspace) as conn:
+        lexical.drop_lexical_index(conn, kb.id)  # as a workspace made by an older version
+    hits = search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3))
+    assert hits and hits[0].document == "beta.txt"
+
+
+def test_lexical_query_words_are_never_fts_operators(workspace, fake_embedder):
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    for query in ['pump" OR "x', "NEAR(pump warranty)", "pump AND NOT bread*", "^pump", "-pump", "warranty:"]:
+        assert search(workspace, "kb1", query, fake_embedder, RetrievalSettings(mode="lexical", k=3))
+
+
+def test_ingest_extends_the_vector_index_and_large_bases_switch_to_hnsw(workspace, fake_embedder, monkeypatch, caplog):
+    """A second ingest adds its vectors to the verified file (no rebuild); above flat_max_vectors the index is HNSW,
+    and search still finds the right document; index_details reports what the Documents page shows."""
+    import logging
+
+    from core import vector_index
+    from core.knowledge import index_details
+
+    caplog.set_level(logging.INFO, logger="core.knowledge")
+    ingest_files(workspace, "kb1", files()[:1], fake_embedder)
+    ingest_files(workspace, "kb1", files()[1:], fake_embedder)
+    assert "extended" in caplog.text
+    kb = get_knowledge_base(workspace, "kb1")
+    details = index_details(workspace, kb)
+    assert details["vectors"] == kb.chunk_count and details["index_type"].startswith("flat") and details["memory_bytes"] > 0
+
+    monkeypatch.setattr(vector_index, "VectorIndexSettings", _small_flat_limit)
+    ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews beer in Bremen. " * 40)], fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    assert index_details(workspace, kb)["index_type"].startswith("HNSW")
+    assert search(workspace, "kb1", "when does the bakery open", fake_embedder, RetrievalSettings(k=3, mode="dense"))[0].document == "beta.txt"
+
+
+def _small_flat_limit():
+    return VectorIndexSettings(flat_max_vectors=3, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=16)

@@ -10,15 +10,15 @@ import sys
 import pytest
 
 from core import training as T
-from core.datasets import DatasetBuildSettings, build_rows, save_dataset
+from core.datasets import save_dataset
 from core.errors import StudioError
-from tune_support import passage_chunks, squad_passages, workspace_with_model
+from tune_support import style_rows, workspace_with_model
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     ws = workspace_with_model(tmp_path_factory.mktemp("tune-unit"))
-    rows = build_rows(passage_chunks(squad_passages(12)), DatasetBuildSettings(kind="style", max_input_chars=300))
+    rows = style_rows(12, max_input_chars=300)
     save_dataset(ws, "style", rows, kind="style", style_rule="bullets3_risk")
     return ws
 

@@ -22,7 +22,6 @@ from core.models import (
     EmbedderSpec,
     GeneratorSpec,
     describe_hardware,
-    load_generator,
 )
 from core.settings import Workspace, get_workspace
 
@@ -41,7 +40,16 @@ def similarity_note(mode: str = "hybrid") -> str:
 
 
 def workspace() -> Workspace:
-    return get_workspace()
+    """The workspace, with its catalogue checked: a damaged studio.db stops the page with one clear message."""
+    from core.storage import CatalogueError, check_catalogue
+
+    ws = get_workspace()
+    try:
+        check_catalogue(ws)
+    except CatalogueError as error:
+        st.error(md_escape(str(error)), icon=":material/error:")
+        st.stop()
+    return ws
 
 
 def generator_spec() -> GeneratorSpec:
@@ -52,9 +60,18 @@ def embedder_spec() -> EmbedderSpec:
     return st.session_state.get("embedder_spec") or EmbedderSpec()
 
 
+def engine_spec():
+    """The sidebar's engine (core.engines.registry.EngineSpec); `auto` until the user picks one."""
+    from core.engines.registry import EngineSpec
+
+    return st.session_state.get("engine_spec") or EngineSpec()
+
+
 @st.cache_resource(show_spinner="Loading the language model… (the first time on a new workspace converts it: ~20 s, longer on a busy CPU)")
-def _cached_generator(model_id: str, device: str, dtype: str, root: str):
-    return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
+def _cached_engine(kind: str, target: str, model: str, api_key_env: str, model_id: str, device: str, dtype: str, root: str):
+    from core.engines.registry import EngineSpec, open_engine
+
+    return open_engine(EngineSpec(kind, target, model, api_key_env), get_workspace(root), GeneratorSpec(model_id, device, dtype))
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
@@ -62,9 +79,16 @@ def _cached_embedder(model_id: str, device: str) -> SentenceTransformerEmbedder:
     return load_sentence_embedder(EmbedderSpec(model_id, device))
 
 
-def get_generator(spec: GeneratorSpec | None = None):
-    spec = spec or generator_spec()
-    return _cached_generator(spec.model_id, spec.device, spec.dtype, str(workspace().root))
+def get_engine(spec=None, generator: GeneratorSpec | None = None):
+    """The engine `spec` names (default: the sidebar's), loaded once per server and shared by every page."""
+    from core.engines.registry import EngineSpec, resolve_kind
+
+    spec = spec or engine_spec()
+    generator = generator or generator_spec()
+    kind = resolve_kind(spec, generator)  # `auto` and its concrete engine share one cached copy
+    concrete = spec if kind == spec.kind else EngineSpec(kind, spec.target, spec.model, spec.api_key_env)
+    return _cached_engine(concrete.kind, concrete.target, concrete.model, concrete.api_key_env,
+                          generator.model_id, generator.device, generator.dtype, str(workspace().root))
 
 
 def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
@@ -118,6 +142,9 @@ def render_sidebar() -> None:
             emb_id = _model_picker("Embeddings (new knowledge bases)", EMBEDDER_CHOICES, emb.model_id, "embedder")
             st.session_state["generator_spec"] = GeneratorSpec(model_id, device, dtype)
             st.session_state["embedder_spec"] = EmbedderSpec(emb_id, emb.device)
+            from ui.engine_picker import sidebar_engine
+
+            sidebar_engine()
             st.caption(f"Device: **{hardware['device'].upper()}** · {hardware['name']} · default dtype {hardware['dtype']}")
             st.caption(f"QLoRA 4-bit: {hardware['qlora']}")
             if model_id == EMBEDDED_GENERATOR and emb_id == EMBEDDED_EMBEDDER:

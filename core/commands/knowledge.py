@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--kb", required=True, help="knowledge base name (created if missing)")
     ingest.add_argument("--chunk-size", type=int, default=None)
     ingest.add_argument("--chunk-overlap", type=int, default=None)
+    ingest.add_argument("--read-seconds", type=float, default=None, help="wall time to read one file (default 60)")
+    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 16)")
+    ingest.add_argument("--max-chars", type=int, default=None, help="characters of text per file (default 20,000,000)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -33,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--kb", required=True)
     ask.add_argument("--k", type=int, default=4)
     ask.add_argument("--max-new-tokens", type=int, default=150)
-    ask.add_argument("--model", default=None, help="generator: a Hugging Face id or a local folder (default: the embedded SmolLM2)")
+    from core.cli import add_engine_arguments
+
+    add_engine_arguments(ask)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
 
@@ -50,6 +56,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kb_remove.add_argument("name")
     kb_remove.add_argument("document")
     kb_remove.set_defaults(func=cmd_kb_remove)
+    kb_backups = kb_sub.add_parser("backups", help="the rolling backups of the catalogue (studio.db), newest first")
+    kb_backups.add_argument("--json", action="store_true")
+    kb_backups.set_defaults(func=cmd_kb_backups)
+    kb_restore = kb_sub.add_parser("restore-backup", help="replace a damaged studio.db by its newest (or a given) backup")
+    kb_restore.add_argument("backup", nargs="?", type=Path, help="a file from `kb backups` (default: the newest)")
+    kb_restore.set_defaults(func=cmd_kb_restore)
 
 
 def _embedder():
@@ -64,11 +76,23 @@ def _embedder_for_kb(ws, name):
     return embedder_for_kb(ws, name)
 
 
+# Escape sequences (CSI "ESC [ ... letter", OSC "ESC ] ... BEL|ST", two-byte ESC x) and other control
+# characters: document text is untrusted, and `\033]0;...\007\033[2J` would retitle and clear the terminal.
+_TERMINAL_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Document or model text fit to print on a terminal: escape sequences and control characters removed."""
+    return _CONTROL.sub("", _TERMINAL_ESCAPES.sub("", text or ""))
+
+
 def _print(payload, as_json: bool, text: str) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if as_json else text)
 
 
 def cmd_ingest(args) -> int:
+    from core.documents import ExtractionLimits
     from core.knowledge import ChunkingSettings, IngestProgress, ingest_files
 
     ws = get_workspace(args.workspace)
@@ -84,7 +108,11 @@ def cmd_ingest(args) -> int:
         if event.stage == "done" and not args.json:
             print(f"[{event.file_index + 1}/{event.file_count}] {event.file_name}", file=sys.stderr)
 
-    results = ingest_files(ws, args.kb, ((path.name, path.read_bytes()) for path in args.files), _embedder(), chunking, progress)
+    limits = ExtractionLimits(**{name: value for name, value in (
+        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars),
+    ) if value is not None})
+    # Paths, not bytes: each file is read by its own bounded worker, never the whole batch in memory.
+    results = ingest_files(ws, args.kb, [(path.name, path) for path in args.files], _embedder(), chunking, progress, limits)
     lines = [f"{'✓' if r.status == 'added' else '=' if r.status == 'duplicate' else '✗'} {r.message}" for r in results]
     added = sum(r.status == "added" for r in results)
     failed = sum(r.status == "failed" for r in results)
@@ -123,27 +151,27 @@ def cmd_search(args) -> int:
     ]
     text = []
     for item in payload:
-        text.append(f"? {item['question']}")
+        text.append(f"? {terminal_safe(item['question'])}")
         for hit in item["hits"]:
-            snippet = " ".join(hit["text"].split())[:160]
-            text.append(f"  {hit['rank']}. {hit['score']:.3f}  {hit['document']} p.{hit['page']}  {snippet}")
+            snippet = " ".join(terminal_safe(hit["text"]).split())[:160]
+            text.append(f"  {hit['rank']}. {hit['score']:.3f}  {terminal_safe(hit['document'])} p.{hit['page']}  {snippet}")
     _print(payload if args.queries else payload[0], args.json, "\n".join(text))
     return 0
 
 
 def cmd_ask(args) -> int:
     from core.ask import ask
+    from core.cli import engine_from_args
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings
-    from core.models import GeneratorSpec, load_generator
 
     ws = get_workspace(args.workspace)
     embedder = _embedder_for_kb(ws, args.kb)
-    loaded = load_generator(GeneratorSpec(model_id=args.model) if args.model else GeneratorSpec(), ws)
-    answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
-    lines = [answer.text, ""]
+    engine = engine_from_args(args, ws)
+    answer = ask(ws, args.kb, args.question, embedder, engine, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
+    lines = [terminal_safe(answer.text), "", f"engine: {terminal_safe(answer.engine)} · {terminal_safe(answer.model)}"]
     for number, hit in enumerate(answer.sources, start=1):
-        lines.append(f"[{number}] {hit.document} p.{hit.page} (score {hit.score:.2f})")
+        lines.append(f"[{number}] {terminal_safe(hit.document)} p.{hit.page} (score {hit.score:.2f})")
     if answer.stats.new_tokens:
         lines.append(f"{answer.stats.total_s:.1f} s, {answer.stats.new_tokens} tokens, {answer.stats.tokens_per_s:.1f} tokens/s")
     _print(answer.to_dict(), args.json, "\n".join(lines))
@@ -160,11 +188,15 @@ def cmd_kb_list(args) -> int:
 
 
 def cmd_kb_docs(args) -> int:
-    from core.knowledge import list_documents
+    from core.knowledge import list_documents, list_ingest_failures
 
-    documents = list_documents(get_workspace(args.workspace), args.name)
-    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents)
-    _print([d.__dict__ for d in documents], args.json, text or "No documents.")
+    ws = get_workspace(args.workspace)
+    documents = list_documents(ws, args.name)
+    failures = list_ingest_failures(ws, args.name)
+    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents) or "No documents."
+    if failures:
+        text += "\nNot added (kept until dismissed in the app):\n" + "\n".join(f"✗ {terminal_safe(f.message)}" for f in failures)
+    _print([d.__dict__ for d in documents], args.json, text)
     return 0
 
 
@@ -173,4 +205,22 @@ def cmd_kb_remove(args) -> int:
 
     removed = remove_document(get_workspace(args.workspace), args.name, args.document)
     print(f"Removed {args.document} ({removed} chunks) from {args.name}.")
+    return 0
+
+
+def cmd_kb_backups(args) -> int:
+    from core.storage import list_backups
+
+    backups = list_backups(get_workspace(args.workspace))
+    text = "\n".join(f"{path}  {path.stat().st_size / 2**20:.1f} MB" for path in backups)
+    _print([str(path) for path in backups], args.json, text or "No backups yet: one is made after each successful ingest or run.")
+    return 0
+
+
+def cmd_kb_restore(args) -> int:
+    from core.storage import restore_catalogue
+
+    ws = get_workspace(args.workspace)
+    restored = restore_catalogue(ws, args.backup.resolve() if args.backup else None)
+    print(f"Restored {ws.db_path} from {restored}; the replaced file is kept beside it as studio.db.damaged-<time>.")
     return 0

@@ -36,6 +36,10 @@ def _train(args) -> int:
     from core import training as T
     from core.settings import get_workspace
 
+    from core.errors import StudioError
+
+    if args.run_id is not None and not args.run_id.strip():
+        raise StudioError("--run-id is empty: give the run a name (letters, digits, dots, dashes), or leave the option out for a generated one.")
     ws = get_workspace(args.workspace)
     lora, training = T.preset(args.preset)
     if args.max_steps is not None:

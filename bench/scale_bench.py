@@ -1,0 +1,139 @@
+"""Hybrid search at scale through the app's own search path: synthetic knowledge bases of 10k, 100k (and 1M) chunks.
+
+    python bench/scale_bench.py [--sizes 10000,100000,1000000] [--results bench/RESULTS_scale.md]
+
+For each size: a real catalogue (studio.db, the app's schema) is filled with synthetic chunks (130 words from a
+Zipf vocabulary, as issue #12 measured) and clustered unit vectors of MiniLM's 384 dimensions; then the lexical
+index (FTS5) and the vector index (flat, or HNSW above VectorIndexSettings.flat_max_vectors) are built as an
+ingest builds them. Reported: build times, disk, peak RAM of this process, HNSW recall@10 against exact search,
+and `core.knowledge.search` latency p50/p95 over single questions, query embedding with the real MiniLM included,
+in a fresh process state (caches cleared, the index read from disk once). Never collected by pytest.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lexical_bench import pct, synthetic  # noqa: E402
+
+from core import knowledge, lexical, vector_index  # noqa: E402
+from core.settings import get_workspace  # noqa: E402
+from core.storage import transaction  # noqa: E402
+
+DIMENSION = 384
+
+
+def clustered_vectors(n: int, seed: int = 1, batch: int = 50_000):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((max(10, n // 500), DIMENSION)).astype(np.float32)
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        x = centers[rng.integers(0, len(centers), size)] + 0.6 * rng.standard_normal((size, DIMENSION)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield x
+
+
+def fill(ws, n: int, texts: list[str], embedder) -> dict:
+    documents = max(1, n // 1000)
+    started = time.perf_counter()
+    conn = knowledge.open_catalogue(ws)
+    with transaction(conn):
+        conn.execute("INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) VALUES ('scale', ?, ?, 800, 100)",
+                     (embedder.model_id, DIMENSION))
+        kb_id = conn.execute("SELECT id FROM knowledge_bases WHERE name = 'scale'").fetchone()[0]
+        conn.executemany("INSERT INTO documents (id, kb_id, name, kind, sha256, size_bytes, page_count, chunk_count) VALUES (?, ?, ?, 'txt', ?, 0, 1, ?)",
+                         ((d + 1, kb_id, f"doc{d}.txt", f"{d:064d}", n // documents) for d in range(documents)))
+        position = 0
+        for vectors in clustered_vectors(n):
+            rows = ((position + i + 1, kb_id, (position + i) % documents + 1, position + i, texts[(position + i) % len(texts)], vectors[i].tobytes())
+                    for i in range(len(vectors)))
+            conn.executemany("INSERT INTO chunks (id, kb_id, document_id, ordinal, page, page_end, text, embedding) VALUES (?, ?, ?, ?, 1, 1, ?, ?)", rows)
+            position += len(vectors)
+        conn.execute("UPDATE knowledge_bases SET version = 1 WHERE id = ?", (kb_id,))
+    stored = time.perf_counter()
+    with transaction(conn):
+        lexical.create_lexical_index(conn, kb_id)
+        for d in range(documents):  # as ingest does, one document at a time
+            lexical.add_document(conn, kb_id, d + 1)
+    lexical_done = time.perf_counter()
+    kb = knowledge.get_knowledge_base(ws, "scale")
+    knowledge._write_index(ws, conn, kb)
+    vectors_done = time.perf_counter()
+    conn.close()
+    return {"store_s": stored - started, "lexical_s": lexical_done - stored, "vector_s": vectors_done - lexical_done}
+
+
+def run(n: int, embedder) -> dict:
+    texts, queries = synthetic(min(n, 100_000))
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = get_workspace(Path(tmp) / "ws")
+        out = {"chunks": n, **fill(ws, n, texts, embedder)}
+        out["disk_mb"] = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 2**20
+        knowledge._INDEX_CACHE.clear()  # a new process: the index file is read and verified once
+        kb = knowledge.get_knowledge_base(ws, "scale")
+        started = time.perf_counter()
+        index = knowledge.load_index(ws, kb)
+        out["load_s"] = time.perf_counter() - started
+        details = vector_index.describe(index)
+        out["index"] = details["type"].split(",")[0]
+        out["memory_mb"] = details["memory_bytes"] / 2**20
+        if "HNSW" in details["type"]:  # recall@10 of the approximate index against exact search on 200 queries
+            exact = vector_index.build_index(DIMENSION, 0, knowledge._vector_batches(knowledge.open_catalogue(ws), kb),
+                                             vector_index.VectorIndexSettings(flat_max_vectors=10**12))
+            sample = next(clustered_vectors(200, seed=7))
+            out["recall10"] = vector_index.recall_at_k(index, exact, sample, 10)
+            del exact
+        else:
+            out["recall10"] = 1.0
+        settings = knowledge.RetrievalSettings()
+        knowledge.search(ws, "scale", queries[0], embedder, settings)  # warm-up: first query loads nothing more
+        times = []
+        for q in queries[1:]:
+            t = time.perf_counter()
+            knowledge.search(ws, "scale", q, embedder, settings)
+            times.append(time.perf_counter() - t)
+        out["p50_ms"], out["p95_ms"], out["queries"] = pct(times, 0.5) * 1e3, pct(times, 0.95) * 1e3, len(times)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "RESULTS_scale.md"))
+    args = parser.parse_args()
+    embedder = knowledge.load_sentence_embedder()
+    load = os.getloadavg()[0]
+    lines = [f"## Hybrid search through core.knowledge.search, {dt.date.today()} (bench/scale_bench.py)",
+             f"Machine: {os.cpu_count()} cores, 1-min load at start {load:.1f} (above 2 means other jobs shared the cores).", "",
+             "| chunks | store rows | lexical index | vector index | index | recall@10 vs exact | index memory | disk | search p50 / p95 (query embedding included) | peak RSS |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for n in (int(s) for s in args.sizes.split(",")):
+        r = run(n, embedder)
+        print(r, flush=True)
+        lines.append(f"| {n:,} | {r['store_s']:.0f} s | {r['lexical_s']:.0f} s | {r['vector_s']:.0f} s | {r['index']} | {r['recall10']:.3f} | "
+                     f"{r['memory_mb']:.0f} MB | {r['disk_mb']:.0f} MB | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms | {r['peak_rss_mb']:.0f} MB |")
+    lines += ["", f"1-min load at the end {os.getloadavg()[0]:.1f}.", ""]
+    text = "\n".join(lines)
+    print(text)
+    path = Path(args.results)
+    previous = path.read_text() if path.exists() else "# Scale benchmarks\n\n"
+    path.write_text(previous.rstrip() + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
