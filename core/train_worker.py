@@ -104,6 +104,9 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
             collator.tokens = 0
             if state.is_world_process_zero:  # with several processes only rank 0 writes
                 writer.write({"event": "start", "step": state.global_step, "total": state.max_steps, "time": time.time()})
+                model = kwargs.get("model")
+                log.info("Training on %s process(es); gradient checkpointing %s", args.world_size,
+                         "on" if getattr(model, "is_gradient_checkpointing", False) else "off")
 
         def on_step_end(self, args, state, control, **kwargs):
             if stop_requested(run_path):

@@ -146,3 +146,30 @@ def test_ollama_modelfile_uses_the_family_template(tiny_family_models, key, mark
     template = F.load_tokenizer(str(folder)).chat_template
     text = F.ollama_modelfile("./m.gguf", template, json.loads((folder / "config.json").read_text())["model_type"], "Be brief.")
     assert text.startswith("FROM ./m.gguf") and marker in text and f'PARAMETER stop "{stop}"' in text
+
+
+def test_one_process_runs_the_worker_several_run_under_accelerate_launch(tmp_path):
+    assert T.worker_command(tmp_path, 1)[1:] == ["-m", "core.train_worker", str(tmp_path)]
+    command = T.worker_command(tmp_path, 2)
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "2" and command[-2:] == ["core.train_worker", str(tmp_path)]
+    assert T.process_count(T.TrainingSettings(processes=3)) == 3
+    import torch
+
+    assert T.process_count(T.TrainingSettings()) == max(1, torch.cuda.device_count())
+
+
+def test_device_and_precision_choice():
+    import torch
+
+    from core.models import resolve_dtype_name
+    from core.train_worker import training_device
+
+    device, dtype = training_device("auto")
+    if torch.cuda.is_available():
+        assert device == "cuda" and dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+    else:
+        assert dtype == "float32" and device in ("cpu", "mps")
+    assert training_device("bfloat16")[1] == "bfloat16"
+    assert resolve_dtype_name("auto", "cpu") == "float32" and resolve_dtype_name("auto", "mps") == "float32"
+    assert resolve_dtype_name("float16", "cpu") == "float16"

@@ -126,6 +126,21 @@ def test_family_end_to_end_through_the_cli(ws, tiny_family_models, tmp_path, cap
     print(f"{key}: {time.perf_counter() - started:.1f} s, {result}")
 
 
+def test_evaluate_and_the_adapter_check_take_the_model(ws, tiny_family_models, tmp_path, capsys):
+    """`evaluate --model DIR` answers with that model; an adapter of another family's run is refused by name."""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "What colour is item 3?", "answer": "blue"}) + "\n")
+    phi3 = str(tiny_family_models["phi3"])
+    code, out, err = _cli(capsys, ws, "evaluate", "--questions", str(questions), "--variants", "base", "--model", phi3,
+                          "--max-new-tokens", "4", "--json")
+    assert code == 0, err
+    assert _last_json(out)["answers"] == 1
+    if "llama" in RESULTS:  # the llama run's adapter on the Phi-3 base
+        code, out, err = _cli(capsys, ws, "compare", "Q?", "--adapter", "llama-run", "--variants", "ft", "--model", phi3, "--json")
+        error = {a["variant"]: a for a in _last_json(out)["answers"]}["finetuned"]["error"]
+        assert f"trained on '{tiny_family_models['llama']}'" in error and f"loaded model is '{phi3}'" in error
+
+
 def render_matrix(results: dict[str, dict]) -> str:
     columns = ["family", "architecture", "targets", "system role", "train", "compare", "merged", "gguf", "lora gguf", "llama.cpp"]
     heads = ["family", "architecture", "LoRA targets (all linear)", "system role", "train 3 steps", "Compare ft",

@@ -45,11 +45,13 @@ def tiny_ws(tmp_path, tiny_family_models):
 
 def _qlora_run(ws, folder):
     lora = T.LoraSettings(r=8, alpha=16, dropout=0.0)
-    training = T.TrainingSettings(base_model=str(folder), max_steps=3, batch_size=2, learning_rate=1e-2, warmup_steps=0, qlora=True)
+    training = T.TrainingSettings(base_model=str(folder), max_steps=3, batch_size=2, learning_rate=1e-2, warmup_steps=0, qlora=True,
+                                  gradient_checkpointing=True)  # the large-model setting, exercised here too
     run = T.wait_for_run(ws, T.start_run(ws, "rows", lora, training).id, timeout=600, poll=0.5)
     assert run.status == "completed", run.error
     log = T.read_log(ws, run.id, 200)
     assert "QLoRA: 14 Linear layers hold 4-bit NF4 weights" in log  # 2 layers x 7 Linear, the head stays in full precision
+    assert "gradient checkpointing on" in log
     steps = [e for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
     assert len(steps) == 3 and all(e["loss"] == e["loss"] for e in steps)
     saved = json.loads((T.adapter_path(ws, run.id) / "adapter_config.json").read_text())

@@ -17,7 +17,7 @@ import pytest
 from core import training as T
 
 pytestmark = pytest.mark.slow
-STEPS = 12
+STEPS = 8
 LORA = T.LoraSettings(r=8, alpha=16, dropout=0.0)  # no dropout: both runs see the same numbers
 
 
@@ -27,13 +27,21 @@ def ws(tmp_path_factory):
     from core.settings import get_workspace
 
     ws = get_workspace(tmp_path_factory.mktemp("ddp") / "ws")
-    rows = [make_row(f"Describe item {i}.", "", " ".join(["Item", str(i), "is", "blue"] + ["and small"] * (i % 4))) for i in range(16)]
+    # rows of equal length: the logged loss of 2 processes is the mean of the ranks' token means, which equals the
+    # 1-process token mean only when both halves hold as many tokens (the gradients are token-weighted either way)
+    import random
+
+    words = "red blue green black white small large old new fast slow warm cold soft hard dry wet loud quiet bright dark heavy".split()
+    pick = random.Random(0)
+    rows = [make_row(f"Describe item {i}.", "", "It is " + " ".join(pick.sample(words, 6)) + ".") for i in range(10, 26)]
     save_dataset(ws, "rows", rows, kind="qa", heldout_fraction=0.0)
     return ws
 
 
 def _training(model: Path, processes: int, batch: int) -> T.TrainingSettings:
-    return T.TrainingSettings(base_model=str(model), max_steps=STEPS, batch_size=batch, learning_rate=2e-2, warmup_steps=0, save_steps=2,
+    # lr 2e-3: with Adam, an update is ~lr * sign(gradient), so rounding differences in near-zero gradient components
+    # (2 ranks sum in another order) grow with the learning rate; at 2e-2 step 3 already differed by 0.8%
+    return T.TrainingSettings(base_model=str(model), max_steps=STEPS, batch_size=batch, learning_rate=2e-3, warmup_steps=0, save_steps=2,
                               seed=0, processes=processes)
 
 
@@ -104,8 +112,9 @@ def test_two_processes_match_one_write_once_and_survive_kill_9_of_the_launcher(w
     # the loss curve: before the kill and after the resume, step for step
     by_step = {e["step"]: e["loss"] for e in events if e.get("event") == "step"}
     assert sorted(by_step) == list(range(1, STEPS + 1))
+    # every row has the same token count (42): the mean of the ranks' means is the global token mean
     worst = max(abs(by_step[s] - reference[s - 1]) / reference[s - 1] for s in by_step)
     print(f"1 process: {[round(x, 4) for x in reference]}")
     print(f"2 processes: {[round(by_step[s], 4) for s in sorted(by_step)]}; killed after step {len(before)}, "
           f"resumed from {checkpoint.name}; worst relative difference {worst:.2e}")
-    assert worst < 0.02
+    assert worst < 0.005
