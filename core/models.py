@@ -65,6 +65,7 @@ class GeneratorSpec:
 class EmbedderSpec:
     model_id: str = field(default=EMBEDDED_EMBEDDER, metadata={"help": "embedded default, a sentence-transformers id, or a local folder"})
     device: str = "auto"
+    backend: str = field(default="auto", metadata={"help": "see core.embedding.BACKEND_HELP"})
 
 
 def cuda_available() -> bool:

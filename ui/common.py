@@ -10,6 +10,7 @@ import re
 
 import streamlit as st
 
+from core.embedding import spec_for_recorded
 from core.errors import StudioError
 from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases, load_sentence_embedder
 from core.models import (
@@ -66,9 +67,9 @@ def _cached_generator(model_id: str, device: str, dtype: str, root: str):
     return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
 
 
-@st.cache_resource(show_spinner="Loading the embedding model…")
-def _cached_embedder(model_id: str, device: str) -> SentenceTransformerEmbedder:
-    return load_sentence_embedder(EmbedderSpec(model_id, device))
+@st.cache_resource(show_spinner="Loading the embedding model… (the first time on a new workspace exports it to ONNX: ~20 s)")
+def _cached_embedder(model_id: str, device: str, backend: str, root: str) -> SentenceTransformerEmbedder:
+    return load_sentence_embedder(EmbedderSpec(model_id, device, backend), get_workspace(root))
 
 
 def get_generator(spec: GeneratorSpec | None = None):
@@ -78,12 +79,12 @@ def get_generator(spec: GeneratorSpec | None = None):
 
 def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
     spec = spec or embedder_spec()
-    return _cached_embedder(spec.model_id, spec.device)
+    return _cached_embedder(spec.model_id, spec.device, spec.backend, str(workspace().root))
 
 
 def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
     """The embedding model a knowledge base was built with (queries must use the same one)."""
-    return get_embedder(EmbedderSpec(kb.embedding_model, embedder_spec().device))
+    return get_embedder(spec_for_recorded(kb.embedding_model, embedder_spec().device))
 
 
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:

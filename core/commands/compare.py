@@ -27,7 +27,7 @@ def handle(args) -> int:
     from core.engine import load_engine
     from core.errors import StudioError
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search
+    from core.knowledge import RetrievalSettings, relevant, search
     from core.models import EMBEDDED_GENERATOR, GeneratorSpec
     from core.settings import get_workspace
 
@@ -42,7 +42,9 @@ def handle(args) -> int:
     if any(v in USES_CONTEXT for v in variants):
         if not args.kb:
             raise StudioError("RAG and hybrid need --kb NAME; or choose --variants base,ft.")
-        embedder = load_sentence_embedder()
+        from core.evaluation import embedder_for_kb
+
+        embedder = embedder_for_kb(workspace, args.kb)  # the kb's own model and precision
         hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
     engine = load_engine(workspace, GeneratorSpec(model_id=args.model or EMBEDDED_GENERATOR))
     comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system)
