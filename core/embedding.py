@@ -169,6 +169,7 @@ class OnnxEmbedder:
     """An exported sentence-transformers model on ONNX Runtime; no torch at run time."""
 
     batch_size = BATCH_SIZE
+    threads: int | None = None  # None: picked per call by the load average
 
     def __init__(self, folder: Path, model_id: str, backend: str):
         from tokenizers import Tokenizer
@@ -216,7 +217,7 @@ class OnnxEmbedder:
             return vectors
         encodings = self._tokenizer.encode_batch(list(texts))
         order = _length_sorted([len(encoding.ids) for encoding in encodings])
-        session = self._session(threads_for_load())
+        session = self._session(self.threads or threads_for_load())
         for start in range(0, len(texts), self.batch_size):
             rows = order[start : start + self.batch_size]
             vectors[rows] = self._run([encodings[i] for i in rows], session)
