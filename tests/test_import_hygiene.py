@@ -31,11 +31,17 @@ def _run_page(script: str, tmp_path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("script, title", [
-    ("app.py", "Decide: RAG, fine-tuning, or both?"),  # the router: sidebar plus the default page
-    ("pages/documents.py", "Documents"),
+@pytest.mark.parametrize("script, title, with_kb", [
+    ("app.py", "Decide: RAG, fine-tuning, or both?", False),  # the router: sidebar plus the default page
+    ("pages/documents.py", "Documents", True),  # listing a knowledge base and its index needs no model
 ])
-def test_first_pages_import_no_model_library(script, title, tmp_path):
+def test_first_pages_import_no_model_library(script, title, with_kb, tmp_path, fake_embedder):
+    if with_kb:
+        from core.knowledge import ingest_files
+        from core.settings import get_workspace
+
+        ingest_files(get_workspace(tmp_path / "ws"), "handbook", [("leave.txt", b"Every employee has 26 days of leave. " * 9)],
+                     fake_embedder)
     result = _run_page(script, tmp_path)
     assert result["exception"] == []
     assert title in result["title"]
