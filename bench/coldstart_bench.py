@@ -28,7 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tests.e2e import chromium, free_port  # noqa: E402
 
 HEADING = "## Cold start (bench/coldstart_bench.py)"
-PAGES = {"Decide (/)": ("", "Decide: RAG, fine-tuning, or both?"), "Documents (/documents)": ("/documents", "Build knowledge bases")}
+FLOOR = Path(tempfile.mkdtemp(prefix="coldstart-floor-")) / "hello.py"
+FLOOR.write_text('import streamlit as st\nst.title("Hello floor")\n')
+PAGES = {  # name: (script, path, text that shows the page's content)
+    "Decide (/)": (ROOT / "app.py", "", "Decide: RAG, fine-tuning, or both?"),
+    "Documents (/documents)": (ROOT / "app.py", "/documents", "Build knowledge bases"),
+    "floor: a one-line Streamlit app": (FLOOR, "", "Hello floor"),  # what Streamlit itself costs here
+}
 
 
 def torch_loaded(pid: int) -> bool:
@@ -38,14 +44,14 @@ def torch_loaded(pid: int) -> bool:
         return False
 
 
-def one_start(driver, path: str, text: str) -> tuple[float, bool]:
+def one_start(driver, script: Path, path: str, text: str) -> tuple[float, bool]:
     workspace = Path(tempfile.mkdtemp(prefix="coldstart-"))
     port = free_port()
     env = dict(os.environ, STUDIO_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     log = open(workspace / "streamlit.log", "w")
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -112,7 +118,8 @@ def main() -> int:
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC · {cpu}, {os.cpu_count()} cores · commit {commit} {args.label}".rstrip(),
         "",
         "From `streamlit run app.py` (new process, fresh workspace) to the page's title in headless Chromium "
-        "(already running). torch imported: libtorch mapped in the server process after the page rendered.",
+        "(already running). torch imported: libtorch mapped in the server process after the page rendered. "
+        "The floor is a one-line Streamlit app started the same way: the part of a cold start that is Streamlit's own.",
         "",
         "| page | runs | median s | min s | max s | torch imported | load average |",
         "|---|---:|---:|---:|---:|---|---|",

@@ -10,9 +10,9 @@ import re
 
 import streamlit as st
 
-from core.embedding import spec_for_recorded
+from typing import TYPE_CHECKING
+
 from core.errors import StudioError
-from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases, load_sentence_embedder
 from core.models import (
     DEVICES,
     DTYPES,
@@ -26,6 +26,10 @@ from core.models import (
     load_generator,
 )
 from core.settings import Workspace, get_workspace
+
+if TYPE_CHECKING:  # the knowledge stack (numpy, SQLite FTS, FAISS glue) loads with the first page that needs it
+    from core.embedding import SentenceTransformerEmbedder
+    from core.knowledge import KnowledgeBase
 
 OTHER = "Other (Hugging Face id or folder)…"
 
@@ -69,6 +73,8 @@ def _cached_generator(model_id: str, device: str, dtype: str, root: str):
 
 @st.cache_resource(show_spinner="Loading the embedding model… (the first time on a new workspace exports it to ONNX: ~20 s)")
 def _cached_embedder(model_id: str, device: str, backend: str, root: str) -> SentenceTransformerEmbedder:
+    from core.embedding import load_sentence_embedder
+
     return load_sentence_embedder(EmbedderSpec(model_id, device, backend), get_workspace(root))
 
 
@@ -84,11 +90,15 @@ def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedde
 
 def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
     """The embedding model a knowledge base was built with (queries must use the same one)."""
+    from core.embedding import spec_for_recorded
+
     return get_embedder(spec_for_recorded(kb.embedding_model, embedder_spec().device))
 
 
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:
     """A select box over the workspace's knowledge bases, remembered across pages."""
+    from core.knowledge import list_knowledge_bases
+
     bases = list_knowledge_bases(workspace())
     if not bases:
         st.info("No knowledge base yet. Create one on the **Documents** page by uploading a few PDFs.")
