@@ -196,6 +196,7 @@ class OnnxEmbedder:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: shared cores
                 self._sessions[threads] = ort.InferenceSession(str(self._file), options, providers=["CPUExecutionProvider"])
             return self._sessions[threads]
 
