@@ -277,6 +277,7 @@ def export_onnx(workspace: Workspace, model_id: str) -> Path:
         staging = Path(tempfile.mkdtemp(dir=workspace.models, prefix=".export-"))
         try:
             _export_into(source, staging)
+            staging.chmod(0o755)  # mkdtemp made it private; the export is a shared read-only cache
             staging.rename(target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
