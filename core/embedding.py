@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -309,7 +310,8 @@ def _export_into(source: Path, staging: Path) -> None:
 
     fp32 = staging / "model.onnx"
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs} | {"sentence_embedding": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side checks; the result is verified below
         # The TorchScript exporter: the dynamo one needs onnxscript and traces transformers 5 masks poorly.
         torch.onnx.export(Wrapped(model), tuple(sample[name] for name in inputs), str(fp32), dynamo=False,
                           input_names=inputs, output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=17)
