@@ -65,6 +65,7 @@ class GeneratorSpec:
 class EmbedderSpec:
     model_id: str = field(default=EMBEDDED_EMBEDDER, metadata={"help": "embedded default, a sentence-transformers id, or a local folder"})
     device: str = "auto"
+    backend: str = field(default="auto", metadata={"help": "see core.embedding.BACKEND_HELP"})
 
 
 def cuda_available() -> bool:
@@ -236,7 +237,16 @@ def load_embedder(spec: EmbedderSpec) -> Any:
 
 
 def describe_hardware() -> dict[str, str]:
-    """Device and dtype facts for the sidebar."""
+    """Device and dtype facts for the sidebar.
+
+    Every page shows the sidebar, so without an NVIDIA driver this must not import torch (~8 s of a
+    cold start): the CPU facts come from the OS.
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules and not Path("/proc/driver/nvidia/version").exists():
+        return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} threads)", "dtype": "float32", "qlora": "needs CUDA"}
     import torch
 
     if torch.cuda.is_available():
