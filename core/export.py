@@ -143,6 +143,19 @@ def _run_converter(script: str, args: list[str], what: str) -> None:
         raise StudioError(problem)
 
 
+def convert_lora_folder(adapter_dir: Path, base_dir: Path, out_file: Path, outtype: str = "f32") -> Path:
+    """A peft LoRA folder as a GGUF adapter (llama.cpp --lora), written atomically; `base_dir` holds the base's config.json."""
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging(out_file)
+    try:
+        _run_converter("convert_lora_to_gguf.py", [str(adapter_dir), "--base", str(base_dir), "--outfile", str(staging), "--outtype", outtype],
+                       f"the adapter in {adapter_dir}")
+        os.replace(staging, out_file)
+    finally:
+        staging.unlink(missing_ok=True)
+    return out_file
+
+
 def _staging(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:6]}")
 

@@ -20,9 +20,7 @@ import ctypes
 import hashlib
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,17 +32,8 @@ from core.generation import DecodingSettings, GenerationStats
 
 log = logging.getLogger(__name__)
 
-LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # keep equal to requirements-llama.txt and the Makefile
-CONVERT_ENV = "STUDIO_LLAMA_CPP_TOOLS"
+LLAMA_CPP_PYTHON_VERSION = "0.3.36"  # keep equal to the Makefile (LLAMA_CPP_VERSION) and vendor/llama.cpp
 _BACKENDS_LOCK = threading.Lock()
-
-
-def tools_folder() -> Path:
-    """Where llama.cpp's Python converters are (the Makefile extracts them from the pinned sdist)."""
-    if os.environ.get(CONVERT_ENV):
-        return Path(os.environ[CONVERT_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "studio" / f"llama.cpp-{LLAMA_CPP_PYTHON_VERSION}"
 
 
 def library_folder() -> Path:
@@ -118,25 +107,12 @@ def server_command(gguf: str | Path, port: int, alias: str, lora: str | Path | N
 
 # ---------------------------------------------------------------- LoRA: peft folder -> GGUF
 def convert_adapter(adapter_dir: str | Path, base_dir: str | Path, out_file: str | Path) -> Path:
-    """llama.cpp's convert_lora_to_gguf.py on a peft folder; `base_dir` holds the base model's config.json."""
-    script = tools_folder() / "convert_lora_to_gguf.py"
-    if not script.exists():
-        raise StudioError(f"llama.cpp's converter is not at {script}; run `make install` (it extracts it from the pinned "
-                          f"llama-cpp-python {LLAMA_CPP_PYTHON_VERSION} sdist) or set {CONVERT_ENV} to a llama.cpp checkout.")
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.stem}-", suffix=".gguf")
-    os.close(handle)
-    command = [sys.executable, str(script), str(adapter_dir), "--base", str(base_dir), "--outfile", staging, "--outtype", "f32"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")  # the script imports its own vendored gguf-py, next to it
-    log.info("Converting the LoRA adapter %s to GGUF", adapter_dir)
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0:
-        Path(staging).unlink(missing_ok=True)
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise StudioError(f"Converting the adapter {adapter_dir} to GGUF failed: {' '.join(tail)}")
-    os.replace(staging, out_file)
-    return out_file
+    """llama.cpp's convert_lora_to_gguf.py on a peft folder; `base_dir` holds the base model's config.json.
+
+    The converter is the one vendored in vendor/llama.cpp and run by core.export (one home for llama.cpp's scripts)."""
+    from core.export import convert_lora_folder
+
+    return convert_lora_folder(Path(adapter_dir), Path(base_dir), Path(out_file))
 
 
 def adapter_base_dir(adapter_dir: Path, workspace, generator=None) -> Path:
