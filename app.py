@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import render_sidebar
+from ui.common import render_sidebar, workspace
 
 ROOT = Path(__file__).parent
 PAGES = [  # (file, title, icon): a page whose file is missing is skipped, so features land independently
@@ -19,5 +19,6 @@ PAGES = [  # (file, title, icon): a page whose file is missing is skipped, so fe
 st.set_page_config(page_title="RAG vs Fine-Tuning Studio", page_icon=":material/science:", layout="wide")
 pages = [st.Page(str(ROOT / path), title=title, icon=icon) for path, title, icon in PAGES if (ROOT / path).exists()]
 navigation = st.navigation(pages)
+workspace()  # a damaged studio.db stops every page here with one message (core.storage.check_catalogue)
 render_sidebar()
 navigation.run()

@@ -4,7 +4,7 @@
 
 Measures, in one run and on the same four prompts (RAG/hybrid: a question plus ~600 tokens of squad36
 passages; 150 new tokens forced, so every engine does the same work):
-  1. our engine (core.engine.TorchEngine), one column (RAG) and all four in one mixed-adapter batch;
+  1. our engine (core.engines.transformers.TorchEngine), one column (RAG) and all four in one mixed-adapter batch;
   2. our engine answering the four one after another (one request per call);
   3. llama.cpp (llama-cpp-python, Q4_1 GGUF, bench/llama_ref.py under $LLAMA_PYTHON) answering the four one after another,
      fine-tuned/hybrid with the same LoRA converted by llama.cpp's convert_lora_to_gguf.py.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.compare import plan_comparison  # noqa: E402
-from core.engine import GenerationRequest, generate_many, load_engine  # noqa: E402
+from core.engines import GenerationRequest, generate_many, open_engine  # noqa: E402
 from core.generation import DecodingSettings, GenerationStats  # noqa: E402
 from core.knowledge import Hit  # noqa: E402
 from core.models import embedded_generator_gguf  # noqa: E402
@@ -114,7 +114,7 @@ def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> d
 
     The child runs under $LLAMA_PYTHON (e.g. a venv holding llama-cpp-python) or this interpreter.
     """
-    from core.engine import cpu_threads
+    from core.engines.transformers import cpu_threads
 
     python = os.environ.get("LLAMA_PYTHON", sys.executable)
     probe = subprocess.run([python, "-c", "import llama_cpp"], capture_output=True, text=True)
@@ -145,7 +145,7 @@ def main() -> int:
     workspace = get_workspace(os.environ.get("STUDIO_WORKSPACE") or tempfile.mkdtemp(prefix="compare-bench-"))
     adapter = make_adapter(workspace)
     before = machine()
-    engine = load_engine(workspace)
+    engine = open_engine("transformers", workspace)
     question, hits = build_hits(args.context_tokens, engine.loaded.tokenizer)
     answers, requests = plan_comparison(question, ["base", "rag", "finetuned", "hybrid"], hits, adapter=str(adapter))
     settings = DecodingSettings(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=0.0)

@@ -4,7 +4,7 @@
         --adapter RUN_OR_FOLDER [--kb squad36] [--record bench/RESULTS_eval.md]
 
 Ingests every squad36 PDF the chosen questions need into --kb (skipped when already there), then
-runs `core.evaluation.run_evaluation` with the default LocalVariantRunner. Without --adapter only
+runs `core.evaluation.run_evaluation` through the engine --engine names (transformers, llamacpp, openai:URL). Without --adapter only
 base and RAG run. Appends a dated section with the machine to --record. Not collected by pytest.
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ def main() -> int:
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--record", default=None, help="append a results section to this markdown file")
     parser.add_argument("--note", default="")
-    parser.add_argument("--runner", choices=("batched", "sequential"), default="batched",
-                        help="batched: all variants of a question in one Compare-engine batch; sequential: one answer at a time")
+    parser.add_argument("--engine", default="transformers", help="transformers, llamacpp[:FILE.gguf] or openai:URL (with --model)")
+    parser.add_argument("--model", default="", help="openai: the served model name")
     parser.add_argument("--dataset", default=None, help="training dataset id whose format adherence is checked")
     args = parser.parse_args()
 
@@ -68,10 +68,10 @@ def main() -> int:
     variants = tuple(args.variants.split(",")) if args.variants else (evaluation.VARIANTS if args.adapter else ("base", "rag"))
     settings = evaluation.EvaluationSettings(variants=variants, max_new_tokens=args.max_new_tokens, out_of_scope=args.out_of_scope,
                                             repetition_penalty=args.repetition_penalty)
-    if args.runner == "batched":
-        runner = evaluation.make_engine_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
-    else:
-        runner = evaluation.make_local_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty)
+    from core.engines.registry import parse_engine_spec
+
+    runner = evaluation.make_engine_runner(workspace, args.adapter, args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+                                           engine=parse_engine_spec(args.engine, model=args.model))
 
     def progress(p):
         if p.done % 10 == 0:
@@ -102,7 +102,7 @@ def record(path: Path, eval_id: str, summary: dict, args, variants) -> None:
         f"- Machine: {facts.get('cpu', platform.processor())}, {facts.get('cpu_count')} cores, torch {facts.get('torch')} "
         f"({facts.get('threads')} threads), {facts.get('platform')}; load average {os.getloadavg()[0]:.1f} at the end.",
         f"- Questions: first {summary['questions'] - args.out_of_scope} of {Path(args.questions).name}{' (round-robin across articles)' if args.spread else ''}; "
-        f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; repetition_penalty {args.repetition_penalty}; k 5; SmolLM2-135M; runner {args.runner}{' (all variants of a question in one Compare-engine batch, dtype chosen by core.engine.fast_cpu_dtype)' if args.runner == 'batched' else ' (fp32, one answer at a time)'}; evaluation {eval_id}.",
+        f"variants {', '.join(variants)}; max_new_tokens {args.max_new_tokens}; repetition_penalty {args.repetition_penalty}; k 5; SmolLM2-135M; engine {args.engine}{' (all variants of a question in one mixed-adapter batch, dtype chosen by fast_cpu_dtype)' if args.engine == 'transformers' else ''}; evaluation {eval_id}.",
         f"- Adapter: {args.adapter or 'none'}. Format check: {summary.get('style_note')}. {args.note}",
         f"- Elapsed {summary['elapsed_s']:.0f} s: **{summary['questions_per_minute']:.2f} questions/minute** for all {len(variants)} variants "
         f"({summary['answers'] / summary['elapsed_s'] * 60:.1f} answers/minute).",

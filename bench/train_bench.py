@@ -117,14 +117,14 @@ def main() -> int:
     import torch
 
     from core import training as T
-    from core.datasets import DatasetBuildSettings, build_rows
     from core.train_worker import choose_threads
-    from tune_support import converted_model_dir, passage_chunks, squad_passages
+    from tests.conftest import SQUAD, SQUAD_FULL
+    from tune_support import converted_model_dir, style_rows
 
     threads = choose_threads()
     load_before = os.getloadavg()[0]
     path = str(converted_model_dir())
-    rows = build_rows(passage_chunks(squad_passages(60, stride=8)), DatasetBuildSettings(kind="style", max_input_chars=400))
+    rows = style_rows(60, max_input_chars=400, root=SQUAD_FULL or SQUAD)
     lora, training = T.preset("demo")
     training = dataclasses.replace(training, max_steps=args.steps)
     peak = matmul_peak(threads)

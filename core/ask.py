@@ -5,9 +5,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages, stream_chat
+from core.engines.base import GenerationEngine, stream_text
+from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
+from core.errors import StudioError
 from core.knowledge import Embedder, Hit, RetrievalSettings, relevant, search
 from core.settings import Workspace
+from core.support import SupportReport, check_support
 
 
 @dataclass
@@ -16,6 +19,8 @@ class GroundedAnswer:
     text: str
     sources: list[Hit]
     stats: GenerationStats = field(default_factory=GenerationStats)
+    engine: str = ""  # the engine and model that answered, shown under the answer and kept with it
+    model: str = ""
 
     @property
     def grounded(self) -> bool:
@@ -26,9 +31,13 @@ class GroundedAnswer:
         cited = {int(n) for n in re.findall(r"\[(\d+)\]", self.text)}
         return sorted(n for n in cited if 1 <= n <= len(self.sources))
 
+    def support(self) -> SupportReport:
+        """The answer checked against its sources: numbers, names and wording (core.support)."""
+        return check_support(self.text, [hit.text for hit in self.sources], self.cited_numbers())
+
     def supporting_numbers(self) -> list[int]:
-        """Sources whose words the answer uses (see attribute_sources); small models rarely write [n] themselves."""
-        return attribute_sources(self.text, self.sources)
+        """Sources that back the answer (small models rarely write [n] themselves)."""
+        return self.support().supporting
 
     def to_dict(self) -> dict:
         return {
@@ -37,7 +46,10 @@ class GroundedAnswer:
             "grounded": self.grounded,
             "cited": self.cited_numbers(),
             "supported_by": self.supporting_numbers(),
+            "support": self.support().to_dict(),
             "sources": [dict(hit.to_dict(), number=i + 1) for i, hit in enumerate(self.sources)],
+            "engine": self.engine,
+            "model": self.model,
             "timing": {
                 "first_token_s": self.stats.first_token_s,
                 "total_s": round(self.stats.total_s, 3),
@@ -45,37 +57,6 @@ class GroundedAnswer:
                 "tokens_per_s": round(self.stats.tokens_per_s, 2),
             },
         }
-
-
-_STOPWORDS = frozenset(
-    "a an the and or but of to in on at by for with from as is are was were be been it its this that these those "
-    "which who whom what when where why how than then there their they them he she his her we our you your i".split()
-)
-SUPPORT_THRESHOLD = 0.5  # share of a sentence's content words found in a source for that source to count
-
-
-def content_words(text: str) -> list[str]:
-    return [word for word in re.findall(r"\w+", text.lower()) if word not in _STOPWORDS and len(word) > 1]
-
-
-def attribute_sources(answer: str, sources: Sequence[Hit]) -> list[int]:
-    """Numbers of the sources that support at least one answer sentence, by word overlap.
-
-    A sentence is attributed to the source holding the largest share of its content words, when
-    that share is at least SUPPORT_THRESHOLD. A lexical method: it shows where wording came from,
-    not whether the reasoning is right.
-    """
-    vocabularies = [set(content_words(hit.text)) for hit in sources]
-    supported: set[int] = set()
-    for sentence in re.split(r"(?<=[.!?])\s+|\n+", answer):
-        words = content_words(sentence)
-        if len(words) < 3 or not vocabularies:
-            continue
-        shares = [sum(word in vocabulary for word in words) / len(words) for vocabulary in vocabularies]
-        best = max(range(len(shares)), key=shares.__getitem__)
-        if shares[best] >= SUPPORT_THRESHOLD:
-            supported.add(best + 1)
-    return sorted(supported)
 
 
 def retrieve_sources(
@@ -86,20 +67,24 @@ def retrieve_sources(
 
 
 def stream_grounded_answer(
-    loaded, question: str, sources: Sequence[Hit], decoding: DecodingSettings = DecodingSettings(),
-    stats: GenerationStats | None = None, system: str | None = None,
+    engine: GenerationEngine | None, question: str, sources: Sequence[Hit], decoding: DecodingSettings = DecodingSettings(),
+    stats: GenerationStats | None = None, system: str | None = None, adapter: str | None = None,
 ) -> Iterator[str]:
+    """The answer's text pieces from `engine` (None is fine when nothing relevant was found: no model is needed)."""
     if not sources:
         yield NO_CONTEXT_ANSWER
         return
-    yield from stream_chat(loaded, build_messages(question, sources, system), decoding, stats)
+    if engine is None:
+        raise StudioError("No engine to answer with; choose one in the sidebar.")
+    yield from stream_text(engine, build_messages(question, sources, system), decoding, stats, adapter)
 
 
 def ask(
-    workspace: Workspace, kb_name: str, question: str, embedder: Embedder, loaded,
+    workspace: Workspace, kb_name: str, question: str, embedder: Embedder, engine: GenerationEngine,
     retrieval: RetrievalSettings = RetrievalSettings(), decoding: DecodingSettings = DecodingSettings(),
+    adapter: str | None = None,
 ) -> GroundedAnswer:
     sources = retrieve_sources(workspace, kb_name, question, embedder, retrieval)
     stats = GenerationStats()
-    text = "".join(stream_grounded_answer(loaded, question, sources, decoding, stats)).strip()
-    return GroundedAnswer(question, text, sources, stats)
+    text = "".join(stream_grounded_answer(engine, question, sources, decoding, stats, adapter=adapter)).strip()
+    return GroundedAnswer(question, text, sources, stats, getattr(engine, "name", ""), getattr(engine, "model", ""))

@@ -9,17 +9,20 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
-from core.engine import GenerationEngine, GenerationRequest, StreamEvent, collect
+from core.engines.base import GenerationEngine, GenerationRequest, RoutedEngine, StreamEvent, collect, guarded_stream
 from core.errors import StudioError
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
 from core.knowledge import Hit
 from core.settings import Workspace
+from core.support import SupportReport, check_support
 from core.storage import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ USES_CONTEXT = frozenset({"rag", "hybrid"})
 USES_ADAPTER = frozenset({"finetuned", "hybrid"})
 _ALIASES = {"ft": "finetuned", "fine-tuned": "finetuned", "fine_tuned": "finetuned", "tuned": "finetuned", "lora": "finetuned"}
 NO_ADAPTER_MESSAGE = "No adapter yet. Train one on the Fine-tune page, then pick it here to see the fine-tuned answer."
+SERVED_FINETUNE_NOTE = "served model: the column's model is the fine-tune (no local adapter is sent)"
 
 
 def parse_variants(values: str | Sequence[str]) -> list[str]:
@@ -64,10 +68,25 @@ class VariantAnswer:
     note: str | None = None  # e.g. "nothing relevant retrieved": answered without generating
     adapter: str | None = None
     messages: list = field(default_factory=list)
+    # What a column without documents (base, fine-tuned) is checked against: the passages retrieval found for RAG.
+    checked_against: list[Hit] = field(default_factory=list)
+    engine: str = ""  # which engine answered ("llamacpp", "openai", ...) and with which model: recorded with the answer
+    model: str = ""
 
     @property
     def label(self) -> str:
         return VARIANT_LABELS[self.variant]
+
+    def support(self) -> SupportReport:
+        """The answer's numbers, names and wording checked against its sources (core.support)."""
+        sources = self.hits or self.checked_against
+        if self.error or self.note or not sources:
+            return SupportReport()
+        return check_support(self.text, [hit.text for hit in sources])
+
+    @property
+    def engine_label(self) -> str:
+        return f"{self.engine} · {self.model}" if self.model else self.engine
 
     def to_dict(self) -> dict:
         return {
@@ -77,7 +96,10 @@ class VariantAnswer:
             "error": self.error,
             "note": self.note,
             "adapter": self.adapter,
+            "engine": self.engine,
+            "model": self.model,
             "sources": [hit.to_dict() for hit in self.hits],
+            "support": self.support().to_dict(),
             "prompt_tokens": self.stats.prompt_tokens,
             "new_tokens": self.stats.new_tokens,
             "first_token_s": self.stats.first_token_s,
@@ -106,10 +128,59 @@ class Comparison:
             "engine": self.engine,
             "wall_s": self.wall_s,
             "created_at": self.created_at,
-            "settings": {k: getattr(self.settings, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty")},
+            "settings": {k: getattr(self.settings, k) for k in ("max_new_tokens", "temperature", "top_p", "seed", "repetition_penalty", "stop_on_repeat", "no_repeat_ngram")},
             "system": self.system,
             "answers": [answer.to_dict() for answer in self.answers.values()],
         }
+
+
+# ---------------------------------------------------------------- the hybrid prompt
+HYBRID_FACTS_CHARS = 500  # about what the demo adapter saw per training row (400-character passages), a little more
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[$])|\n{2,}")
+
+
+def select_facts(question: str, hits: Sequence[Hit], max_chars: int = HYBRID_FACTS_CHARS) -> list[tuple[int, str]]:
+    """(source number, sentence) pairs from the retrieved chunks, the sentences sharing most words with the question first.
+
+    A LoRA adapter taught a format on "<instruction>\n\n<passage>" rows writes its bullets from the first
+    sentences of the passage; putting the question's best-matching sentences first makes the taught format
+    wrap the retrieved facts instead of the chunk's opening lines (a table row, a heading).
+    """
+    from core.metrics import content_tokens
+
+    wanted = set(content_tokens(question))
+    candidates = []
+    for number, hit in enumerate(hits, start=1):
+        for position, sentence in enumerate(_SENTENCE_END.split(" ".join(hit.text.split()) if hit.text else "")):
+            sentence = sentence.strip()
+            words = set(content_tokens(sentence))
+            if len(words) >= 3:
+                candidates.append((number, position, sentence, words))
+    # A question word every sentence shares (the company's name) says little: weigh shared words by rarity.
+    frequency = {word: sum(word in words for *_, words in candidates) for word in wanted}
+    scored = []
+    for number, position, sentence, words in candidates:
+        weight = sum(math.log(1 + len(candidates) / frequency[word]) for word in wanted & words)
+        scored.append((-weight, number, position, sentence))
+    scored.sort()
+    picked, used = [], 0
+    for _, number, _, sentence in scored:
+        if picked and used + len(sentence) > max_chars:
+            continue
+        picked.append((number, sentence))
+        used += len(sentence) + 1
+        if used >= max_chars:
+            break
+    return picked
+
+
+def build_hybrid_messages(question: str, hits: Sequence[Hit], system: str | None = None) -> list[dict]:
+    """The fine-tuned model's own prompt shape (instruction, blank line, passage), with the question as the
+    instruction and the retrieved facts as the passage, so the adapter's format wraps them (bench/RESULTS_answers.md)."""
+    facts = select_facts(question, hits)
+    if not facts:
+        return build_messages(question, hits, system)
+    return build_messages(f"{question}\n\n" + " ".join(sentence for _, sentence in facts), system=system)
 
 
 def plan_comparison(
@@ -119,30 +190,56 @@ def plan_comparison(
     adapter: str | None = None,
     system: str | None = None,
     key_prefix: str = "",
+    hybrid_prompt: str = "taught",
+    served: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, VariantAnswer], list[GenerationRequest]]:
     """Answers to fill in and the engine requests that fill them.
 
+    `hybrid_prompt`: "taught" (the adapter's training shape around the best-matching retrieved sentences,
+    the default) or "rag" (the RAG prompt, as before; kept for the benchmark's before/after).
     Variants answered without the model: RAG/hybrid with no relevant hits (NO_CONTEXT_ANSWER, never a
-    guess) and fine-tuned/hybrid without an adapter (how to get one).
+    guess) and fine-tuned/hybrid without an adapter (how to get one). `served` variants run on an engine
+    that cannot load a local adapter (a server): their column's model is the fine-tune, so no adapter is sent.
     """
     variants = parse_variants(variants)
     answers: dict[str, VariantAnswer] = {}
     requests: list[GenerationRequest] = []
     hits = list(hits)
     for variant in variants:
-        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [])
+        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [], checked_against=[] if variant in USES_CONTEXT else hits)
         answers[variant] = answer
-        if variant in USES_ADAPTER and not adapter:
+        if variant in USES_ADAPTER and variant in served:
+            answer.adapter = None
+            answer.note = SERVED_FINETUNE_NOTE
+        elif variant in USES_ADAPTER and not adapter:
             answer.error = NO_ADAPTER_MESSAGE
             continue
-        answer.adapter = adapter if variant in USES_ADAPTER else None
+        else:
+            answer.adapter = adapter if variant in USES_ADAPTER else None
         if variant in USES_CONTEXT and not hits:
             answer.text = NO_CONTEXT_ANSWER
             answer.note = "Nothing relevant was retrieved, so this column does not generate."
             continue
-        answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
+        if answer.note == SERVED_FINETUNE_NOTE:
+            answer.note = None  # generated normally; the engine line under the answer names the served model
+        if variant == "hybrid" and hybrid_prompt == "taught":
+            answer.messages = build_hybrid_messages(question, hits, system)
+        else:
+            answer.messages = build_messages(question, hits if variant in USES_CONTEXT else None, system)
         requests.append(GenerationRequest(key_prefix + variant, answer.messages, answer.adapter))
     return answers, requests
+
+
+def variant_engines(engine: GenerationEngine, engines: Mapping[str, GenerationEngine] | None) -> tuple[GenerationEngine, frozenset[str]]:
+    """One engine for the batch (columns with their own engine are routed to it) and the variants whose engine is a server."""
+    routed = RoutedEngine(dict(engines), engine) if engines else engine
+    chosen = {variant: (engines or {}).get(variant, engine) for variant in VARIANTS}
+    served = frozenset(v for v, e in chosen.items() if getattr(e, "loads_adapters", True) is False)
+    return routed, served
+
+
+def _engine_of(engine: GenerationEngine, key: str) -> GenerationEngine:
+    return engine.engine_for(key) if isinstance(engine, RoutedEngine) else engine
 
 
 def stream_comparison(
@@ -153,15 +250,24 @@ def stream_comparison(
     adapter: str | None = None,
     settings: DecodingSettings = DecodingSettings(),
     system: str | None = None,
+    hybrid_prompt: str = "taught",
+    engines: Mapping[str, GenerationEngine] | None = None,
 ) -> tuple[Comparison, Iterator[StreamEvent]]:
-    """The comparison (filled in as the stream is consumed) and the stream of events, keyed by variant."""
-    answers, requests = plan_comparison(question, variants, hits, adapter, system)
+    """The comparison (filled in as the stream is consumed) and the stream of events, keyed by variant.
+
+    `engines` gives some variants their own engine (e.g. {"base": ollama, "rag": ollama}); the rest use `engine`.
+    """
+    engine, served = variant_engines(engine, engines)
+    answers, requests = plan_comparison(question, variants, hits, adapter, system, hybrid_prompt=hybrid_prompt, served=served)
+    for variant, answer in answers.items():
+        chosen = _engine_of(engine, variant)
+        answer.engine, answer.model = getattr(chosen, "name", ""), getattr(chosen, "model", "")
     comparison = Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", ""))
 
     def events() -> Iterator[StreamEvent]:
         started = time.perf_counter()
         try:
-            for event in engine.stream_many(requests, settings) if requests else ():
+            for event in guarded_stream(engine, requests, settings) if requests else ():
                 answer = answers[event.key]
                 if event.kind == "text":
                     answer.text += event.text
@@ -200,6 +306,7 @@ def compare_many(
     system: str | None = None,
     batch_rows: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    engines: Mapping[str, GenerationEngine] | None = None,
 ) -> list[Comparison]:
     """Every variant for many questions (evaluation). Rows of several questions share one batch.
 
@@ -211,9 +318,13 @@ def compare_many(
     if needs_context and retrieve is None:
         raise StudioError("RAG and hybrid need a knowledge base; pass a retrieve function or drop those variants.")
     all_hits = retrieve(list(questions)) if needs_context else [[] for _ in questions]
+    engine, served = variant_engines(engine, engines)
     comparisons, pending = [], []
     for index, (question, hits) in enumerate(zip(questions, all_hits)):
-        answers, requests = plan_comparison(question, variants, hits, adapter, system, key_prefix=f"{index}:")
+        answers, requests = plan_comparison(question, variants, hits, adapter, system, key_prefix=f"{index}:", served=served)
+        for variant, answer in answers.items():
+            chosen = _engine_of(engine, variant)
+            answer.engine, answer.model = getattr(chosen, "name", ""), getattr(chosen, "model", "")
         comparisons.append(Comparison(question, answers, adapter=adapter, settings=settings, system=system, engine=getattr(engine, "name", "")))
         pending.extend(requests)
     done = 0
@@ -221,7 +332,7 @@ def compare_many(
         batch = pending[start : start + batch_rows]
         started = time.perf_counter()
         try:
-            results = collect(engine.stream_many(batch, settings), [r.key for r in batch])
+            results = collect(guarded_stream(engine, batch, settings), [r.key for r in batch])
         except StudioError as error:
             results = {r.key: None for r in batch}
             failure = str(error)
@@ -282,7 +393,7 @@ def export_markdown(comparisons: Sequence[Comparison]) -> str:
     lines = ["# RAG vs Fine-Tuning Studio: comparison", ""]
     for comparison in comparisons:
         lines += [f"## Q: {comparison.question}", ""]
-        meta = [f"knowledge base: {comparison.kb or '–'}", f"adapter: {comparison.adapter or '–'}", f"engine: {comparison.engine or '–'}"]
+        meta = [f"knowledge base: {comparison.kb or '–'}", f"adapter: {comparison.adapter or '–'}"]
         s = comparison.settings
         meta.append(f"max new tokens {s.max_new_tokens}, temperature {s.temperature}, top-p {s.top_p}, seed {s.seed}")
         lines += [f"*{' · '.join(meta)}*", ""]
@@ -291,7 +402,9 @@ def export_markdown(comparisons: Sequence[Comparison]) -> str:
             if answer.error:
                 lines += [f"> {answer.error}", ""]
                 continue
-            lines += [answer.text or "(empty answer)", "", f"*{_timing(answer)}*", ""]
+            lines += [answer.text or "(empty answer)", "", f"*{_timing(answer)} · engine {answer.engine_label or '–'}*", ""]
+            if answer.hits or answer.checked_against:
+                lines += [f"*{answer.support().badge()}*", ""]
             for number, hit in enumerate(answer.hits, start=1):
                 snippet = " ".join(hit.text.split())
                 lines.append(f"- [{number}] {hit.document}, p. {hit.page} (score {hit.score:.2f}): {snippet[:300]}")
@@ -314,15 +427,16 @@ def export_html(comparisons: Sequence[Comparison]) -> str:
     for comparison in comparisons:
         parts.append(f"<h2>Q: {e(comparison.question)}</h2>")
         parts.append(
-            f"<p class='meta'>knowledge base: {e(comparison.kb or '–')} · adapter: {e(comparison.adapter or '–')} · "
-            f"engine: {e(comparison.engine or '–')}</p><div class='row'>"
+            f"<p class='meta'>knowledge base: {e(comparison.kb or '–')} · adapter: {e(comparison.adapter or '–')}</p><div class='row'>"
         )
         for answer in comparison.answers.values():
             parts.append(f"<div class='col'><h3>{e(answer.label)}</h3>")
             if answer.error:
                 parts.append(f"<p class='err'>{e(answer.error)}</p></div>")
                 continue
-            parts.append(f"<pre>{e(answer.text)}</pre><p class='meta'>{e(_timing(answer))}</p>")
+            parts.append(f"<pre>{e(answer.text)}</pre><p class='meta'>{e(_timing(answer))} · engine {e(answer.engine_label or '–')}</p>")
+            if answer.hits or answer.checked_against:
+                parts.append(f"<p class='meta'>{e(answer.support().badge())}</p>")
             if answer.hits:
                 parts.append("<ol>")
                 for hit in answer.hits:

@@ -62,11 +62,21 @@ STYLE_INSTRUCTIONS = (
     "What should I know from this passage?",
     "Brief me on this text.",
 )
+# Words that make a sentence risk-bearing (the "Risks:" line is such a sentence of the source, never a constant).
 _RISK_WORDS = re.compile(
-    r"\b(risk\w*|danger\w*|crisis|fail\w*|loss\w*|threat\w*|declin\w*|however|although|disease\w*|war|death\w*|damage\w*|problem\w*|concern\w*)\b",
+    r"\b(risk\w*|danger\w*|crisis|crises|fail\w*|loss\w*|los[et]|threat\w*|declin\w*|however|although|disease\w*|wars?|"
+    r"death\w*|damag\w*|problem\w*|concern\w*|could|uncertain\w*|advers\w*|depend\w*|disrupt\w*|restrict\w*|"
+    r"competit\w*|vulnerab\w*|harm\w*|shortage\w*|litigation|conflict\w*|destr\w*|kill\w*|epidemic\w*|famine|"
+    r"collaps\w*|recession\w*|inflation|limit\w*|difficult\w*|controvers\w*|critici\w*|reduc\w*|decreas\w*)\b",
     re.IGNORECASE,
 )
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# Second tier: uncertainty and limits ("may", "estimated", "disputed"), used when a passage states no risk outright.
+_CAUTION_WORDS = re.compile(
+    r"\b(?:may|might|estimat\w*|approximately|uncertain\w*|unclear|debat\w*|disput\w*|suggest\w*|believ\w*|"
+    r"claim\w*|only|rare\w*|unknown|unlikely|possibl\w*|probabl\w*|challeng\w*|expens\w*|cost\w*|warn\w*|"
+    r"requir\w*|despite|but|yet|lack\w*|without)\b(?! \d)"
+)
+_SENTENCE_SPLIT = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[A-Z0-9\"'(“‘])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-']+")
 _STOP = set(
     "the a an and or of to in on for with by as at from is are was were be been this that these those it its "
@@ -162,17 +172,22 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_SPLIT.split(text) if len(s.strip()) > 1]
 
 
-def _clip_words(sentence: str, limit: int, max_chars: int = 90) -> str:
-    """At most `limit` words and `max_chars` characters, so style answers stay short (cheap to learn and to generate)."""
+BULLET_WORDS = 24  # a bullet longer than this is cut at a clause boundary (~30 tokens; 18 left 4 in 5 squad chunks without rows)
+_CLAUSE_BREAK = re.compile(r"(?:;|:| —| -|,(?= (?:and|but|which|while|whereas|as|up|down|driven|compared|including|mainly|primarily|who|where|when|after|before|because|although|though|since|with|making|leading|resulting)\b))\s")
+
+
+def short_form(sentence: str, max_words: int = BULLET_WORDS) -> str | None:
+    """The sentence whole when short; else its first clause(s) up to a clause boundary, ending with a full stop.
+    None when no boundary leaves at least 6 words: a bullet is never cut mid-clause and never ends in "…"."""
+    sentence = sentence.strip()
     words = sentence.split()
-    kept: list[str] = []
-    for word in words[:limit]:
-        if kept and len(" ".join(kept + [word])) > max_chars:
-            break
-        kept.append(word)
-    if len(kept) == len(words):
+    if len(words) <= max_words:
         return sentence
-    return " ".join(kept).rstrip(",;:") + " ..."
+    head = " ".join(words[: max_words + 1])
+    cuts = [m.start() for m in _CLAUSE_BREAK.finditer(head) if len(head[: m.start()].split()) >= 6]
+    if not cuts:
+        return None
+    return head[: cuts[-1]].rstrip(" ,;:-—") + "."
 
 
 def _clip_chars(text: str, limit: int) -> str:
@@ -194,6 +209,86 @@ def _topic(sentence: str) -> str:
     return " ".join(words[:4]) or sentence[:40]
 
 
+# ---------------------------------------------------------------- boilerplate (measurable rules)
+# Lines that are not prose: a table-of-contents entry (dot leaders then a page number), a row of figures, a check box.
+_TOC_LINE = re.compile(r"(?:\.{4,}|…{2,}|\. \. \.)\s*\d{1,4}\s*$|^\s*table of contents\b", re.IGNORECASE)
+_NUMBER = re.compile(r"^[($\-–]*[\d.,]+%?\)?$")
+_CHECKBOX = re.compile(r"\[\s?[xX]?\s?\]|[☐☒☑]")
+# Sentences of filing formalities: signatures, exhibits, safe-harbour and securities-law notices, cover-page questions.
+_SIGNATURE = re.compile(r"/s/|duly caused this (?:report|statement) to be signed|thereunto duly authorized", re.IGNORECASE)
+_LEGAL = re.compile(
+    r"forward-looking statements?|safe harbou?r|Securities (?:Exchange )?Act of 19(?:33|34)|incorporated (?:herein )?by reference|"
+    r"\bRule \d+[a-z]?-\d+|\bXBRL\b|18 U\.S\.C\.|Regulation S-[KTX]|Indicate by check mark|Exact name of registrant|"
+    r"I\.R\.S\. Employer|Commission file number|disclosure controls and procedures|internal control over financial reporting|"
+    r"undertake no obligation|all rights reserved|terms of use|privacy policy",
+    re.IGNORECASE,
+)
+BOILERPLATE_REASONS = ("cover page", "table of contents", "signature block", "legal notice", "table of figures", "too little prose")
+MIN_PROSE_SHARE = 0.5  # a chunk whose prose is under half its text is mostly form, not content
+
+
+def _is_heading(sentence: str) -> bool:
+    """'PART II. OTHER INFORMATION Item 1.': most words capitalised or numbers, as in titles, not in prose."""
+    words = sentence.split()
+    return sum(w[:1].isupper() or w[:1].isdigit() for w in words) >= 0.6 * len(words)
+
+
+def _line_kind(line: str) -> str | None:
+    tokens = line.split()
+    if _TOC_LINE.search(line):
+        return "table of contents"
+    if _CHECKBOX.search(line):
+        return "cover page"
+    if _SIGNATURE.search(line) or re.match(r"^\s*(?:Date|By|Name|Title)\s*:", line):
+        return "signature block"
+    numbers = sum(bool(_NUMBER.match(t)) for t in tokens)
+    if numbers >= 2 and numbers >= 0.35 * len(tokens):
+        return "table of figures"
+    return None
+
+
+def prose_of(text: str) -> tuple[str, str | None, float]:
+    """(prose, reason, prose share) of a chunk: form lines and legal or signature sentences removed.
+
+    reason is None when the chunk is worth a training row; else the boilerplate kind that dominates it
+    (one of BOILERPLATE_REASONS). prose share = characters of prose / characters of the chunk."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    total = sum(len(line) for line in lines) or 1
+    dropped: dict[str, int] = {}
+    kept_lines = []
+    for line in lines:
+        kind = _line_kind(line)
+        if kind:
+            dropped[kind] = dropped.get(kind, 0) + len(line)
+        else:
+            kept_lines.append(line)
+    sentences = []
+    for sentence in split_sentences(" ".join(kept_lines)):
+        legal = len(_LEGAL.findall(sentence))
+        if _SIGNATURE.search(sentence):
+            dropped["signature block"] = dropped.get("signature block", 0) + len(sentence)
+        elif legal:
+            kind = "cover page" if re.search(r"check mark|registrant|Commission file|I\.R\.S\.", sentence, re.IGNORECASE) else "legal notice"
+            dropped[kind] = dropped.get(kind, 0) + len(sentence)
+        elif len(sentence.split()) >= 4 and sentence[-1:] in ".!?\"'”)" and not _is_heading(sentence):
+            sentences.append(sentence)
+        else:  # headings and fragments: neither form nor prose
+            dropped["too little prose"] = dropped.get("too little prose", 0) + len(sentence)
+    prose = " ".join(sentences)
+    share = min(1.0, len(prose) / total)
+    if share >= MIN_PROSE_SHARE and len(sentences) >= 2:
+        return prose, None, share
+    form = {kind: size for kind, size in dropped.items() if kind != "too little prose"}  # a named kind says more
+    reason = max(form, key=form.get) if form else "too little prose"
+    return prose, reason, share
+
+
+def boilerplate_reason(text: str) -> str | None:
+    """Why a chunk makes no training row (cover page, table of contents, signature block, legal notice,
+    table of figures, too little prose), or None when it is mostly prose."""
+    return prose_of(text)[1]
+
+
 # ---------------------------------------------------------------- style rules
 def detect_style_rule(style: str) -> str:
     """Map the user's style description to a checkable rule."""
@@ -207,26 +302,43 @@ def detect_style_rule(style: str) -> str:
     return "bullets3_risk"
 
 
+def risk_sentence(sentences: Sequence[str]) -> str | None:
+    """The most risk-bearing sentence of the passage: 2 points per risk word ("could", "decline", "war"), 1 per word
+    of caution ("may", "estimated", "only"); the later one on a tie. None when no sentence has either."""
+    scored = [(2 * len(_RISK_WORDS.findall(s)) + len(_CAUTION_WORDS.findall(s)), i, s)
+              for i, s in enumerate(sentences) if short_form(s)]
+    scored = [item for item in scored if item[0] > 0]
+    return max(scored)[2] if scored else None
+
+
 def render_style(sentences: Sequence[str], rule: str) -> str:
-    """Deterministic output in the given format, made only from the chunk's sentences."""
+    """Deterministic output in the given format, made only from the chunk's own whole sentences (or whole clauses).
+
+    bullets3_risk reserves the most risk-bearing sentence for the "Risks:" line, and raises StudioError
+    when the passage has none or too few distinct sentences: such a row would teach an invented line."""
     if rule not in STYLE_RULES:
         raise StudioError(f"Unknown style rule {rule!r}; known: {', '.join(STYLE_RULES)}.")
-    body = [s for s in sentences if len(s.split()) >= 4] or list(sentences)
+    # whole sentences only: a chunk's first words may continue a sentence cut by the chunk overlap
+    body = [s for s in sentences if len(s.split()) >= 4 and not s[:1].islower()] or list(sentences)
     if rule == "tldr":
-        return "TL;DR: " + _clip_words(body[0] if body else "the passage is empty.", 25)
-    picked = body[:3]
-    if len(picked) < 3:  # too few sentences: use clauses, so the 3 bullets stay distinct (repeats teach the model to skip one)
-        clauses = [c.strip() for s in body for c in re.split(r"[;,]\s+", s) if len(c.split()) >= 4]
+        first = next((short_form(s, 25) for s in body if short_form(s, 25)), None)
+        if first is None:
+            raise StudioError("The passage has no sentence short enough for a TL;DR line.")
+        return "TL;DR: " + first
+    risky = risk_sentence(body) if rule == "bullets3_risk" else None
+    if rule == "bullets3_risk" and risky is None:
+        raise StudioError("The passage states no risk, so a Risks: line would be invented.")
+    picked = [short_form(s) for s in body if s != risky and short_form(s)][:3]
+    if len(picked) < 3:  # too few sentences: whole clauses, so the 3 bullets stay distinct (repeats teach the model to skip one)
+        clauses = [c.strip().rstrip(".") + "." for s in body if s != risky for c in re.split(r";\s+|,\s+(?=(?:and|but|which|while)\b)", s)
+                   if 4 <= len(c.split()) <= BULLET_WORDS]
         clauses = list(dict.fromkeys(clauses))
-        picked = clauses[:3] if len(clauses) >= 3 else ((body * 3)[:3] or ["the passage is empty."] * 3)
-    lines = [f"- {_clip_words(s, 12)}" for s in picked]
-    if rule == "bullets3_risk":
-        # a risk sentence the bullets did not already use, else a fixed caution line
-        risky = next((s for s in body[3:] if _RISK_WORDS.search(s)), None)
-        if risky:
-            lines.append(f"Risks: {_clip_words(risky, 12)}")
-        else:
-            lines.append("Risks: none stated in the source; verify before relying on it.")
+        if len(clauses) < 3:
+            raise StudioError("The passage has fewer than 3 distinct sentences for 3 bullets.")
+        picked = clauses[:3]
+    lines = [f"- {s}" for s in picked]
+    if risky:
+        lines.append(f"Risks: {short_form(risky)}")
     return "\n".join(lines)
 
 
@@ -271,30 +383,44 @@ def interleave_documents(chunks: Iterable[tuple[int, str, Any]]) -> list[tuple[i
     return [group[i] for i in range(max((len(g) for g in groups), default=0)) for group in groups if i < len(group)]
 
 
+def row_quality(prose_share: float, sentence_count: int, output: str | None = None) -> float:
+    """0..1, higher first: mostly prose, enough sentences to choose from, and (style rows) an output of whole sentences."""
+    whole = [line for line in (output or "").splitlines() if line.strip()]
+    complete = sum(line.rstrip()[-1:] in ".!?\"'”)" for line in whole) / len(whole) if whole else 1.0
+    return round(0.5 * prose_share + 0.3 * min(1.0, sentence_count / 6) + 0.2 * complete, 3)
+
+
 def build_rows(
     chunks: Iterable[tuple[int, str, Any]],
     settings: DatasetBuildSettings = DatasetBuildSettings(),
     generate: Callable[[str], str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    skipped: list[dict] | None = None,
 ) -> list[dict]:
-    """Rows from (chunk_id, document, Chunk) triples.
+    """Rows from (chunk_id, document, Chunk) triples, best first (source.quality), boilerplate chunks skipped.
 
     `generate(prompt) -> text` is the current model (only for qa with use_model); when it is missing
     or its reply cannot be parsed, the extractive fallback is used so a build never fails on the model.
+    `skipped`, when given, receives {document, page, reason} for every chunk that made no row.
     """
     settings.validate()
     chunks = interleave_documents(chunks)
     rng = random.Random(settings.seed)
     rule = detect_style_rule(settings.style) if settings.kind == "style" else None
     rows: list[dict] = []
+    skipped = skipped if skipped is not None else []
     for position, (chunk_id, document, chunk) in enumerate(chunks):
-        if len(rows) >= settings.max_rows:
+        if len(rows) >= 3 * settings.max_rows:  # enough candidates to rank; the best max_rows are kept
             break
-        text = _clip_chars(chunk.text, settings.max_input_chars)
-        sentences = split_sentences(text)
+        if progress:
+            progress(position + 1, len(chunks))
         source = {"chunk_id": chunk_id, "document": document, "page": chunk.page}
-        if not sentences:
+        prose, reason, share = prose_of(chunk.text)
+        if reason:
+            skipped.append({"document": document, "page": chunk.page, "reason": reason})
             continue
+        text = _clip_chars(prose, settings.max_input_chars)
+        sentences = split_sentences(text)
         if settings.kind == "qa":
             made = []
             if settings.use_model and generate is not None:
@@ -305,22 +431,47 @@ def build_rows(
             if not made:
                 made = [(q, a, "extractive") for q, a in extractive_qa(sentences)[:2]]
             for question, answer, how in made:
-                rows.append(make_row(question, "", answer, {**source, "method": how, "context": text}))
-        elif settings.kind == "summary":
-            rows.append(make_row("Summarize in 3 bullets.", text, render_style(sentences, "bullets3"), {**source, "method": "extractive"}))
+                rows.append(make_row(question, "", answer, {**source, "method": how, "context": text,
+                                                            "quality": row_quality(share, len(sentences))}))
+            continue
+        try:
+            output = render_style(sentences, "bullets3" if settings.kind == "summary" else rule)
+        except StudioError as error:  # no risk sentence, too few sentences: a row would teach invented or repeated lines
+            longer = _clip_chars(prose, 2 * settings.max_input_chars)  # the format needs 4 whole sentences: read on a little
+            try:
+                if longer == text:
+                    raise
+                text, sentences = longer, split_sentences(longer)
+                output = render_style(sentences, "bullets3" if settings.kind == "summary" else rule)
+            except StudioError:
+                reason = ("no stated risk" if "no risk" in str(error) else
+                          "fewer than 3 whole sentences" if "fewer than 3" in str(error) else str(error).rstrip("."))
+                skipped.append({"document": document, "page": chunk.page, "reason": reason})
+                continue
+        quality = row_quality(share, len(sentences), output)
+        if settings.kind == "summary":
+            rows.append(make_row("Summarize in 3 bullets.", text, output, {**source, "method": "extractive", "quality": quality}))
         else:
             instruction = STYLE_INSTRUCTIONS[rng.randrange(len(STYLE_INSTRUCTIONS))]
-            output = render_style(sentences, rule)
-            bullets = [line for line in output.splitlines() if line.startswith("- ")]
-            if len(set(bullets)) < len(bullets):  # a chunk too short for distinct bullets teaches the wrong count
-                continue
-            rows.append(make_row(instruction, text, output, {**source, "method": "style", "style_rule": rule}))
-        if progress:
-            progress(position + 1, len(chunks))
-    rows = rows[: settings.max_rows]
+            rows.append(make_row(instruction, text, output, {**source, "method": "style", "style_rule": rule, "quality": quality}))
+    # best first; a stable sort keeps the round-robin order between equals, so a capped build still spans the documents
+    rows = sorted(rows, key=lambda row: -row["source"]["quality"])[: settings.max_rows]
     if not rows:
-        raise StudioError("No training rows could be built: the knowledge base chunks have no usable sentences.")
+        reasons = sorted({item["reason"] for item in skipped})
+        raise StudioError("No training rows could be built: every chunk was skipped"
+                          + (f" ({'; '.join(reasons[:4])})" if reasons else "") + ". Add documents with more running text.")
     return rows
+
+
+def skipped_summary(skipped: Sequence[dict]) -> str:
+    """'12 chunks skipped: 5 table of figures, 4 cover page, ...' for the page and the CLI."""
+    if not skipped:
+        return ""
+    counts: dict[str, int] = {}
+    for item in skipped:
+        counts[item["reason"]] = counts.get(item["reason"], 0) + 1
+    parts = ", ".join(f"{n} {reason.rstrip('.')}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"{len(skipped)} chunks skipped: {parts}"
 
 
 def build_from_knowledge_base(
@@ -329,13 +480,14 @@ def build_from_knowledge_base(
     settings: DatasetBuildSettings = DatasetBuildSettings(),
     generate: Callable[[str], str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    skipped: list[dict] | None = None,
 ) -> list[dict]:
     from core.knowledge import all_chunks
 
     chunks = all_chunks(workspace, kb_name)
     if not chunks:
         raise StudioError(f"The knowledge base {kb_name!r} has no chunks yet; add documents on the Documents page first.")
-    return build_rows(chunks, settings, generate, progress)
+    return build_rows(chunks, settings, generate, progress, skipped)
 
 
 # ---------------------------------------------------------------- import and validation

@@ -397,6 +397,27 @@ def suggested_docs(answers: Mapping[str, str]) -> int:
     return _DOCS_FOR_VOLUME[validate_answers(answers)["doc_volume"]]
 
 
+def estimate_defaults(answers: Mapping[str, str]) -> dict[str, Any]:
+    """The cost estimate's inputs that follow from the answers: hardware (compute budget), a model and training set
+    that hardware handles (the embedded 135M model and a demo-sized set on a CPU), and the document count (volume)."""
+    hardware = suggested_hardware(answers)
+    on_cpu = hardware == "cpu"
+    return {"hardware": hardware, "model": "smollm2-135m" if on_cpu else "phi-3-mini",
+            "train_tokens": 200_000 if on_cpu else 2_000_000, "docs": suggested_docs(answers)}
+
+
+def hardware_note(answers: Mapping[str, str], hardware_key: str) -> str:
+    """Where the estimate's hardware comes from, so the page and decision.md say the same thing."""
+    from core.estimate import HARDWARE  # local: estimate imports nothing from here
+
+    answer = QUESTIONS_BY_ID["compute_budget"].choice(validate_answers(answers)["compute_budget"]).label
+    suggested = suggested_hardware(answers)
+    if hardware_key == suggested:
+        return f"Hardware {HARDWARE[hardware_key].label}, from the compute answer “{answer}”."
+    return (f"Hardware {HARDWARE[hardware_key].label}, chosen by hand; the compute answer “{answer}” "
+            f"suggests {HARDWARE[suggested].label}.")
+
+
 def contribution_rows(decision: Decision) -> list[dict[str, Any]]:
     """Long-format rows (question, option, points) for a chart, starting with the prior."""
     weights = load_weights()
@@ -529,6 +550,6 @@ def render_markdown(decision: Decision, plan: PipelinePlan | None = None, estima
     if estimate is not None:
         from core.estimate import summary_lines  # local: estimate imports nothing from here
 
-        lines += ["", "## Cost and feasibility estimate", ""]
+        lines += ["", "## Cost and feasibility estimate", "", _md(hardware_note(decision.answers, estimate.hardware.key)), ""]
         lines += [f"- {_md(line)}" for line in summary_lines(estimate)]
     return "\n".join(lines) + "\n"

@@ -9,9 +9,10 @@ Persistence (all under the workspace):
 - `evaluations/<id>/config.json`, `results.jsonl` (one line per question x variant, appended as it
   runs so a cancelled run keeps what it has), `summary.json` (atomic).
 
-The answering seam is `VariantRunner.answer(question, variant, hits) -> VariantAnswer`. The default,
-`LocalVariantRunner`, streams with `core.generation.stream_chat`; tests pass fakes; the compare
-engine's batched API can replace it without touching scoring or storage.
+The answering seam is `VariantRunner.answer(question, variant, hits) -> VariantAnswer`. The real one,
+`EngineVariantRunner`, answers every variant of a question in one batch through a generation engine
+(`core.engines`: transformers, llamacpp or openai, one per variant if asked); tests register fake
+engines through the same registry. Every result row records the engine and model that answered.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from core import metrics
+from core import metrics, support
 from core.errors import StudioError
 from core.knowledge import Hit, RetrievalSettings
 from core.settings import Workspace
@@ -94,6 +95,8 @@ class VariantAnswer:
     total_s: float = 0.0
     new_tokens: int = 0
     error: str | None = None
+    engine: str = ""
+    model: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -121,7 +124,7 @@ class EvaluationSettings:
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N questions"})
     out_of_scope: int = field(default=0, metadata={"help": "add N built-in out-of-scope questions to test refusal"})
     support_threshold: float = field(
-        default=metrics.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
+        default=support.SUPPORT_THRESHOLD, metadata={"help": "lexical support: share of a sentence's content tokens found in the context"}
     )
     term_check: bool = field(
         default=True, metadata={"help": "refuse when the question names something the knowledge base never mentions (RetrievalSettings.term_check)"}
@@ -275,6 +278,34 @@ def dataset_style_check(workspace: Workspace, dataset_id: str | None, reference_
     return None, "no trained format to check (the reference answers are plain prose)"
 
 
+def format_token_cap(outputs: Sequence[str], floor: int = 48, ceiling: int = 512) -> int:
+    """New tokens a complete taught answer needs: the 95th-percentile training output at 3 characters per token
+    (SmolLM2's tokenizer averages ~4 on English prose; 3 leaves room for figures and names), + 16, in steps of 16.
+    The old fixed cap of 48 cut every 3-bullet answer before its "Risks:" line, so format adherence read 0."""
+    lengths = sorted(len(o) for o in outputs if o)
+    if not lengths:
+        return floor
+    p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
+    need = math.ceil((p95 / 3 + 16) / 16) * 16
+    return max(floor, min(ceiling, need))
+
+
+def fit_format_cap(workspace: Workspace, settings: "EvaluationSettings", dataset_id: str | None,
+                   reference_outputs: Sequence[str]) -> tuple["EvaluationSettings", str]:
+    """Settings whose new-token cap fits the taught format (never lowered), and a sentence saying what was done."""
+    outputs = list(reference_outputs)
+    train = workspace.datasets / dataset_id / "train.jsonl" if dataset_id else None
+    if train is not None and train.exists():
+        outputs = [json.loads(line).get("output", "") for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cap = format_token_cap(outputs)
+    if settings.max_new_tokens >= cap:
+        return settings, f"cap {settings.max_new_tokens} new tokens fits the taught format (needs ~{cap})"
+    from dataclasses import replace
+
+    return replace(settings, max_new_tokens=cap), (
+        f"cap raised from {settings.max_new_tokens} to {cap} new tokens so a complete taught answer fits")
+
+
 def out_of_scope_items(count: int) -> list[QuestionItem]:
     return [QuestionItem(id=f"oos{i + 1}", question=q, out_of_scope=True) for i, q in enumerate(OUT_OF_SCOPE_QUESTIONS[:count])]
 
@@ -348,57 +379,9 @@ def list_adapter_runs(workspace: Workspace) -> list[str]:
     return sorted((p.parent.parent.name for p in workspace.runs.glob("*/adapter/adapter_config.json")), reverse=True)
 
 
-# ---------------------------------------------------------------- the default runner
-class LocalVariantRunner:
-    """Variants over one in-process model: peft for the adapter, `disable_adapter()` for base/rag.
-
-    Wrapping a model with peft injects LoRA layers into it in place, so give this runner its own
-    LoadedGenerator (not one shared with other pages), or the shared "base" would run the adapter.
-    """
-
-    def __init__(self, loaded, adapter_path: str | Path | None = None, max_new_tokens: int = 48, system: str | None = None,
-                 repetition_penalty: float = 1.0):
-        from core.generation import DecodingSettings
-
-        self.loaded = loaded
-        self.system = system
-        self.settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-        self.adapter_path = Path(adapter_path) if adapter_path else None
-        self.has_adapter = False
-        self._answer_lock = threading.Lock()
-        if self.adapter_path is not None:
-            from peft import PeftModel
-
-            with loaded.lock:
-                peft_model = PeftModel.from_pretrained(loaded.model, str(self.adapter_path))
-                peft_model.eval()
-            self.loaded = replace(loaded, model=peft_model)
-            self.has_adapter = True
-
-    def answer(self, question: str, variant: str, hits: list[Hit]) -> VariantAnswer:
-        from contextlib import nullcontext
-
-        from core.generation import NO_CONTEXT_ANSWER, GenerationStats, build_messages, stream_chat
-
-        if variant in ADAPTER_VARIANTS and not self.has_adapter:
-            return VariantAnswer("", error="no adapter selected")
-        if variant in CONTEXT_VARIANTS and not hits:
-            return VariantAnswer(NO_CONTEXT_ANSWER, first_token_s=0.0, total_s=0.0, new_tokens=0)
-        messages = build_messages(question, hits if variant in CONTEXT_VARIANTS else None, self.system)
-        stats = GenerationStats()
-        use_base = self.has_adapter and variant not in ADAPTER_VARIANTS
-        # Our own lock, not loaded.lock: stream_chat's worker thread takes loaded.lock, and an RLock held
-        # here by another thread would deadlock it. This keeps the adapter state fixed for the whole answer.
-        with self._answer_lock:
-            guard = self.loaded.model.disable_adapter() if use_base else nullcontext()
-            with guard:
-                text = "".join(stream_chat(self.loaded, messages, self.settings, stats)).strip()
-        return VariantAnswer(text, stats.first_token_s, stats.total_s, stats.new_tokens)
-
-
 # ---------------------------------------------------------------- scoring
 def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: Sequence[Hit], given: Sequence[Hit],
-                 style_check: Callable[[str], float] | None, threshold: float) -> dict:
+                 style_check: Callable[[str], float] | None, threshold: float, cap: int | None = None) -> dict:
     """One results.jsonl row: the answer, its timings and every per-answer metric."""
     refusal = metrics.is_refusal(answer.text)
     nan = math.nan
@@ -411,6 +394,8 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
         "variant": variant,
         "answer": answer.text,
         "error": answer.error,
+        "engine": answer.engine,
+        "model": answer.model,
         "first_token_s": answer.first_token_s,
         "total_s": answer.total_s,
         "new_tokens": answer.new_tokens,
@@ -436,15 +421,31 @@ def score_answer(item: QuestionItem, variant: str, answer: VariantAnswer, hits: 
     # Groundedness against what the variant saw (rag/hybrid) or, for base/fine-tuned, what retrieval found:
     # it shows how much of a context-free answer the documents would back.
     contexts = [h.text for h in (given if variant in CONTEXT_VARIANTS else hits)]
-    row["groundedness"] = nan if (refusal or not ok) else metrics.groundedness(answer.text, contexts, threshold)
-    row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope) else nan
+    row["groundedness"] = nan if (refusal or not ok) else support.groundedness(answer.text, contexts, threshold)
+    # Numbers (with units) and names the answer states that the same passages do not hold (core.support).
+    checked = support.check_support(answer.text, contexts) if (ok and not refusal and contexts) else None
+    row["claims"] = [c.text for c in checked.claims] if checked else []
+    row["unsupported"] = [c.text for c in checked.unsupported] if checked else []
+    # An answer stopped by the new-token cap is incomplete: its format is not judged (n/a, not a 0)
+    row["cut"] = bool(cap and ok and answer.new_tokens >= cap)
+    row["style"] = style_check(answer.text) if (style_check and ok and not item.out_of_scope and not row["cut"]) else nan
     return row
+
+
+SHORT_ANSWER_WORDS = 30  # a reference answer a chunk can contain word for word (a taught 3-bullet output cannot)
+
+
+def has_retrieval_reference(item: QuestionItem) -> bool:
+    """A gold passage, or a gold document with a short answer to find in it: without either, hit@k and MRR are n/a."""
+    if item.out_of_scope:
+        return False
+    return bool(item.source_passage) or bool(item.source_doc and any(len(a.split()) <= SHORT_ANSWER_WORDS for a in item.answers))
 
 
 def retrieval_row(item: QuestionItem, hits: Sequence[Hit]) -> dict:
     relevance = [
         metrics.chunk_is_relevant(h.text, h.document, item.source_doc, item.answers, item.source_passage) for h in hits
-    ] if (item.source_doc or item.source_passage) and not item.out_of_scope else []
+    ] if has_retrieval_reference(item) else []
     return {
         "qid": item.id,
         "known": bool(relevance),
@@ -473,7 +474,10 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "rouge_l": metrics.mean(r["rouge_l"] for r in in_scope),
             "contains": metrics.mean(r["contains"] for r in in_scope),
             "groundedness": metrics.mean(r["groundedness"] for r in answered),
+            "unsupported_rate": _unsupported_rate(answered),
             "style": metrics.mean(r["style"] for r in in_scope),
+            "style_n": sum(1 for r in in_scope if r.get("style") is not None and not (isinstance(r["style"], float) and math.isnan(r["style"]))),
+            "cut": sum(1 for r in answered if r.get("cut")),
             "refusal_oos": metrics.mean(float(r["refusal"]) for r in oos) if oos else math.nan,
             "refusal_in_scope": metrics.mean(float(r["refusal"]) for r in in_scope) if in_scope else math.nan,
             "latency_p50_s": metrics.percentile([r["total_s"] for r in answered], 50),
@@ -492,6 +496,12 @@ def summarize(rows: Sequence[dict], retrieval: Sequence[dict], variants: Sequenc
             "mrr": metrics.mrr(known, k),
         },
     }
+
+
+def _unsupported_rate(rows: Sequence[dict]) -> float:
+    """Share of all numbers and names the answers state that their passages do not hold (NaN when none stated)."""
+    claims = sum(len(r.get("claims") or []) for r in rows)
+    return sum(len(r.get("unsupported") or []) for r in rows) / claims if claims else math.nan
 
 
 # ---------------------------------------------------------------- persistence
@@ -634,9 +644,15 @@ def run_evaluation(
     if any(v in CONTEXT_VARIANTS for v in settings.variants) and not kb:
         raise StudioError("RAG and hybrid need a knowledge base; choose one, or evaluate only base and fine-tuned.")
     info = {"style_note": style_note, "hardware": describe_machine(), **(extra or {})}
+    if hasattr(runner, "describe"):
+        info["engines"] = runner.describe()
     if evaluation_id is None:
         evaluation_id = create_evaluation(workspace, kb, adapter, items, settings, question_source, info)
     folder = workspace.evaluations / evaluation_id
+    if "engines" in info:  # a job creates the row before its runner exists: record the engines now
+        config = read_json(folder / "config.json", {}) or {}
+        if config.get("engines") != info["engines"]:
+            atomic_write_json(folder / "config.json", {**config, "engines": info["engines"]})
     total = len(items) * len(settings.variants)
     try:
         all_hits: list[list[Hit]] = [[] for _ in items]
@@ -673,7 +689,8 @@ def run_evaluation(
                     except Exception as error:  # one failing answer must not lose the run
                         log.exception("Answer failed: %s / %s", variant, item.id)
                         answer = VariantAnswer("", error=f"{type(error).__name__}: {error}")
-                    row = _json_safe(score_answer(item, variant, answer, hits, given, style_check, settings.support_threshold))
+                    row = _json_safe(score_answer(item, variant, answer, hits, given, style_check, settings.support_threshold,
+                                                  settings.max_new_tokens))
                     rows.append(row)
                     results.write(json.dumps(row, ensure_ascii=False) + "\n")
                     results.flush()
@@ -693,6 +710,10 @@ def run_evaluation(
             groundedness_method=(
                 f"lexical support: a sentence counts as supported when ≥ {settings.support_threshold:.0%} of its content "
                 "tokens (lower-cased, punctuation and stop words removed) appear in the retrieved context"
+            ),
+            unsupported_method=(
+                "numbers (with their unit and scale) and proper names in the answer that the retrieved passages do not "
+                "hold, as a share of all numbers and names the answers state (core.support); refusals state none"
             ),
         )
         summary = _json_safe(summary)
@@ -797,6 +818,53 @@ class UpdateCost:
     reindex_s: float
     retrain_s: float
     retrain_source: str  # what the retrain figure is based on, in words
+
+
+DRILL_SUFFIX = "-drill-copy"
+
+
+def drill_copy_name(kb_name: str) -> str:
+    return f"{kb_name[: 64 - len(DRILL_SUFFIX)]}{DRILL_SUFFIX}"
+
+
+def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
+    """A fresh copy of a knowledge base (documents, chunks and vectors, no re-embedding) for the update drill, so
+    the drill's update never lands in the user's own knowledge base. An older drill copy is replaced."""
+    from core.knowledge import _write_index, delete_knowledge_base, get_knowledge_base, open_catalogue
+    from core.storage import transaction
+
+    source = get_knowledge_base(workspace, kb_name)
+    target = drill_copy_name(kb_name)
+    if _kb_exists(workspace, target):
+        delete_knowledge_base(workspace, target)
+    with open_catalogue(workspace) as conn:
+        with transaction(conn):
+            new_id = conn.execute(
+                "INSERT INTO knowledge_bases (name, embedding_model, dimension, chunk_size, chunk_overlap) "
+                "SELECT ?, embedding_model, dimension, chunk_size, chunk_overlap FROM knowledge_bases WHERE id = ?",
+                (target, source.id)).lastrowid
+            for doc in conn.execute("SELECT id, name, kind, sha256, size_bytes, page_count, chunk_count FROM documents WHERE kb_id = ?",
+                                    (source.id,)).fetchall():
+                doc_id = conn.execute(
+                    "INSERT INTO documents (kb_id, name, kind, sha256, size_bytes, page_count, chunk_count) VALUES (?,?,?,?,?,?,?)",
+                    (new_id, doc[1], doc[2], doc[3], doc[4], doc[5], doc[6])).lastrowid
+                conn.execute("INSERT INTO chunks (kb_id, document_id, ordinal, page, page_end, text, embedding) "
+                             "SELECT ?, ?, ordinal, page, page_end, text, embedding FROM chunks WHERE document_id = ? ORDER BY id",
+                             (new_id, doc_id, doc[0]))
+        _write_index(workspace, conn, get_knowledge_base(workspace, target))
+    log.info("Update drill: copied knowledge base %s to %s", kb_name, target)
+    return target
+
+
+def remove_drill_copy(workspace: Workspace, kb_name: str) -> bool:
+    """Delete the drill copy of kb_name (True when there was one)."""
+    from core.knowledge import delete_knowledge_base
+
+    target = drill_copy_name(kb_name)
+    if not _kb_exists(workspace, target):
+        return False
+    delete_knowledge_base(workspace, target)
+    return True
 
 
 def replace_document(workspace: Workspace, kb_name: str, name: str, data: bytes, embedder) -> tuple[float, str]:
@@ -940,21 +1008,29 @@ def _answer_all(runner, question: str, variants: Sequence[str], given: list[Hit]
 
 
 class EngineVariantRunner:
-    """Every variant of a question in one mixed-adapter batch through the Compare engine (core.engine).
+    """Every variant of a question in one batch through the generation engine(s) (core.engines).
 
-    Per-variant latency is then the time until that column finished inside the shared batch, which is
-    what a Compare-page user waits for.
+    `engines` gives some variants their own engine (e.g. base and RAG from a team's server). Per-variant
+    latency is the time until that column finished inside the shared batch, which is what a Compare-page
+    user waits for.
     """
 
-    def __init__(self, engine, adapter: str | None, settings: DecodingSettings):
-        self.engine, self.adapter, self.settings = engine, adapter, settings
+    def __init__(self, engine, adapter: str | None, settings: DecodingSettings, engines: dict | None = None):
+        self.engine, self.adapter, self.settings, self.engines = engine, adapter, settings, dict(engines or {})
+
+    def describe(self) -> dict:
+        """Which engine and model answers each variant: saved in the evaluation's config and the report."""
+        return {variant: {"engine": getattr(self.engines.get(variant, self.engine), "name", ""),
+                          "model": getattr(self.engines.get(variant, self.engine), "model", "")} for variant in VARIANTS}
 
     def answer_all(self, question: str, variants: list[str], hits: list[Hit]) -> dict[str, VariantAnswer]:
         from core.compare import run_comparison
 
-        comparison = run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings)
+        comparison = run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings,
+                                    engines=self.engines)
         return {
-            variant: VariantAnswer(answer.text, answer.stats.first_token_s, answer.stats.total_s, answer.stats.new_tokens, answer.error)
+            variant: VariantAnswer(answer.text, answer.stats.first_token_s, answer.stats.total_s, answer.stats.new_tokens, answer.error,
+                                   answer.engine, answer.model)
             for variant, answer in comparison.answers.items()
         }
 
@@ -963,25 +1039,21 @@ class EngineVariantRunner:
 
 
 def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48,
-                       repetition_penalty: float = 1.0, generator=None) -> EngineVariantRunner:
-    from core.engine import load_engine
+                       repetition_penalty: float = 1.0, generator=None, engine=None, engines: dict | None = None) -> EngineVariantRunner:
+    """A runner over `engine` (an EngineSpec, a spec string or None for auto); `engines`: {variant: EngineSpec} overrides."""
+    from core.engines.registry import open_engine
     from core.generation import DecodingSettings
 
     settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
     adapter_dir = resolve_adapter(workspace, adapter)
-    return EngineVariantRunner(load_engine(workspace, generator), str(adapter_dir) if adapter_dir else None, settings)
-
-
-# ---------------------------------------------------------------- real parts (CLI, bench, page worker)
-def make_local_runner(workspace: Workspace, adapter: str | None = None, max_new_tokens: int = 48, generator=None,
-                      dtype: str = "auto", repetition_penalty: float = 1.0) -> LocalVariantRunner:
-    """A LocalVariantRunner over a private copy of the generator (see the class docstring for why private)."""
-    from core.models import GeneratorSpec, load_generator
-
-    spec = generator if generator is not None else GeneratorSpec(dtype=dtype)
-    loaded = load_generator(spec, workspace)
-    return LocalVariantRunner(loaded, resolve_adapter(workspace, adapter), max_new_tokens=max_new_tokens,
-                              repetition_penalty=repetition_penalty)
+    default = open_engine(engine, workspace, generator)
+    opened: dict = {}
+    per_variant = {}
+    for variant, spec in (engines or {}).items():
+        if spec not in opened:
+            opened[spec] = open_engine(spec, workspace, generator)
+        per_variant[variant] = opened[spec]
+    return EngineVariantRunner(default, str(adapter_dir) if adapter_dir else None, settings, per_variant)
 
 
 def embedder_for_kb(workspace: Workspace, kb_name: str):
@@ -995,9 +1067,9 @@ def embedder_for_kb(workspace: Workspace, kb_name: str):
 # ---------------------------------------------------------------- tables for views
 SCOREBOARD_COLUMNS = {
     "n": "answers", "em": "exact match", "f1": "token F1", "rouge_l": "ROUGE-L", "contains": "contains answer",
-    "groundedness": "lexical support", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
+    "groundedness": "lexical support", "unsupported_rate": "unsupported claims", "style": "format adherence", "refusal_oos": "refuses out-of-scope",
     "latency_p50_s": "p50 s", "latency_p95_s": "p95 s", "first_token_p50_s": "first token p50 s", "tokens_per_s": "tokens/s",
-    "errors": "errors",
+    "cut": "cut at the cap", "errors": "errors",
 }
 
 
@@ -1020,7 +1092,8 @@ def question_rows(rows: Sequence[dict]) -> list[dict]:
             "question id": r["qid"], "variant": VARIANT_LABELS.get(r["variant"], r["variant"]), "question": r["question"],
             "answer": r.get("answer") or (f"error: {r['error']}" if r.get("error") else ""),
             "reference": " | ".join(r.get("answers") or []), "F1": r.get("f1"), "EM": r.get("em"), "ROUGE-L": r.get("rouge_l"),
-            "lexical support": r.get("groundedness"), "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
+            "lexical support": r.get("groundedness"), "not in the sources": ", ".join(r.get("unsupported") or []),
+            "refused": r.get("refusal"), "out of scope": r.get("out_of_scope"),
             "seconds": r.get("total_s"),
             "sources": "; ".join(f"[{c['n']}] {c['document']} p.{c['page']}" for c in r.get("citations") or []),
         }

@@ -1,15 +1,13 @@
 """Prompts and streaming generation for the answer variants (base, RAG, fine-tuned, hybrid).
 
-Generation sits behind `stream_chat` so that a faster engine (batched, llama.cpp, CUDA) can
-replace the body without touching pages or the CLI.
+Generation itself goes through one seam, `core.engines` (transformers, llama.cpp, any OpenAI-compatible
+server): this module only builds the prompts and holds the decoding settings.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from core.errors import StudioError
 from core.knowledge import Hit
@@ -37,6 +35,10 @@ class DecodingSettings:
     # taught 3-bullet format (0.00 vs 0.70 followed), because it penalises the prompt's own tokens too.
     repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages loops, but also penalises quoting the sources"})
     min_new_tokens: int = field(default=0, metadata={"help": "force at least this many tokens (benchmarks: equal work per engine)"})
+    # Loops: measured in bench/loop_bench.py (bench/RESULTS_answers.md). The text guard is engine-independent;
+    # the n-gram ban is applied by engines that can (transformers), over the answer's own tokens only.
+    stop_on_repeat: bool = field(default=True, metadata={"help": "end the answer when it repeats a line or loops on a phrase (core.guards)"})
+    no_repeat_ngram: int = field(default=0, metadata={"help": "forbid repeating any n-token run of the answer itself (0 = off; the prompt is not counted)"})
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
@@ -47,6 +49,10 @@ class DecodingSettings:
             raise StudioError(f"Min new tokens {self.min_new_tokens} must lie between 0 and max new tokens ({self.max_new_tokens}).")
         if not 0.0 < self.top_p <= 1.0:
             raise StudioError(f"Top-p {self.top_p} must be above 0 and at most 1.")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise StudioError(f"Repetition penalty {self.repetition_penalty} is out of range; use 1.0 (off) to 2.0.")
+        if self.no_repeat_ngram != 0 and not 2 <= self.no_repeat_ngram <= 64:
+            raise StudioError(f"No-repeat n-gram {self.no_repeat_ngram} is out of range; use 0 (off) or 2 to 64 tokens.")
 
 
 @dataclass
@@ -83,64 +89,3 @@ def build_messages(question: str, hits: Sequence[Hit] | None = None, system: str
         content = question
     messages.append({"role": "user", "content": content})
     return messages
-
-
-def stream_chat(
-    loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings(), stats: GenerationStats | None = None
-) -> Iterator[str]:
-    """Stream text pieces for one chat; `stats` is updated as tokens arrive."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    settings.validate()
-    stats = stats if stats is not None else GenerationStats()
-    tokenizer, model = loaded.tokenizer, loaded.model
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    inputs = {key: value.to(loaded.device) for key, value in inputs.items()}
-    stats.prompt_tokens = int(inputs["input_ids"].shape[1])
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = dict(
-        **inputs,
-        max_new_tokens=settings.max_new_tokens,
-        repetition_penalty=settings.repetition_penalty,
-        streamer=streamer,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    if settings.min_new_tokens:
-        kwargs["min_new_tokens"] = settings.min_new_tokens
-    if settings.temperature > 0:
-        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    errors: list[BaseException] = []
-    output: list = []
-
-    def run() -> None:
-        try:
-            with loaded.lock, torch.inference_mode():
-                if settings.temperature > 0:
-                    torch.manual_seed(settings.seed)
-                output.append(model.generate(**kwargs))
-        except BaseException as error:  # surfaced in the caller's thread below
-            errors.append(error)
-            streamer.end()
-
-    started = time.perf_counter()
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    for piece in streamer:
-        if piece and stats.first_token_s is None:
-            stats.first_token_s = time.perf_counter() - started
-        stats.total_s = time.perf_counter() - started
-        yield piece
-    worker.join()
-    stats.total_s = time.perf_counter() - started
-    if errors:
-        raise StudioError(f"Generation failed: {errors[0]}") from errors[0]
-    if output:
-        stats.new_tokens = int(output[0].shape[1]) - stats.prompt_tokens
-
-
-def generate_text(loaded, messages: list[dict], settings: DecodingSettings = DecodingSettings()) -> str:
-    """The whole answer at once (for dataset building and scripts)."""
-    return "".join(stream_chat(loaded, messages, settings)).strip()

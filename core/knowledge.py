@@ -371,6 +371,7 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
         _write_index(workspace, conn, get_knowledge_base(workspace, kb_name))
+    backup_catalogue(workspace)  # a restore must not bring back a document the user removed
     return int(row["chunk_count"])
 
 

@@ -5,9 +5,7 @@
 - ROUGE-L is the LCS-based F-measure on the same normalised tokens (beta = 1, i.e. plain F1 of
   LCS precision and recall).
 - Retrieval hit@k and MRR take, per question, the 1-based rank of the first relevant chunk (or None).
-- Groundedness here is *lexical support*, not entailment: an answer sentence counts as supported
-  when at least `SUPPORT_THRESHOLD` of its content tokens (normalised, stop words removed) appear
-  in the retrieved context. It is cheap and local; it rewards copying and misses paraphrase.
+- Groundedness (lexical support) and the claim check live in core.support, with the one threshold.
 """
 from __future__ import annotations
 
@@ -19,7 +17,6 @@ from typing import Iterable, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
-SUPPORT_THRESHOLD = 0.6  # share of an answer sentence's content tokens that must occur in the context
 
 # A small English stop list: content tokens are what is left (numbers are content).
 STOP_WORDS = frozenset(
@@ -173,7 +170,7 @@ def _doc_key(name: str) -> str:
     return re.sub(r" \(\d+\)(?=\.[^.]+$|$)", "", base)
 
 
-# ---------------------------------------------------------------- groundedness (lexical support)
+# ---------------------------------------------------------------- sentences and content words (used by core.support)
 def split_sentences(text: str) -> list[str]:
     text = re.sub(r"\[\d+\]", " ", text or "")  # citations are not content
     parts = re.split(r"(?<=[.!?])\s+|\n+", text)
@@ -182,26 +179,6 @@ def split_sentences(text: str) -> list[str]:
 
 def content_tokens(text: str) -> list[str]:
     return [token for token in tokens(text) if token not in STOP_WORDS]
-
-
-def sentence_support(sentence: str, context_tokens: set[str]) -> float:
-    words = content_tokens(sentence)
-    if not words:
-        return 1.0
-    return sum(1 for word in words if word in context_tokens) / len(words)
-
-
-def groundedness(answer: str, contexts: Sequence[str], threshold: float = SUPPORT_THRESHOLD) -> float:
-    """Lexical support: the share of answer sentences with >= threshold of their content tokens in the context.
-
-    NaN when there is no context or no sentence to judge (so it is never mistaken for a score)."""
-    sentences = split_sentences(answer)
-    context = set()
-    for text in contexts:
-        context.update(tokens(text))
-    if not sentences or not context:
-        return math.nan
-    return sum(1 for sentence in sentences if sentence_support(sentence, context) >= threshold) / len(sentences)
 
 
 # ---------------------------------------------------------------- refusal

@@ -1,7 +1,7 @@
 """The decision report: one self-contained HTML file (inline CSS, plotly.js inlined once) that opens offline.
 
 Sections (each an element with a stable id, so tests and readers can find them):
-  decision, estimate, scoreboard, charts, retrieval, examples, training, latency, method.
+  decision, estimate, scoreboard, charts, retrieval, examples, training, latency, method, bottom (the measured bottom line).
 Every piece of user or model text goes through `html.escape`. The questionnaire section renders
 whatever `decision` dict it is given (core.decision.decision_to_dict output fits); the lead can
 swap in the decide engineer's renderer at merge time.
@@ -27,6 +27,7 @@ from core.evaluation import (
     resolve_adapter,
 )
 from core.settings import Workspace
+from core.adapters import adapter_name
 from core.storage import atomic_write_text, read_json
 
 SECTIONS = {
@@ -40,6 +41,7 @@ SECTIONS = {
     "training": "Training run",
     "latency": "Latency",
     "method": "What was measured, and on what",
+    "bottom": "Bottom line",
 }
 
 CSS = """
@@ -268,9 +270,11 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         return out
 
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    adapter_run = find_run_folder(workspace, record.adapter)
+    adapter_label = adapter_name(workspace, adapter_run.name) if adapter_run is not None else (record.adapter or "none")
     parts.append(
         f"<h1>{_e(title)}</h1><p class=\"muted\">Evaluation {_e(evaluation_id)} · knowledge base {_e(record.kb or 'none')} · "
-        f"adapter {_e(record.adapter or 'none')} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
+        f"adapter {_e(adapter_label)} · questions from {_e(record.question_source)} · status {_e(record.status)} · "
         f"generated {generated}</p>"
     )
     parts.append("<nav>" + "".join(f'<a href="#{key}">{_e(label)}</a>' for key, label in SECTIONS.items()) + "</nav>")
@@ -290,10 +294,10 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
 
     # -- scoreboard
     header = "<thead><tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
-             "<th>Lexical support</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
+             "<th>Lexical support</th><th>Unsupported claims</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
     body_rows = "".join(
         f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('n'))}</td>"
-        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos"))
+        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "unsupported_rate", "style", "refusal_oos"))
         + f"<td class=num>{_fmt(m.get('latency_p50_s'), 2)}</td><td class=num>{_fmt(m.get('latency_p95_s'), 2)}</td>"
         f"<td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td><td class=num>{_fmt(m.get('errors'))}</td></tr>"
         for v, m in board.items()
@@ -336,7 +340,7 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     if run is not None:
         events = read_jsonl(run / "progress.jsonl")
         run_config = read_json(run / "config.json", {}) or {}
-        body = f"<p class=\"muted\">Run {_e(run.name)}</p>"
+        body = f"<p class=\"muted\">Adapter “{_e(adapter_name(workspace, run.name))}” (run {_e(run.name)})</p>"
         if any("loss" in e for e in events):
             body += chart(charts.loss_figure(events))
         body += "<h3>Run settings</h3>" + (_generic(run_config) if run_config else '<p class="na">config.json missing</p>')
@@ -363,15 +367,22 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
         "<li><b>ROUGE-L</b>: F-measure of the longest common token subsequence, same normalisation.</li>"
         "<li><b>Contains answer</b>: a normalised reference answer appears inside the answer (lenient for long answers).</li>"
         f"<li><b>Lexical support</b> (groundedness, not an entailment model): {_e(summary.get('groundedness_method', ''))}.</li>"
+        f"<li><b>Unsupported claims</b> (lower is better): {_e(summary.get('unsupported_method') or 'not measured in this evaluation')}.</li>"
         f"<li><b>Format adherence</b>: {_e(summary.get('style_note') or 'not checked')}.</li>"
         "<li><b>Refusal</b>: on built-in out-of-scope questions, the answer says the documents do not cover it.</li>"
         "<li><b>Latency</b>: wall time per answer on this machine, generation streamed; tokens/s = new tokens / total seconds.</li>"
         "</ul>"
         f"<h3>Settings</h3>{_generic(settings)}<h3>Hardware</h3>{_generic(hardware)}"
-        f"<p class=\"muted\">Elapsed {_fmt(summary.get('elapsed_s'), 1)} s · {_fmt(summary.get('questions_per_minute'), 2)} questions/minute "
+        + (f"<h3>Engines (which engine and model answered each variant)</h3>{_generic(config['engines'])}" if config.get("engines") else "")
+        + f"<p class=\"muted\">Elapsed {_fmt(summary.get('elapsed_s'), 1)} s · {_fmt(summary.get('questions_per_minute'), 2)} questions/minute "
         f"for all chosen variants.</p>"
     )
     parts.append(_section("method", body))
+    # -- bottom line: measured, with the sample size and an interval, and set against the recommendation
+    line = bottom_line(rows, decision if isinstance(decision, dict) else None)
+    parts.append(_section("bottom", "<ul>" + "".join(f"<li>{_e(text)}</li>" for text in bottom_line_text(line)) + "</ul>"
+                          '<p class="muted">Means with 95% intervals (Wilson for rates, normal approximation for scores); '
+                          "n = answers that could be scored. A variant wins only when its interval lies above the others'.</p>"))
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
@@ -405,6 +416,105 @@ def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
         '<p class="muted">The mean covers scored cells only; NaN, timeouts and errors are counted, never scored. '
         + " ".join(f"{_e(text)}." for text in METRICS.values()) + "</p>"
     )
+
+
+# ---------------------------------------------------------------- bottom line
+# Metrics the bottom line compares, with the answer rows they are measured on. Binary ones get a Wilson interval,
+# the others a normal-approximation interval of the mean; n counts answers that could be scored (n/a cells excluded).
+BOTTOM_METRICS = {
+    "contains": ("contains the reference answer", True, False),
+    "f1": ("token F1", False, False),
+    "style": ("format adherence (complete answers)", True, False),
+    "groundedness": ("lexical support in the sources", False, False),
+    "refusal": ("refuses out-of-scope questions", True, True),
+}
+RECOMMENDED_VARIANT = {"rag": "rag", "finetune": "finetuned", "hybrid": "hybrid"}
+Z95 = 1.96
+
+
+def _values(rows: Sequence[dict], variant: str, key: str, out_of_scope: bool) -> list[float]:
+    values = []
+    for row in rows:
+        if row.get("variant") != variant or bool(row.get("out_of_scope")) != out_of_scope or row.get("error"):
+            continue
+        value = row.get(key)
+        if isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            values.append(float(value))
+    return values
+
+
+def interval95(values: Sequence[float], binary: bool) -> tuple[float, float, float]:
+    """(mean, low, high): Wilson score interval for a rate, normal approximation for a mean of scores."""
+    n = len(values)
+    mean = sum(values) / n
+    if binary:
+        centre = (mean + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+        half = Z95 * math.sqrt(mean * (1 - mean) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+        return mean, max(0.0, centre - half), min(1.0, centre + half)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = Z95 * sd / math.sqrt(n)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def bottom_line(rows: Sequence[dict], decision: dict | None = None) -> dict:
+    """Which variant wins each metric, on how many answers, with 95% intervals, and whether that matches Decide.
+
+    A winner is "clear" only when its interval lies above every other variant's; otherwise the sample cannot
+    separate them, and the text says so instead of naming a winner."""
+    variants = list(dict.fromkeys(row["variant"] for row in rows if row.get("variant")))
+    recommended = RECOMMENDED_VARIANT.get((decision or {}).get("recommendation") or "")
+    metrics_out = []
+    for key, (label, binary, oos) in BOTTOM_METRICS.items():
+        cells = {}
+        for variant in variants:
+            values = _values(rows, variant, key, oos)
+            if values:
+                mean, low, high = interval95(values, binary)
+                cells[variant] = {"mean": mean, "low": low, "high": high, "n": len(values)}
+        if len(cells) < 2:
+            continue
+        ranked = sorted(cells, key=lambda v: -cells[v]["mean"])
+        best, others = ranked[0], ranked[1:]
+        clear = all(cells[best]["low"] > cells[o]["high"] for o in others)
+        tied = cells[best]["mean"] == cells[ranked[1]]["mean"]
+        metrics_out.append({"metric": key, "label": label, "cells": cells, "winner": None if tied else best, "clear": clear and not tied,
+                            "agrees": None if recommended is None or tied else best == recommended})
+    agree = [m["label"] for m in metrics_out if m["agrees"] and m["clear"]]
+    disagree = [m["label"] for m in metrics_out if m["agrees"] is False and m["clear"]]
+    return {"metrics": metrics_out, "recommended": recommended, "agrees_on": agree, "disagrees_on": disagree}
+
+
+def bottom_line_text(line: dict) -> list[str]:
+    """Plain sentences of the bottom line (the report renders them; the page can too)."""
+    out = []
+    for m in line["metrics"]:
+        cells = m["cells"]
+        parts = ", ".join(f"{VARIANT_LABELS.get(v, v)} {c['mean']:.2f} [{c['low']:.2f}, {c['high']:.2f}] (n={c['n']})"
+                          for v, c in sorted(cells.items(), key=lambda kv: -kv[1]["mean"]))
+        if m["winner"] is None:
+            verdict = "a tie"
+        elif m["clear"]:
+            verdict = f"{VARIANT_LABELS.get(m['winner'], m['winner'])} wins"
+        else:
+            verdict = f"{VARIANT_LABELS.get(m['winner'], m['winner'])} leads, but the 95% intervals overlap: not separable at this sample size"
+        out.append(f"{m['label'][:1].upper()}{m['label'][1:]}: {verdict}. {parts}.")
+    if not out:
+        out.append("Fewer than two variants were scored on any metric, so there is nothing to compare.")
+    recommended = line["recommended"]
+    if recommended is None:
+        out.append("No Decide recommendation was attached, so agreement with it is not assessed.")
+    else:
+        name = VARIANT_LABELS.get(recommended, recommended)
+        if line["agrees_on"] or line["disagrees_on"]:
+            if line["agrees_on"]:
+                out.append(f"Agrees with the Decide recommendation ({name}) on: {', '.join(line['agrees_on'])}.")
+            if line["disagrees_on"]:
+                out.append(f"Disagrees with the Decide recommendation ({name}) on: {', '.join(line['disagrees_on'])}.")
+        else:
+            out.append(f"No metric separates the variants clearly enough to confirm or contradict the Decide recommendation ({name}).")
+    return out
 
 
 def _section(key: str, body: str) -> str:

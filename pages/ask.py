@@ -5,7 +5,8 @@ from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
 from core.knowledge import RetrievalSettings
-from ui.common import similarity_note, embedder_for, get_generator, knowledge_base_picker, md_escape, show_error, workspace
+from ui.support_view import render_source_text, render_support_badge
+from ui.common import similarity_note, embedder_for, get_engine, knowledge_base_picker, md_escape, show_error, workspace
 
 st.title("Ask your documents")
 st.caption("Retrieval-augmented answers: the model reads the most relevant chunks and cites them. "
@@ -31,24 +32,23 @@ def render_sources(answer: GroundedAnswer) -> None:
     if not answer.sources:
         return
     cited = set(answer.cited_numbers())
-    supported = set(answer.supporting_numbers())
-    if supported or cited:
-        st.caption("Supported by " + ", ".join(f"[{n}]" for n in sorted(supported | cited))
-                   + " — sources the answer cites, or whose wording it uses (word overlap ≥ 50% per sentence)")
+    report = answer.support()
+    render_support_badge(report)
     with st.expander(f"Sources ({len(answer.sources)})", expanded=False):
-        st.caption(similarity_note())
+        st.caption(similarity_note() + " The highlighted sentence is the one that supports the answer.")
         for number, hit in enumerate(answer.sources, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
-            marker = " · cited" if number in cited else " · supports the answer" if number in supported else ""
+            marker = " · cited" if number in cited else " · supports the answer" if number in report.supporting else ""
             st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}{marker}")
-            st.text(hit.text)
+            render_source_text(hit.text, report.sentences.get(number))
 
 
 def render_timing(answer: GroundedAnswer) -> None:
     stats = answer.stats
     if stats.new_tokens:
         first = f"{stats.first_token_s:.2f} s to first token · " if stats.first_token_s else ""
-        st.caption(f"{first}{stats.total_s:.1f} s · {stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tokens/s")
+        engine = f" · answered by **{md_escape(answer.engine)}** ({md_escape(answer.model)})" if answer.engine else ""
+        st.caption(f"{first}{stats.total_s:.1f} s · {stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tokens/s{engine}")
 
 
 for answer in history:
@@ -68,11 +68,12 @@ if question:
             st.session_state["ask_busy"] = True
             with st.spinner("Searching the documents…"):
                 sources = retrieve_sources(workspace(), kb.name, question, embedder_for(kb), RetrievalSettings(k=k))
-            loaded = get_generator() if sources else None
+            engine = get_engine() if sources else None  # the sidebar's engine; nothing to load when nothing is relevant
             stats = GenerationStats()
             decoding = DecodingSettings(max_new_tokens=max_new, temperature=temperature)
-            text = st.write_stream(stream_grounded_answer(loaded, question, sources, decoding, stats))
-            answer = GroundedAnswer(question, str(text).strip(), sources, stats)
+            text = st.write_stream(stream_grounded_answer(engine, question, sources, decoding, stats))
+            answer = GroundedAnswer(question, str(text).strip(), sources, stats,
+                                    getattr(engine, "name", ""), getattr(engine, "model", ""))
             history.append(answer)
             render_timing(answer)
             render_sources(answer)

@@ -1,6 +1,6 @@
 """Compare: one question, up to four columns (base, RAG, fine-tuned, hybrid), streamed side by side.
 
-A thin view: core.compare plans the variants, core.engine generates them in one batch. Never calls
+A thin view: core.compare plans the variants, core.engines generates them (one batch per engine; a column may pick its own engine). Never calls
 st.set_page_config (app.py does). User and model text is never rendered as HTML.
 """
 from __future__ import annotations
@@ -9,7 +9,9 @@ import time
 
 import streamlit as st
 
-from ui.common import embedder_for, generator_spec, md_escape, md_model_text, similarity_note
+from ui.support_view import render_source_text, render_support_badge
+from ui.common import embedder_for, get_engine, md_escape, md_model_text, similarity_note
+from ui.engine_picker import column_engine
 
 from core.adapters import find_adapters
 from core.compare import (
@@ -36,14 +38,6 @@ QUEUE = "compare_queue"
 ICONS = {"base": ":material/smart_toy:", "rag": ":material/menu_book:", "finetuned": ":material/tune:", "hybrid": ":material/join:"}
 
 
-@st.cache_resource(show_spinner="Loading the model once for every column…")
-def _engine(workspace_root: str, model_id: str, device: str, dtype: str):
-    from core.engine import load_engine
-    from core.models import GeneratorSpec
-
-    return load_engine(get_workspace(workspace_root), GeneratorSpec(model_id, device, dtype))
-
-
 def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettings):
     from core.knowledge import get_knowledge_base, relevant, search
 
@@ -55,18 +49,20 @@ def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettin
 def _timing_line(answer) -> str:
     s = answer.stats
     first = f"{s.first_token_s:.2f} s" if s.first_token_s is not None else "–"
-    return f":material/timer: first token **{first}** · total **{s.total_s:.1f} s**  \n:material/speed: **{s.tokens_per_s:.1f}** tok/s · {s.new_tokens} tokens"
+    engine = f"  \n:material/memory: {md_escape(answer.engine_label)}" if answer.engine else ""
+    return (f":material/timer: first token **{first}** · total **{s.total_s:.1f} s**  \n:material/speed: **{s.tokens_per_s:.1f}** tok/s · "
+            f"{s.new_tokens} tokens{engine}")
 
 
-def _render_sources(answer) -> None:
+def _render_sources(answer, report) -> None:
     if not answer.hits:
         return
     with st.expander(f"Sources ({len(answer.hits)})", icon=":material/description:"):
-        st.caption(similarity_note())
+        st.caption(similarity_note() + " The highlighted sentence is the one that supports the answer.")
         for number, hit in enumerate(answer.hits, start=1):
             pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
             st.markdown(f"**[{number}] {md_escape(hit.document)}** · {pages} · similarity {hit.score:.2f}")
-            st.text(hit.text.strip())
+            render_source_text(hit.text, report.sentences.get(number) if report else None)
 
 
 def _render_answer(answer) -> None:
@@ -79,8 +75,15 @@ def _render_answer(answer) -> None:
         st.caption(answer.note)
         return
     st.markdown(md_model_text(answer.text) or "_(empty answer)_")
+    report = None
+    if answer.hits:
+        report = answer.support()
+        render_support_badge(report)
+    elif answer.checked_against:
+        # base / fine-tuned saw no documents: check them against what retrieval found, and say so
+        render_support_badge(answer.support(), note="(checked against the retrieved passages; this column did not see them)")
     st.caption(_timing_line(answer))
-    _render_sources(answer)
+    _render_sources(answer, report)
 
 
 def _column_header(variant: str) -> None:
@@ -96,7 +99,8 @@ def _render_turn(comparison: Comparison) -> None:
         with column, st.container(border=True):
             _column_header(answer.variant)
             _render_answer(answer)
-    st.caption(f"All columns in {comparison.wall_s:.1f} s on {comparison.engine or 'the engine'} · knowledge base: {comparison.kb or '–'}")
+    st.caption(f"All columns in {comparison.wall_s:.1f} s on {md_escape(comparison.engine or 'the engine')} · "
+               f"knowledge base: {md_escape(comparison.kb or '–')}")
 
 
 def _generate(workspace, question: str, options: dict) -> Comparison:
@@ -105,10 +109,12 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
     hits = []
     if options["kb"] and any(v in USES_CONTEXT for v in variants):
         hits = _retrieve(workspace, options["kb"], question, options["retrieval"])
-    spec = generator_spec()  # the sidebar's choice
-    engine = _engine(str(workspace.root), spec.model_id, spec.device, spec.dtype)
+    engines = {variant: get_engine(spec) for variant, spec in options["engines"].items() if variant in variants}
+    # The sidebar's engine answers the other columns; it is not even loaded when every column has its own.
+    engine = get_engine() if any(v not in engines for v in variants) else next(iter(engines.values()))
     comparison, events = stream_comparison(
-        engine, question, variants, hits=hits, adapter=options["adapter"], settings=options["decoding"], system=options["system"]
+        engine, question, variants, hits=hits, adapter=options["adapter"], settings=options["decoding"], system=options["system"],
+        engines=engines,
     )
     comparison.kb = options["kb"]
     with st.chat_message("user"):
@@ -182,6 +188,21 @@ def _settings_form(workspace) -> dict | None:
                  "or a number) the documents never mention; chunks lacking a number the question asks about are dropped",
         )
         system = st.text_area("System voice (optional)", "", key="compare_system", placeholder="e.g. You are our support desk. Answer in two sentences.")
+    engines = {}
+    with st.expander("Engine per column", icon=":material/memory:"):
+        st.caption("Each column can answer from its own engine: e.g. base and RAG from your team's Ollama or vLLM model, "
+                   "the fine-tune from the local adapter. A server column's model is what answers (serve your fine-tune under "
+                   "its own name for the fine-tuned column).")
+        chosen_columns = [v for v in VARIANTS if v in (variants or [])]
+        for column, variant in zip(st.columns(max(1, len(chosen_columns))), chosen_columns):
+            with column:
+                try:
+                    spec = column_engine(variant, f"{VARIANT_LABELS[variant]} engine")
+                except StudioError as error:
+                    st.error(str(error))
+                    return None
+                if spec is not None:
+                    engines[variant] = spec
     try:
         decoding = DecodingSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), seed=int(seed))
         decoding.validate()
@@ -192,7 +213,7 @@ def _settings_form(workspace) -> dict | None:
         return None
     return {
         "kb": kb, "adapter": adapter, "variants": [v for v in VARIANTS if v in (variants or [])],
-        "decoding": decoding, "retrieval": retrieval, "system": system.strip() or None,
+        "decoding": decoding, "retrieval": retrieval, "system": system.strip() or None, "engines": engines,
     }
 
 

@@ -22,10 +22,10 @@ from core.decision import (
     contribution_rows,
     decide,
     default_answers,
+    estimate_defaults,
+    hardware_note,
     plan_pipelines,
     render_markdown,
-    suggested_docs,
-    suggested_hardware,
 )
 from core.errors import StudioError
 from core.decision import decision_to_dict
@@ -81,15 +81,26 @@ def contribution_chart(decision):
     return fig
 
 
+def follow_answers(answers) -> None:
+    """The estimate follows the questionnaire: a changed compute answer re-sets hardware, model and training tokens,
+    a changed volume answer the document count; a hand-picked value stays until the answer it depends on changes."""
+    defaults = estimate_defaults(answers)
+    basis = {"compute_budget": answers["compute_budget"], "doc_volume": answers["doc_volume"]}
+    previous = state.get("decide_est_basis") or {}
+    follows = {"decide_est_hardware": ("compute_budget", "hardware"), "decide_est_model": ("compute_budget", "model"),
+               "decide_est_tokens": ("compute_budget", "train_tokens"), "decide_est_docs": ("doc_volume", "docs")}
+    for key, (question, default) in follows.items():
+        # Streamlit drops a widget's state when another page runs: refill it as well as on a changed answer
+        if previous.get(question) != basis[question] or key not in state:
+            state[key] = defaults[default]
+    state["decide_est_basis"] = basis
+
+
 def estimate_panel(answers):
     """Inputs and results of core.estimate; returns the Estimate (or None on a bad input)."""
     model_keys = list(MODELS) + ["custom"]
     hw_keys = list(HARDWARE)
-    state.setdefault("decide_est_hardware", suggested_hardware(answers))
-    state.setdefault("decide_est_docs", suggested_docs(answers))
-    on_cpu = state["decide_est_hardware"] == "cpu"  # first visit: the embedded model and a demo-sized set
-    state.setdefault("decide_est_model", "smollm2-135m" if on_cpu else "phi-3-mini")
-    state.setdefault("decide_est_tokens", 200_000 if on_cpu else 2_000_000)
+    follow_answers(answers)
     c1, c2 = st.columns(2)  # two per row: the model and hardware names were cut off at three
     model_key = c1.selectbox("Base model", model_keys, key="decide_est_model",
                              format_func=lambda k: MODELS[k].label if k in MODELS else "Custom size")
@@ -97,7 +108,9 @@ def estimate_panel(answers):
         params = c1.number_input("Parameters (billions)", 0.01, 500.0, 3.0, step=0.5, key="decide_est_custom") * 1e9
     else:
         params = MODELS[model_key].params
-    hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label)
+    hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label,
+                            help="Set by the compute-budget answer; pick another to compare (decision.md says which).")
+    st.caption(hardware_note(answers, hardware))
     c3, c4, c5 = st.columns(3)
     tokens = c3.number_input("Training tokens", 1_000, 10_000_000_000, step=100_000, key="decide_est_tokens",
                              help="Size of the fine-tuning set in tokens (about 0.75 words per token).")

@@ -10,13 +10,15 @@ from dataclasses import asdict, is_dataclass
 import pandas as pd
 import streamlit as st
 
+from core.adapters import adapter_name
+
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 
 from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
-from ui.common import md_escape
+from ui.common import generator_spec, md_escape
 from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 
@@ -28,11 +30,13 @@ def cached_embedder(workspace_root: str, kb_name: str):
     return evaluation.embedder_for_kb(get_workspace(workspace_root), kb_name)
 
 
-@st.cache_resource(show_spinner="Loading the generator and adapter…")
 def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
-    # A private generator copy: peft would otherwise inject the adapter into a model other pages share.
-    # Every variant of a question in one batch through the Compare engine (one copy of the weights).
-    return evaluation.make_engine_runner(get_workspace(workspace_root), adapter, max_new_tokens, repetition_penalty)
+    """Every variant of a question in one batch through the sidebar's engine (loaded once, shared with Compare and Ask)."""
+    from core.generation import DecodingSettings
+    from ui.common import get_engine
+
+    settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+    return evaluation.EngineVariantRunner(get_engine(), adapter, settings)
 
 
 st.title("Evaluate")
@@ -56,7 +60,8 @@ with run_tab:
                         help="RAG and hybrid retrieve from it; retrieval metrics need it")
     adapter_options = [NONE] + adapters + ["folder path…"]
     adapter_choice = right.selectbox("Adapter (training run)", adapter_options, index=1 if adapters else 0,
-                                     help="The newest completed run is preselected.")
+                                     help="The newest completed run is preselected.",
+                                     format_func=lambda run_id: adapter_name(workspace, run_id) if run_id in adapters else run_id)
     adapter = None if adapter_choice == NONE else adapter_choice
     if adapter_choice == "folder path…":
         adapter = right.text_input("Adapter folder", placeholder="/path/to/adapter") or None
@@ -115,6 +120,13 @@ with run_tab:
         total = asked + int(out_of_scope)
         st.caption(f"Will ask {asked} question{'s' * (asked != 1)} + {int(out_of_scope)} out-of-scope = {total}, "
                    f"× {len(variants)} variant{'s' * (len(variants) != 1)} = **{total * len(variants)} answers**.")
+    from ui.common import engine_spec, generator_spec
+
+    from core.engines.registry import resolve_kind
+
+    spec = engine_spec()
+    st.caption(f"Engine: **{resolve_kind(spec, generator_spec())}**{' · ' + spec.model if spec.model else ''} "
+               "(the sidebar's choice; every answer records the engine and model that gave it).")
     start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
     if start:
         try:
@@ -126,9 +138,15 @@ with run_tab:
             adapter_path = evaluation.resolve_adapter(workspace, adapter)
             kb_name = None if kb == NONE else kb
             embedder = cached_embedder(str(workspace.root), kb_name) if kb_name else None
-            style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, [q.answers[0] for q in questions if q.answers])
+            references = [q.answers[0] for q in questions if q.answers]
+            style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, references)
+            if style_check is not None:  # the cap must fit the taught format, else every answer is cut before its last line
+                settings, cap_note = evaluation.fit_format_cap(workspace, settings, dataset_id, references)
+                style_note = f"{style_note}; {cap_note}; scored on complete answers only (one stopped by the cap is n/a)"
+                if settings.max_new_tokens != int(max_new_tokens):
+                    st.info(cap_note[:1].upper() + cap_note[1:] + ".", icon=":material/straighten:")
             # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
-            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, int(max_new_tokens),
+            runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, settings.max_new_tokens,
                                    float(repetition_penalty))
             job = evaluation.start_evaluation_job(
                 workspace,
@@ -197,9 +215,21 @@ with results_tab:
             m2.metric("hit@1", fmt(r.get("hit@1")))
             m3.metric(f"hit@{r['k']}", fmt(r.get(f"hit@{r['k']}")))
             m4.metric(f"MRR@{r['k']}", fmt(r.get("mrr")))
+        elif r:
+            st.caption("Retrieval hit@1, hit@k and MRR: n/a, since no question has a reference passage or a source document "
+                       "with a short answer to check the retrieved chunks against.")
         if summary.get("groundedness_method"):
             st.caption(f"Groundedness is {summary['groundedness_method']}. Format adherence: {summary.get('style_note') or 'not checked'}.")
+        if summary.get("unsupported_method"):
+            st.caption(f"Unsupported claims (lower is better): {summary['unsupported_method']}.")
         if rows:
+            from core.report import bottom_line, bottom_line_text
+
+            with st.container(border=True):  # the same measured bottom line the report ends with
+                st.markdown("**Bottom line**")
+                st.markdown("\n".join(f"- {md_escape(text)}" for text in bottom_line_text(bottom_line(rows, st.session_state.get("decision")))))
+                st.caption("Means with 95% intervals, n = answers that could be scored; a variant wins only when its interval "
+                           "lies above the others'. The recommendation compared is the Decide page's current one.")
             col_a, col_b = st.columns(2)
             col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")
             col_b.plotly_chart(charts.latency_figure(rows), key="latency_chart")
@@ -252,18 +282,28 @@ with drill_tab:
         st.info("Create a knowledge base on the Documents page first.")
     else:
         d1, d2 = st.columns(2)
-        drill_kb = d1.selectbox("Knowledge base", kbs, key="drill_kb")
+        drill_kb = d1.selectbox("Knowledge base", [k_ for k_ in kbs if not k_.endswith(evaluation.DRILL_SUFFIX)] or kbs, key="drill_kb")
         drill_adapter = d2.selectbox("Adapter", [NONE] + adapters, index=1 if adapters else 0, key="drill_adapter",
                                      help="The newest completed run is preselected, as on the first tab.")
         question = st.text_input("Question", key="drill_question", placeholder="e.g. When does the warranty expire?")
 
-        def ask() -> dict:
+        copy_name = evaluation.drill_copy_name(drill_kb)
+        st.caption(f"The drill changes a copy, “{copy_name}”, made at step 2; your knowledge base “{drill_kb}” stays as it is.")
+
+        def drill_copy() -> str:
+            """The copy the update goes into, made once per drill (step 2 of a new drill makes a fresh one)."""
+            if st.session_state.get("drill_copy") != copy_name or copy_name not in [kb_.name for kb_ in list_knowledge_bases(workspace)]:
+                evaluation.make_drill_copy(workspace, drill_kb)
+                st.session_state["drill_copy"] = copy_name
+            return copy_name
+
+        def ask(target: str) -> dict:
             from core.knowledge import RetrievalSettings, relevant, search
 
             root = str(workspace.root)
             adapter_path = evaluation.resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
             runner = cached_runner(root, str(adapter_path) if adapter_path else None, 64)
-            hits = relevant(search(workspace, drill_kb, question, cached_embedder(root, drill_kb), RetrievalSettings()))
+            hits = relevant(search(workspace, target, question, cached_embedder(root, drill_kb), RetrievalSettings()))
             tuned = "finetuned" if adapter_path else "base"
             return {
                 "rag": runner.answer(question, "rag", hits).text,
@@ -275,7 +315,7 @@ with drill_tab:
         if st.button("1. Ask before the update", disabled=not question):
             try:
                 with st.spinner("Answering…"):
-                    st.session_state["drill_before"] = ask()
+                    st.session_state["drill_before"] = ask(drill_kb)
             except StudioError as error:
                 st.error(str(error))
         st.markdown("**2. Update the knowledge base**")
@@ -293,17 +333,18 @@ with drill_tab:
                         data = doc_text.encode("utf-8")
                     if not data.strip():
                         raise StudioError("The document is empty; type some text or upload a file.")
-                    seconds, message = evaluation.replace_document(workspace, drill_kb, name, data, cached_embedder(str(workspace.root), drill_kb))
+                    seconds, message = evaluation.replace_document(workspace, drill_copy(), name, data, cached_embedder(str(workspace.root), drill_kb))
                     st.session_state["drill_reindex_s"] = seconds
                     st.success(f"{message} Re-indexed in {seconds:.2f} s.")
                 except StudioError as error:
                     st.error(str(error))
         with u2:
-            docs = [d.name for d in list_documents(workspace, drill_kb)]
+            has_copy = st.session_state.get("drill_copy") == copy_name and copy_name in [kb_.name for kb_ in list_knowledge_bases(workspace)]
+            docs = [d.name for d in list_documents(workspace, copy_name if has_copy else drill_kb)]
             to_remove = st.selectbox("Or remove a document", [NONE] + docs, key="drill_remove")
             if st.button("Remove document", disabled=to_remove == NONE):
                 try:
-                    seconds = evaluation.remove_document_timed(workspace, drill_kb, to_remove)
+                    seconds = evaluation.remove_document_timed(workspace, drill_copy(), to_remove)
                     st.session_state["drill_reindex_s"] = seconds
                     st.success(f"Removed {to_remove}; re-indexed in {seconds:.2f} s.")
                 except StudioError as error:
@@ -311,7 +352,7 @@ with drill_tab:
         if st.button("3. Ask again", disabled=not question):
             try:
                 with st.spinner("Answering…"):
-                    st.session_state["drill_after"] = ask()
+                    st.session_state["drill_after"] = ask(copy_name if st.session_state.get("drill_copy") == copy_name else drill_kb)
             except StudioError as error:
                 st.error(str(error))
         before, after = st.session_state.get("drill_before"), st.session_state.get("drill_after")
@@ -326,6 +367,12 @@ with drill_tab:
                     st.text(after[key] if after else "—")
                     if key == "rag" and after:
                         st.caption("Sources after: " + "; ".join(after["sources"]) if after["sources"] else "No relevant sources")
+        if st.session_state.get("drill_copy") == copy_name and st.button("Finish the drill (delete the copy)", key="drill_finish",
+                                                                        icon=":material/delete:"):
+            evaluation.remove_drill_copy(workspace, drill_kb)
+            for key in ("drill_copy", "drill_before", "drill_after", "drill_reindex_s"):
+                st.session_state.pop(key, None)
+            st.rerun()
         retrain_s, retrain_source = evaluation.retrain_cost(workspace)
         c1, c2 = st.columns(2)
         reindex = st.session_state.get("drill_reindex_s")

@@ -5,9 +5,13 @@ Everything shown about a run is read from the workspace, so a reloaded tab recon
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pandas as pd
 import streamlit as st
+
+from core.adapters import adapter_name
+from ui.adapter_names import rename_adapter_form
 
 from core import training as T
 from core.datasets import list_datasets
@@ -15,6 +19,7 @@ from core.errors import StudioError
 from core.models import GENERATOR_CHOICES
 from core.settings import get_workspace
 from ui.common import fmt_number
+from core.run_view import cpu_probe, progress_label, speed_now
 from ui.tune_helpers import format_seconds, model_facts_for
 
 ws = get_workspace()
@@ -29,57 +34,64 @@ def _help(cls, name: str) -> str:
     return cls.__dataclass_fields__[name].metadata.get("help", "")
 
 
-# ---------------------------------------------------------------- settings form
+# ---------------------------------------------------------------- preset + Start up front, the knobs under "Advanced"
+PRESET_BLURBS = {
+    "demo": "Quick: a few minutes on this CPU, enough to teach a format or a voice.",
+    "quality": "Thorough: several times longer, more capacity for vocabulary and style.",
+}
 if not datasets:
     st.info("No training dataset yet: build or upload rows on the Training data page first.")
 else:
     plan_hint = (st.session_state.get("decision_plan") or {}).get("lora_preset")
     names = list(T.PRESETS)
-    preset_name = st.radio("Preset", names, index=names.index(plan_hint) if plan_hint in names else 0, horizontal=True, key="ft_preset",
-                           help="demo: a few minutes on a laptop CPU, enough to change the format; quality: slower, more capacity.")
-    if plan_hint in names:
-        st.caption(f"Preselected from your decision plan: **{plan_hint}**.")
-    lora0, train0 = T.preset(preset_name)
-    k = f"ft_{preset_name}_"  # widget keys per preset, so switching preset resets the fields
-
     c1, c2 = st.columns(2)
     dataset_id = c1.selectbox("Dataset", [d.id for d in datasets], key="ft_dataset",
                               format_func=lambda i: next(f"{d.id} ({d.train_rows} rows, {d.kind})" for d in datasets if d.id == i))
+    preset_name = c2.radio("Preset", names, index=names.index(plan_hint) if plan_hint in names else 0, horizontal=True, key="ft_preset",
+                           format_func=lambda n: n.capitalize(),
+                           help="demo: a few minutes on a laptop CPU, enough to change the format; quality: slower, more capacity.")
+    c2.caption(PRESET_BLURBS.get(preset_name, "") + (f" Preselected from your decision plan: **{plan_hint}**." if plan_hint in names else ""))
+    lora0, train0 = T.preset(preset_name)
+    k = f"ft_{preset_name}_"  # widget keys per preset, so switching preset resets the fields
+    summary = st.container(border=True)  # filled below, once the Advanced settings are read
+    advanced = st.expander("Advanced: model, LoRA and training settings")
+
     sidebar_model = getattr(st.session_state.get("generator_spec"), "model_id", None)  # the sidebar's model choice
     choices = list(GENERATOR_CHOICES) + ([sidebar_model] if sidebar_model and sidebar_model not in GENERATOR_CHOICES else [])
-    base_model = c2.selectbox("Base model", choices, index=choices.index(sidebar_model) if sidebar_model in choices else 0,
-                              key="ft_base", help=_help(T.TrainingSettings, "base_model"))
+    base_model = advanced.selectbox("Base model", choices, index=choices.index(sidebar_model) if sidebar_model in choices else 0,
+                                    key="ft_base", help=_help(T.TrainingSettings, "base_model"))
     try:
         facts = model_facts_for(ws, base_model)
     except StudioError as error:
         facts = None
-        st.error(str(error))
+        summary.error(str(error))
 
     if facts is not None:
-        st.markdown("**LoRA**")
-        c1, c2, c3 = st.columns(3)
-        r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
-        alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
-        dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
-        targets = st.multiselect("Target modules", list(facts.linear_names), [t for t in lora0.target_modules if t in facts.linear_names],
-                                 key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
-        st.markdown("**Training**")
-        c1, c2, c3, c4 = st.columns(4)
-        lr = c1.number_input("Learning rate", 0.0, 0.1, float(train0.learning_rate), format="%.5f", key=k + "lr", help=_help(T.TrainingSettings, "learning_rate"))
-        epochs = c2.number_input("Epochs", 0.0, 100.0, float(train0.epochs), 0.5, key=k + "epochs", help=_help(T.TrainingSettings, "epochs"))
-        max_steps = c3.number_input("Max steps (0 = epochs)", 0, 100_000, train0.max_steps, key=k + "steps", help=_help(T.TrainingSettings, "max_steps"))
-        save_steps = c4.number_input("Checkpoint every", 1, 10_000, train0.save_steps, key=k + "save", help=_help(T.TrainingSettings, "save_steps"))
-        c1, c2, c3, c4 = st.columns(4)
-        batch = c1.number_input("Batch size", 0, 256, train0.batch_size, key=k + "batch", help=_help(T.TrainingSettings, "batch_size"))
-        accum = c2.number_input("Grad accumulation", 1, 256, train0.grad_accum, key=k + "accum", help=_help(T.TrainingSettings, "grad_accum"))
-        max_length = c3.number_input("Max length", 32, 131_072, train0.max_length, key=k + "maxlen", help=_help(T.TrainingSettings, "max_length"))
-        seed = c4.number_input("Seed", 0, 1_000_000, train0.seed, key=k + "seed")
-        c1, c2, c3 = st.columns(3)
-        packing = c1.checkbox("Packing", train0.packing, key=k + "packing", help=_help(T.TrainingSettings, "packing"))
-        completion_only = c2.checkbox("Completion-only loss", train0.completion_only_loss, key=k + "col", help=_help(T.TrainingSettings, "completion_only_loss"))
-        qlora = c3.checkbox("QLoRA (4-bit)", False, key=k + "qlora", disabled=not qlora_ok, help=qlora_reason)
-        if not qlora_ok:
-            st.caption(f"QLoRA is off: {qlora_reason}")
+        with advanced:
+            st.markdown("**LoRA**")
+            c1, c2, c3 = st.columns(3)
+            r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
+            alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
+            dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
+            targets = st.multiselect("Target modules", list(facts.linear_names), list(T.resolve_lora(lora0, facts).target_modules),
+                                     key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
+            st.markdown("**Training**")
+            c1, c2, c3, c4 = st.columns(4)
+            lr = c1.number_input("Learning rate", 0.0, 0.1, float(train0.learning_rate), format="%.5f", key=k + "lr", help=_help(T.TrainingSettings, "learning_rate"))
+            epochs = c2.number_input("Epochs", 0.0, 100.0, float(train0.epochs), 0.5, key=k + "epochs", help=_help(T.TrainingSettings, "epochs"))
+            max_steps = c3.number_input("Max steps (0 = epochs)", 0, 100_000, train0.max_steps, key=k + "steps", help=_help(T.TrainingSettings, "max_steps"))
+            save_steps = c4.number_input("Checkpoint every", 1, 10_000, train0.save_steps, key=k + "save", help=_help(T.TrainingSettings, "save_steps"))
+            c1, c2, c3, c4 = st.columns(4)
+            batch = c1.number_input("Batch size", 0, 256, train0.batch_size, key=k + "batch", help=_help(T.TrainingSettings, "batch_size"))
+            accum = c2.number_input("Grad accumulation", 1, 256, train0.grad_accum, key=k + "accum", help=_help(T.TrainingSettings, "grad_accum"))
+            max_length = c3.number_input("Max length", 32, 131_072, train0.max_length, key=k + "maxlen", help=_help(T.TrainingSettings, "max_length"))
+            seed = c4.number_input("Seed", 0, 1_000_000, train0.seed, key=k + "seed")
+            c1, c2, c3 = st.columns(3)
+            packing = c1.checkbox("Packing", train0.packing, key=k + "packing", help=_help(T.TrainingSettings, "packing"))
+            completion_only = c2.checkbox("Completion-only loss", train0.completion_only_loss, key=k + "col", help=_help(T.TrainingSettings, "completion_only_loss"))
+            qlora = c3.checkbox("QLoRA (4-bit)", False, key=k + "qlora", disabled=not qlora_ok, help=qlora_reason)
+            if not qlora_ok:
+                st.caption(f"QLoRA is off: {qlora_reason}")
 
         lora = T.LoraSettings(r=int(r), alpha=int(alpha), dropout=float(dropout), target_modules=tuple(targets))
         training = dataclasses.replace(
@@ -87,32 +99,37 @@ else:
             grad_accum=int(accum), max_length=int(max_length), packing=bool(packing), seed=int(seed),
             completion_only_loss=bool(completion_only), qlora=bool(qlora), save_steps=int(save_steps),
         )
-        plan = None
-        try:
-            plan = T.plan_run(ws, dataset_id, lora, training, facts=facts)
-        except StudioError as error:
-            st.error(str(error))
-        if plan:
-            m1, m2, m3, m4 = st.columns(4)
-            # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
-            m1.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M",
-                      delta_color="off", delta_arrow="off")
-            m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off", delta_arrow="off")
-            m3.metric("Estimated time", format_seconds(plan.est_seconds), f"{plan.tokens_per_s:.0f} tokens/s", delta_color="off", delta_arrow="off",
-                      help="minutes:seconds")
-            m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device.upper(), delta_color="off", delta_arrow="off")
-            st.caption(f"Speed basis: {plan.tokens_per_s_basis}.")
-        running = T.active_run(ws)
-        if st.button("Start training", type="primary", disabled=plan is None or running is not None, key="ft_start",
-                     help="One run at a time per workspace." if running else None):
+        with summary:
+            plan = None
             try:
-                run = T.start_run(ws, dataset_id, lora, training)
+                plan = T.plan_run(ws, dataset_id, lora, training, facts=facts)
             except StudioError as error:
                 st.error(str(error))
-            else:
-                st.session_state["ft_watch"] = run.id
-                st.toast(f"Started {run.id}")
-                st.rerun()  # so the button, the history and the live view below all show the new run
+            if plan:
+                probe = st.session_state.get("ft_probe")
+                if not probe or time.time() - probe[0] > 30:  # a 0.25 s CPU probe, at most twice a minute
+                    probe = st.session_state["ft_probe"] = (time.time(), cpu_probe())
+                now = speed_now(ws, plan, base_model, probe_now=probe[1])
+                m1, m2, m3, m4 = st.columns(4)
+                # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
+                m1.metric("Estimated time", format_seconds(now.seconds), f"~{now.tokens_per_s:.0f} tokens/s at today's load",
+                          delta_color="off", delta_arrow="off", help="minutes:seconds, at the machine load right now")
+                m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off", delta_arrow="off")
+                m3.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M",
+                          delta_color="off", delta_arrow="off")
+                m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device.upper(), delta_color="off", delta_arrow="off")
+                st.caption(f"Time estimate: {now.basis}")
+            running = T.active_run(ws)
+            if st.button("Start training", type="primary", disabled=plan is None or running is not None, key="ft_start",
+                         icon=":material/play_arrow:", help="One run at a time per workspace." if running else None):
+                try:
+                    run = T.start_run(ws, dataset_id, lora, training)
+                except StudioError as error:
+                    st.error(str(error))
+                else:
+                    st.session_state["ft_watch"] = run.id
+                    st.toast(f"Started {run.id}")
+                    st.rerun()  # so the button, the history and the live view below all show the new run
 
 
 # ---------------------------------------------------------------- live view (state from the workspace)
@@ -132,14 +149,8 @@ def live_view() -> None:
     st.subheader(f"Run {run.id}")
     events = T.read_progress(ws, run.id)
     steps = [e for e in events if e.get("event") == "step"]
-    total = steps[-1]["total"] if steps else run.config.get("plan", {}).get("total_steps", 0)
-    step = steps[-1]["step"] if steps else 0
-    if steps:
-        last = steps[-1]
-        label = f"step {step}/{total} · {format_seconds(last['elapsed'])} < {format_seconds(last['eta'])} · {run.status}"
-    else:
-        label = f"step 0/{total} · {run.status}" + (" · loading the model…" if run.status in T.ACTIVE else "")
-    st.progress(min(1.0, step / total) if total else 0.0, text=label)
+    fraction, label = progress_label(run.status, events, run.config.get("plan", {}).get("total_steps", 0))
+    st.progress(fraction, text=label)
     if steps:
         import plotly.graph_objects as go
 
@@ -170,6 +181,27 @@ def live_view() -> None:
 
 live_view()
 
+def serve_panel(ws, run_ids: list[str]) -> None:
+    """Files and exact commands to serve a fine-tune with Ollama, vLLM or llama.cpp's server (core.engines.serve)."""
+    from core.engines.serve import TARGETS, export_for_serving
+
+    st.markdown("**Serve your fine-tune** where your team deploys models, then answer through it with the openai engine.")
+    left, middle, right = st.columns([2, 1, 1])
+    run_id = left.selectbox("Run to serve", run_ids, key="ft_serve_run")
+    target = middle.selectbox("Server", TARGETS, key="ft_serve_target")
+    if right.button("Write files and commands", key="ft_serve", icon=":material/dns:"):
+        try:
+            with st.spinner("Preparing the files (a GGUF LoRA is converted once)…"):
+                plan = export_for_serving(ws, run_id, target)
+        except StudioError as error:
+            st.error(str(error))
+            return
+        st.success(f"Files in {plan.folder}")
+        st.code("\n".join(plan.commands), language="bash")
+        for note in plan.notes:
+            st.caption(note)
+
+
 # ---------------------------------------------------------------- history and export
 st.subheader("Run history")
 runs = T.list_runs(ws)
@@ -177,7 +209,7 @@ if not runs:
     st.caption("No runs yet.")
 else:
     st.dataframe(pd.DataFrame([{
-        "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
+        "adapter": adapter_name(ws, r.id), "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
         "final loss": fmt_number(r.final_loss, 4),  # text, so a missing loss reads n/a
         "duration": format_seconds(r.duration_s),
         "adapter MB": f"{r.adapter_size / 2**20:.1f}" if r.adapter_size else "n/a",
@@ -194,14 +226,15 @@ else:
             st.rerun()
 
     adapters = T.list_adapters(ws)
+    rename_adapter_form(ws, [a.id for a in adapters])
     st.subheader("Export")
     if not adapters:
         st.caption("Finish a run to export its adapter.")
     else:
         with st.form("ft_export"):
-            run_id = st.selectbox("Run", [a.id for a in adapters])
+            run_id = st.selectbox("Adapter", [a.id for a in adapters], format_func=lambda i: adapter_name(ws, i))
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
-            gguf = st.checkbox("Also write a GGUF file (embedded base only)")
+            gguf = st.checkbox("Also write a GGUF file (llama.cpp's converter; says why when it cannot)")
             if st.form_submit_button("Merge and export"):
                 try:
                     with st.spinner("Merging the adapter into the base weights…"):
@@ -212,3 +245,4 @@ else:
                 else:
                     st.success(f"Merged model in {merged} with an Ollama Modelfile" + (f"; GGUF at {gguf_path}" if gguf_path else "") + ".")
         st.caption(f"Adapter folder for serving with peft or vLLM: {T.run_dir(ws, adapters[0].id) / 'adapter'}")
+        serve_panel(ws, [a.id for a in adapters])

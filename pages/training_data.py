@@ -11,6 +11,7 @@ import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 from core import datasets as D
 from core.errors import StudioError
 from core.settings import get_workspace
+from ui.common import md_escape
 
 ws = get_workspace()
 st.title("Training data")
@@ -47,22 +48,23 @@ with build_tab:
             bar = st.progress(0.0, text="Building rows…")
             generate = None
             if use_model:
-                from core.generation import DecodingSettings, generate_text
-                from core.models import EMBEDDED_GENERATOR
-                from ui.tune_helpers import generator_for
+                from core.engines import generate_text
+                from core.generation import DecodingSettings
+                from ui.common import get_engine
 
-                spec = st.session_state.get("generator_spec")  # the sidebar's model choice (ui/common.py)
-                loaded = generator_for(ws, getattr(spec, "model_id", EMBEDDED_GENERATOR))
-                generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
+                engine = get_engine()  # the sidebar's engine and model
+                generate = lambda prompt: generate_text(engine, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
+            skipped: list[dict] = []
             try:
                 rows = D.build_from_knowledge_base(
                     ws, kb, D.DatasetBuildSettings(kind=kind, style=style, use_model=use_model, max_rows=int(max_rows)), generate,
-                    progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Chunk {done}/{total}"),
+                    progress=lambda done, total: bar.progress(done / max(total, 1), text=f"Chunk {done}/{total}"), skipped=skipped,
                 )
             except StudioError as error:
                 st.error(str(error))
             else:
                 st.session_state["tune_rows"] = rows
+                st.session_state["td_skipped"] = D.skipped_summary(skipped)
                 st.session_state["tune_meta"] = {"kind": kind, "style_rule": D.detect_style_rule(style) if kind == "style" else None,
                                                   "origin": f"kb:{kb}", "style": style if kind == "style" else None}
                 bar.progress(1.0, text=f"{len(rows)} rows built")
@@ -84,18 +86,39 @@ with upload_tab:
                 st.caption(f"Lines longer than {report.max_length} tokens: {', '.join(map(str, report.too_long[:30]))}")
             if report.rows and st.button(f"Use the {len(report.rows)} valid rows", key="td_use_upload"):
                 st.session_state["tune_rows"] = report.rows
+                st.session_state.pop("td_skipped", None)
                 st.session_state["tune_meta"] = {"kind": "imported", "style_rule": None, "origin": f"file:{upload.name}"}
 
 rows = st.session_state["tune_rows"]
+if st.session_state.get("td_skipped"):
+    st.caption(st.session_state["td_skipped"] + " (boilerplate and passages without a stated risk make no row).")
 if rows:
     st.subheader(f"Rows ({len(rows)})")
+    st.caption("Best rows first (mostly prose, whole sentences). Click a row to read it whole.")
+    overview = pd.DataFrame([{"#": i + 1, "quality": r.get("source", {}).get("quality"), "document": r.get("source", {}).get("document", ""),
+                              "page": r.get("source", {}).get("page"), "output": r["output"].replace("\n", " ⏎ ")} for i, r in enumerate(rows)])
+    picked = st.dataframe(overview, hide_index=True, width="stretch", height=240, on_select="rerun", selection_mode="single-row",
+                          key="td_pick", column_config={"quality": st.column_config.NumberColumn(format="%.2f")})
+    chosen = picked.selection.rows[0] if picked and picked.selection.rows else 0
+    whole = rows[min(chosen, len(rows) - 1)]
+    with st.container(border=True):
+        source = whole.get("source", {})
+        st.markdown(f"**Row {chosen + 1}** · {md_escape(str(source.get('document', 'n/a')))} · page {source.get('page', 'n/a')}")
+        st.caption("Instruction")
+        st.text(whole["instruction"])
+        if whole["input"]:
+            st.caption("Input (the passage)")
+            st.text(whole["input"])
+        st.caption("Output (what the model learns to write)")
+        st.text(whole["output"])
     frame = pd.DataFrame(
         [{"instruction": r["instruction"], "input": r["input"], "output": r["output"],
           "document": r.get("source", {}).get("document", ""), "page": r.get("source", {}).get("page"),
           "source": json.dumps(r.get("source", {}), ensure_ascii=False)} for r in rows]
     )
-    edited = st.data_editor(frame, num_rows="dynamic", hide_index=True, key="td_editor",
-                            column_config={"source": None}, disabled=["document", "page"])
+    with st.expander("Edit rows"):
+        edited = st.data_editor(frame, num_rows="dynamic", hide_index=True, key="td_editor",
+                                column_config={"source": None}, disabled=["document", "page"])
     with st.form("td_save"):
         c1, c2, c3, c4 = st.columns(4)
         dataset_id = c1.text_input("Dataset id", "my-dataset")

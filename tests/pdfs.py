@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timezone
 
 from fpdf import FPDF
 
 
 def make_pdf(pages: list[str]) -> bytes:
     pdf = FPDF()
+    pdf.set_creation_date(datetime(2026, 1, 1, tzinfo=timezone.utc))  # fixed timestamp: the same pages give the same bytes (the duplicate tests rely on it)
     pdf.set_font("Helvetica", size=11)
     for text in pages:
         pdf.add_page()

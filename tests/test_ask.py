@@ -1,4 +1,4 @@
-from core.ask import GroundedAnswer, attribute_sources
+from core.ask import GroundedAnswer
 from core.knowledge import Hit
 
 
@@ -10,8 +10,8 @@ def test_attribution_picks_the_source_whose_words_the_answer_uses():
     sources = [hit("The warranty on industrial pumps lasts five years from delivery.", 1),
                hit("Service centres operate in Leeds and Lyon on weekdays.", 2)]
     answer = "The pump warranty lasts five years from delivery. Centres in Leeds and Lyon handle service."
-    assert attribute_sources(answer, sources) == [1, 2]
-    assert attribute_sources("Bananas are yellow and grow in tropical climates.", sources) == []
+    assert GroundedAnswer("q", answer, sources).supporting_numbers() == [1, 2]
+    assert GroundedAnswer("q", "Bananas are yellow and grow in tropical climates.", sources).supporting_numbers() == []
 
 
 def test_model_citations_are_read_and_bounded():

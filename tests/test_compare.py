@@ -13,7 +13,7 @@ from core.compare import (
     run_comparison,
     save_demo_questions,
 )
-from core.engine import GenerationRequest, StreamEvent
+from core.engines import GenerationRequest, StreamEvent
 from core.errors import StudioError
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats
 from core.knowledge import Hit
@@ -56,10 +56,17 @@ def test_parse_variants_aliases_and_order():
 def test_rag_and_hybrid_prompts_contain_the_same_retrieved_chunks():
     answers, requests = plan_comparison("When did it begin?", ["base", "rag", "finetuned", "hybrid"], HITS, adapter="/x/adapter")
     by_key = {r.key: r for r in requests}
+    rag_prompt = by_key["rag"].messages[-1]["content"]
+    assert all(hit.text in rag_prompt for hit in HITS) and "[1]" in rag_prompt and "[2]" in rag_prompt
+    # hybrid: the adapter's training shape (instruction, blank line, passage) around the same retrieved sentences,
+    # the one sharing most words with the question first
+    hybrid_prompt = by_key["hybrid"].messages[-1]["content"]
+    assert hybrid_prompt.startswith("When did it begin?\n\nThe 1973 oil crisis began") and all(hit.text in hybrid_prompt for hit in HITS)
+    assert by_key["hybrid"].messages[0] == by_key["rag"].messages[0]  # same system voice
     for variant in ("rag", "hybrid"):
-        prompt = by_key[variant].messages[-1]["content"]
-        assert all(hit.text in prompt for hit in HITS) and "[1]" in prompt and "[2]" in prompt
         assert answers[variant].hits == HITS
+    _, old = plan_comparison("When did it begin?", ["hybrid"], HITS, adapter="/x/adapter", hybrid_prompt="rag")
+    assert old[0].messages == by_key["rag"].messages
     for variant in ("base", "finetuned"):
         assert HITS[0].text not in by_key[variant].messages[-1]["content"]
     assert by_key["base"].adapter is None and by_key["rag"].adapter is None
@@ -126,7 +133,7 @@ def test_core_compare_never_imports_streamlit():
     import subprocess
     import sys
 
-    code = "import sys, core.compare, core.engine, core.adapters, core.commands.compare; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, core.compare, core.engines, core.engines.registry, core.engines.openai, core.engines.llamacpp, core.adapters, core.commands.compare; print('streamlit' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
 
@@ -140,21 +147,35 @@ QUESTION = "When did the 1973 oil crisis begin?"
 def real(tmp_path_factory):
     from compare_fixtures import make_broken_adapter, prepare_workspace
 
-    from core.engine import load_engine
-
+    from core.engines import open_engine
     from core.models import GeneratorSpec
 
     workspace = prepare_workspace(tmp_path_factory.mktemp("compare-ws"), with_kb=False)
     # fp32 pinned: the auto choice (bf16 on a quiet AMX CPU, fp32 when busy) depends on the machine's load,
     # and the fixture's random adapter can decode to whitespace only in bf16.
-    engine = load_engine(workspace, GeneratorSpec(dtype="float32"))
+    engine = open_engine("transformers", workspace, GeneratorSpec(dtype="float32"))
     adapter = str(workspace.runs / "fixture-run" / "adapter")
     return workspace, engine, adapter, str(make_broken_adapter(workspace))
 
 
+def reference_answer(loaded, messages, settings) -> str:
+    """Plain transformers `generate` on a model that never saw peft: the yardstick for "base is the base model"
+    (test-only; the app generates only through core.engines)."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = loaded.model.generate(**inputs, max_new_tokens=settings.max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                                    top_k=None, repetition_penalty=settings.repetition_penalty, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
 @pytest.mark.slow
 def test_real_variants_deterministic_base_is_plain_model(real):
-    from core.generation import build_messages, generate_text
+    """The one "base column is really the base model" test: Compare and Evaluate share this generation path."""
+    from core.evaluation import EngineVariantRunner
+    from core.generation import build_messages
     from core.models import GeneratorSpec, load_generator
 
     workspace, engine, adapter, _ = real
@@ -170,7 +191,7 @@ def test_real_variants_deterministic_base_is_plain_model(real):
     # The base column is the plain model: a fresh copy that never saw peft, same dtype, same prompt.
     plain = load_generator(GeneratorSpec(dtype=engine.loaded.dtype), workspace)
     assert not any("lora" in name for name, _ in plain.model.named_parameters())
-    expected = generate_text(plain, build_messages(QUESTION), SETTINGS)
+    expected = reference_answer(plain, build_messages(QUESTION), SETTINGS)
     alone = run_comparison(engine, QUESTION, ["base"], adapter=adapter, settings=SETTINGS)
     assert engine.adapters, "the adapter should be loaded into the engine while base runs"
     assert alone.answers["base"].text == expected
@@ -180,8 +201,12 @@ def test_real_variants_deterministic_base_is_plain_model(real):
     assert first.answers["finetuned"].text != first.answers["base"].text
     assert first.answers["hybrid"].text != first.answers["rag"].text
     assert first.answers["hybrid"].text != first.answers["finetuned"].text
-    rag_plain = generate_text(plain, build_messages(QUESTION, HITS), SETTINGS)
+    rag_plain = reference_answer(plain, build_messages(QUESTION, HITS), SETTINGS)
     assert first.answers["rag"].text == rag_plain
+    # Evaluate's runner goes through the same engine: its base answer is the plain model's too.
+    evaluated = EngineVariantRunner(engine, adapter, SETTINGS).answer_all(QUESTION, ["base", "finetuned"], [])
+    assert evaluated["base"].text == expected and evaluated["base"].engine == "transformers"
+    assert evaluated["finetuned"].text == first.answers["finetuned"].text
 
 
 @pytest.mark.slow
@@ -210,3 +235,32 @@ def test_real_compare_many_batches_questions(real):
     assert results[0].answers["rag"].text  # batched with 7 other rows; padding may shift bf16 numerics slightly
     assert all(a.text and a.error is None for c in results for a in c.answers.values())
     assert single.answers["rag"].text
+
+
+def test_hybrid_facts_put_the_question_s_best_sentences_first():
+    from core.compare import select_facts
+
+    hits = [Hit(1, "10q.pdf", 3, 3, 0.6, "Services 20,907 19,821 5 %. Revenue for the quarter was $13,507 million, up 20%."),
+            Hit(2, "10q.pdf", 9, 9, 0.5, "Helena Marquez is the Chief Executive Officer of the company.")]
+    facts = select_facts("What was revenue for the quarter?", hits)
+    assert facts[0] == (1, "Revenue for the quarter was $13,507 million, up 20%.")
+    assert {number for number, _ in facts} == {1, 2}
+    assert select_facts("What was revenue?", hits, max_chars=60) == [(1, "Revenue for the quarter was $13,507 million, up 20%.")]
+
+
+def test_columns_are_checked_against_their_sources_and_base_against_what_retrieval_found():
+    class Says:
+        name = "fake"
+
+        def stream_many(self, requests, settings):
+            for request in requests:
+                text = "Prices rose to nearly $12 by March 1974." if "rag" in request.key else "Prices rose to 2.2 billion in Ruritania."
+                yield StreamEvent(request.key, "text", text, GenerationStats())
+                yield StreamEvent(request.key, "done", "", GenerationStats())
+
+    comparison = run_comparison(Says(), "How high did prices go?", ["base", "rag"], hits=HITS)
+    assert comparison.answers["rag"].support().supported and comparison.answers["rag"].support().supporting == [2]
+    base = comparison.answers["base"].support()
+    assert [c.text for c in base.unsupported] == ["2.2 billion", "Ruritania"]
+    assert comparison.to_dict()["answers"][0]["support"]["unsupported"] == ["2.2 billion", "Ruritania"]
+    assert "not in the sources: 2.2 billion, Ruritania" in export_markdown([comparison])

@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.engine import StreamEvent
+from core.engines import StreamEvent
 from core.generation import GenerationStats
+from tests.fake_engines import install
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
 
 
 class FakeEngine:
     name = "fake"
+    model = "fake-model"
 
     def stream_many(self, requests, settings):
         for request in requests:
@@ -24,10 +26,9 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_engine(monkeypatch, tmp_path):
-    import core.engine
-
+    """FakeEngine registered as the "fake" engine, which `auto` (the sidebar default) then opens."""
     monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
-    monkeypatch.setattr(core.engine, "load_engine", lambda workspace, spec=None, engine="auto": FakeEngine())
+    install(monkeypatch, FakeEngine())
     import streamlit as st
 
     st.cache_resource.clear()

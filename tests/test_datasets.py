@@ -132,7 +132,8 @@ def test_capped_build_draws_from_every_document():
         def __init__(self, text):
             self.text, self.page = text, 1
 
-    text = "The harbour bridge opened in the spring of that year after long delays. Engineers tested every cable twice."
+    text = ("The harbour bridge opened in the spring of that year after long delays. Engineers tested every cable twice over. "
+            "The city painted the towers grey in the following winter.")
     chunks = [(i, "a.pdf", Chunk(text)) for i in range(10)] + [(10 + i, "b.pdf", Chunk(text)) for i in range(10)]
     assert [c[1] for c in interleave_documents(chunks)[:4]] == ["a.pdf", "b.pdf", "a.pdf", "b.pdf"]
     assert [c[0] for c in interleave_documents(chunks) if c[1] == "a.pdf"] == list(range(10))  # order kept
@@ -180,3 +181,48 @@ def test_cli_import_refuses_to_overwrite_and_says_how(tmp_path, capsys):
     assert main(["--workspace", str(ws_dir), "dataset", "import", str(rows), "--out", "ds1"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["--workspace", str(ws_dir), "dataset", "import", str(rows), "--out", "ds1", "--replace"]) == 0
+
+
+def tenq_chunks(tmp_path):
+    from core.documents import extract_document
+    from core.knowledge import ChunkingSettings, chunk_document
+    from tests.tenq_pdf import make_10q_pdf
+
+    pdf = make_10q_pdf(tmp_path / "northwind-10q.pdf")
+    return [(i, pdf.name, c) for i, c in enumerate(chunk_document(extract_document(pdf.name, pdf.read_bytes()), ChunkingSettings()))]
+
+
+def test_10q_style_rows_skip_boilerplate_and_keep_whole_sentences(tmp_path):
+    skipped = []
+    rows = D.build_rows(tenq_chunks(tmp_path), D.DatasetBuildSettings(kind="style"), skipped=skipped)
+    assert rows and {r["source"]["page"] for r in rows} <= {5, 6, 8, 9}  # MD&A and risk factors, never the form pages
+    reasons = {s["reason"] for s in skipped}
+    assert {"cover page", "table of contents", "legal notice", "table of figures", "signature block"} <= reasons
+    assert {s["page"] for s in skipped if s["reason"] == "cover page"} == {1}
+    assert all(s["page"] == 10 for s in skipped if s["reason"] == "signature block")
+    for row in rows:
+        assert D.follows_style(row["output"], "bullets3_risk"), row["output"]
+        assert "..." not in row["output"] and "…" not in row["output"]
+        lines = row["output"].splitlines()
+        assert all(line.endswith((".", '"', "”")) for line in lines), lines
+        assert lines[3][len("Risks: "):].rstrip(".") in row["input"]  # the risk is a sentence of the passage
+        assert "none stated" not in lines[3]
+    qualities = [r["source"]["quality"] for r in rows]
+    assert qualities == sorted(qualities, reverse=True)
+    assert "chunks skipped" in D.skipped_summary(skipped) and "cover page" in D.skipped_summary(skipped)
+
+
+def test_boilerplate_rules_and_short_forms():
+    assert D.boilerplate_reason("Item 1. Financial Statements ........................ 3\nItem 2. Risk Factors ........ 9\n"
+                                "Item 3. Controls .......... 12") == "table of contents"
+    assert D.boilerplate_reason("Revenue 13,507 11,240\nCost of revenue 4,755 4,271\nNet income 3,118 2,479") == "table of figures"
+    assert D.boilerplate_reason("Date: April 24, 2026 By: /s/ Helena Marquez\nHelena Marquez\nChief Executive Officer") == "signature block"
+    assert D.boilerplate_reason(PASSAGE) is None
+    long = ("Revenue for the first quarter of fiscal 2026 was $13,507 million, up 20% from $11,240 million a year earlier, "
+            "driven by shipments of the Aurora accelerator to cloud service providers in North America and Europe.")
+    assert D.short_form(long) == "Revenue for the first quarter of fiscal 2026 was $13,507 million, up 20% from $11,240 million a year earlier."
+    assert D.short_form("One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+                        "seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour twentyfive.") is None
+    with pytest.raises(StudioError, match="no risk"):
+        D.render_style(["The bridge opened in 1932 to traffic.", "It has eight lanes for cars.", "It is painted grey today.",
+                        "Painters work in teams of forty."], "bullets3_risk")

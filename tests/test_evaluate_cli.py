@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 
 from core import evaluation
+from tests.fake_engines import install as install_fake_engine
 from core.cli import main
 from tests.test_evaluation import FakeRunner
 
 
 def test_cli_evaluate_prints_metrics_and_id(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
-    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
+    install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     questions = tmp_path / "q.jsonl"
     questions.write_text("\n".join(json.dumps(r) for r in [
         {"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"},

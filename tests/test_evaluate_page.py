@@ -6,6 +6,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core import evaluation
+from tests.fake_engines import install as install_fake_engine
 from core.evaluation import EvaluationSettings
 from tests.test_evaluation import QUESTIONS, FakeRunner
 
@@ -45,8 +46,7 @@ def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
 def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, fake_embedder, monkeypatch):
     """Fakes enter where the real parts do: the page asks core.evaluation for its embedder and runner."""
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
-    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
+    install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
@@ -63,14 +63,20 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
     assert before["tuned"] == after["tuned"]  # the model's weights did not change
     assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
+    # the update went into a copy: the user's knowledge base still says 1932, and finishing removes the copy
+    from core.knowledge import document_chunks, list_knowledge_bases
+
+    assert all("1999" not in c.text for c in document_chunks(workspace, "toy", "harbor.txt"))
+    assert "toy-drill-copy" in [kb.name for kb in list_knowledge_bases(workspace)]
+    at.button(key="drill_finish").click().run()
+    assert not at.exception and [kb.name for kb in list_knowledge_bases(workspace)] == ["toy"]
 
 
 def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, monkeypatch):
     import time
 
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    monkeypatch.setattr(evaluation, "make_local_runner", lambda *args, **kwargs: FakeRunner())
-    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
+    install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.selectbox[0].select("toy").run()

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from core import evaluation, judge
+from tests.fake_engines import install as install_fake_engine
 from core.errors import StudioError
 from core.evaluation import EvaluationSettings
 from tests.judge_stub import JudgeStub
@@ -164,7 +165,7 @@ def test_cli_evaluate_with_a_judge(workspace, toy_kb, fake_embedder, monkeypatch
     from core.cli import main
 
     monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    monkeypatch.setattr(evaluation, "make_engine_runner", lambda *args, **kwargs: FakeRunner())
+    install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))
     root = str(workspace.root)

@@ -62,17 +62,6 @@ def test_chunk_relevance():
     assert not metrics.chunk_is_relevant("zero one two three", "d.pdf", "d.pdf", ["absent"], "nothing alike at all here")
 
 
-def test_groundedness_toy_example():
-    context = ["The Amazon rainforest covers seven million square kilometres across nine nations."]
-    answer = "The rainforest covers seven million square kilometres [1]. It is mostly made of cheese."
-    # sentence 1 content tokens: rainforest covers seven million square kilometres -> 6/6 supported
-    # sentence 2 content tokens: mostly made cheese -> 0/3 supported
-    assert metrics.groundedness(answer, context) == pytest.approx(0.5)
-    assert metrics.groundedness(answer, context, threshold=0.0001) == pytest.approx(0.5)
-    assert math.isnan(metrics.groundedness(answer, []))
-    assert math.isnan(metrics.groundedness("", context))
-
-
 def test_refusal_detection():
     from core.generation import NO_CONTEXT_ANSWER
 

@@ -20,22 +20,23 @@ def test_clear_conversation(workspace, toy_kb):
     assert not [b for b in at.button if b.key == "ask_clear"]  # nothing to clear: no button
 
 
-def test_clear_button_appears_with_the_first_answer(workspace, toy_kb, fake_embedder, monkeypatch):
+def test_clear_button_appears_with_the_first_answer(workspace, toy_kb, fake_embedder, fake_engine, monkeypatch):
     """The button is drawn after the conversation, so the first answer brings it (it used to need another rerun)."""
-    import core.ask
+    import streamlit as st
+
     import ui.common
 
-    monkeypatch.setattr(ui.common, "get_generator", lambda spec=None: object())
     monkeypatch.setattr(ui.common, "embedder_for", lambda kb: fake_embedder)
-
-    def fake_stream(loaded, question, sources, decoding, stats):
-        yield "In 1932."
-
+    st.cache_resource.clear()
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     assert not [b for b in at.button if b.key == "ask_clear"]
-    monkeypatch.setattr(core.ask, "stream_grounded_answer", fake_stream)
     at.chat_input[0].set_value("When did the Harbor Bridge open?").run()
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
     assert [b for b in at.button if b.key == "ask_clear"]
+    assert fake_engine.batches, "the answer came through the registered engine"
+    answer = at.session_state["ask_history"][toy_kb][-1]
+    assert answer.engine == "fake" and answer.model == "echo-1"  # the answer records what answered
+    assert any("answered by" in c.value and "fake" in c.value for c in at.caption)
+    st.cache_resource.clear()

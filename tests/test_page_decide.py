@@ -78,3 +78,27 @@ def test_estimate_inputs_have_short_labels():
     pages = at.number_input(key="decide_est_pages")
     assert pages.label == "Pages" and "10 per document" in pages.help
     assert at.get("download_button")[0].label == "Download (Markdown)"
+
+
+def test_compute_answer_sets_the_estimate_hardware_and_decision_md_agrees(at):
+    """Walk: "One small GPU" -> the cost tab estimates for a T4 and the exported decision.md says the same."""
+    from core.estimate import HARDWARE
+
+    at.selectbox(key="decide_q_compute_budget").set_value("small_gpu").run()
+    assert not at.exception
+    assert at.selectbox(key="decide_est_hardware").value == "t4"
+    assert at.selectbox(key="decide_est_model").value == "phi-3-mini"  # not the 135M CPU demo model
+    assert any("from the compute answer “One small GPU" in c.value for c in at.caption)
+    shown = next(m for m in at.metric if m.label == "LoRA training")
+    at.button(key="decide_apply").click().run()
+    markdown = at.session_state["decision_markdown"]
+    assert f"hardware: {HARDWARE['t4'].label}" in markdown and "CPU (2 cores" not in markdown
+    assert f"LoRA {shown.value}," in markdown  # the same figure as the cost tab
+    # a hand-picked hardware stays, and decision.md says it differs from the answer
+    at.selectbox(key="decide_est_hardware").set_value("a100-80gb").run()
+    at.button(key="decide_apply").click().run()
+    assert "chosen by hand; the compute answer “One small GPU" in at.session_state["decision_markdown"]
+    # a new compute answer takes over again
+    at.selectbox(key="decide_q_compute_budget").set_value("cpu_only").run()
+    assert at.selectbox(key="decide_est_hardware").value == "cpu"
+    assert at.selectbox(key="decide_est_model").value == "smollm2-135m"

@@ -15,7 +15,7 @@ def test_create_a_knowledge_base(app_workspace):
     assert at.selectbox[0].value == "+ New knowledge base"
     at.text_input[0].set_value("handbook")
     at.number_input[0].set_value(600)
-    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Create knowledge base").click().run()
     assert not at.exception
     kb = get_knowledge_base(app_workspace, "handbook")
     assert kb.chunk_size == 600
@@ -25,7 +25,7 @@ def test_create_a_knowledge_base(app_workspace):
 def test_bad_name_shows_an_error(app_workspace):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     at.text_input[0].set_value("../etc")
-    at.button[0].click().run()
+    next(b for b in at.button if b.label == "Create knowledge base").click().run()
     assert any("not allowed" in e.value for e in at.error)
 
 

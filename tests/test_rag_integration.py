@@ -31,16 +31,17 @@ def test_search_finds_the_right_chunk(squad_kb, real_embedder):
     assert hits[0].score > 0.5
 
 
-def test_ask_answers_with_sources(squad_kb, real_embedder, real_generator):
-    answer = ask(squad_kb, "squad", "What killed people during the Black Death?", real_embedder, real_generator,
+def test_ask_answers_with_sources(squad_kb, real_embedder, real_engine):
+    answer = ask(squad_kb, "squad", "What killed people during the Black Death?", real_embedder, real_engine,
                  RetrievalSettings(k=3), DecodingSettings(max_new_tokens=40))
     assert answer.sources and answer.sources[0].document == "Black_Death.pdf"
     assert answer.text and answer.text != NO_CONTEXT_ANSWER
     assert answer.stats.new_tokens > 0 and answer.stats.tokens_per_s > 0 and answer.stats.first_token_s is not None
+    assert answer.engine == "transformers" and answer.to_dict()["engine"] == "transformers"
 
 
-def test_ask_refuses_when_nothing_is_relevant(squad_kb, real_embedder, real_generator):
-    answer = ask(squad_kb, "squad", "How do I reset my wifi router password?", real_embedder, real_generator)
+def test_ask_refuses_when_nothing_is_relevant(squad_kb, real_embedder, real_engine):
+    answer = ask(squad_kb, "squad", "How do I reset my wifi router password?", real_embedder, real_engine)
     assert answer.sources == [] and answer.text == NO_CONTEXT_ANSWER
 
 

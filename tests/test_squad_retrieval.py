@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 
 from core.knowledge import RetrievalSettings, ingest_files, relevant, search_many
-from tests.conftest import ROOT, SQUAD
+from tests.conftest import ROOT, needs_full_squad36
+from tests.conftest import SQUAD_FULL as SQUAD
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_full_squad36]
 
 
 def normalise(text: str) -> str:

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from core import training as T
-from core.datasets import DatasetBuildSettings, build_rows, follows_style, load_dataset_rows, save_dataset
-from tune_support import passage_chunks, squad_passages, workspace_with_model
+from core.datasets import follows_style, load_dataset_rows, save_dataset
+from tests.conftest import SQUAD_FULL, needs_full_squad36
+from tune_support import style_rows, workspace_with_model
 
 pytestmark = pytest.mark.slow
 TINY = dataclasses.replace(T.TrainingSettings(), learning_rate=1e-3, max_steps=6, batch_size=1, max_length=160, save_steps=2, warmup_steps=0)
@@ -25,7 +26,7 @@ LORA = T.LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_p
 def ws(tmp_path_factory):
     os.environ["HF_HUB_OFFLINE"] = "1"
     ws = workspace_with_model(tmp_path_factory.mktemp("tune-slow"))
-    rows = build_rows(passage_chunks(squad_passages(16)), DatasetBuildSettings(kind="style", max_input_chars=250))
+    rows = style_rows(16, max_input_chars=250)
     save_dataset(ws, "tiny", rows, kind="style", style_rule="bullets3_risk", heldout_fraction=0.25)
     return ws
 
@@ -136,13 +137,14 @@ def test_cancel_then_kill_9_then_resume_continues_from_the_checkpoint(ws):
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
 
 
+@needs_full_squad36  # 130 passages spread over all 36 articles: the thresholds below were measured on that spread
 def test_demo_preset_teaches_the_format(ws):
     """The demo preset on a squad36 style dataset: held-out format-following, base vs tuned."""
     import torch
 
     from core.train_worker import choose_threads
 
-    rows = build_rows(passage_chunks(squad_passages(130, stride=8)), DatasetBuildSettings(kind="style", max_input_chars=400))
+    rows = style_rows(130, max_input_chars=400, root=SQUAD_FULL)
     save_dataset(ws, "squad-style", rows, kind="style", style_rule="bullets3_risk", heldout_fraction=0.1, seed=0)
     lora, training = T.preset("demo")
     started = time.monotonic()

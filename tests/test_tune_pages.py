@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import datasets as D
 from core import training as T
-from tune_support import passage_chunks, squad_passages, workspace_with_model
+from tune_support import style_rows, workspace_with_model
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
@@ -23,7 +23,7 @@ def ws(tmp_path, monkeypatch):
 
 def test_training_data_page_edits_splits_and_saves(ws):
     at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60)
-    at.session_state["tune_rows"] = D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style"))
+    at.session_state["tune_rows"] = style_rows(10)
     at.session_state["tune_meta"] = {"kind": "style", "style_rule": "bullets3_risk", "origin": "test"}
     at.run()
     assert not at.exception
@@ -41,24 +41,24 @@ def test_training_data_page_edits_splits_and_saves(ws):
 
 
 def test_fine_tune_page_form_estimate_and_qlora_reason(ws):
-    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+    D.save_dataset(ws, "style", style_rows(10), kind="style")
     at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90)
     at.session_state["decision_plan"] = {"lora_preset": "quality"}
     at.run()
     assert not at.exception
     assert at.radio(key="ft_preset").value == "quality"
     qlora = at.checkbox(key="ft_quality_qlora")
-    assert qlora.disabled and "CUDA" in qlora.help
+    assert not qlora.disabled and "bitsandbytes" in qlora.help  # QLoRA trains on CPU with the pinned bitsandbytes (tests/test_qlora.py)
     labels = {m.label: m.value for m in at.metric}
     assert int(labels["Trainable parameters"].replace(",", "")) > 0
-    assert set(at.multiselect(key="ft_quality_targets").options) >= set(T.KNOWN_TARGETS)
+    assert set(at.multiselect(key="ft_quality_targets").options) >= set(T.model_facts(ws).target_sets["all linear"])
     at.number_input(key="ft_quality_lr").set_value(0.0).run()
     assert any("learning rate must be above 0" in e.value for e in at.error)
     assert at.button(key="ft_start").disabled
 
 
 def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
-    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+    D.save_dataset(ws, "style", style_rows(10), kind="style")
     with T._open(ws) as conn:
         conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, final_loss, created_at) "
                      "VALUES ('run-x', 'style', 'embedded:SmolLM2-135M-Instruct', '{}', 'cancelled', 1.1, 'now')")
@@ -76,7 +76,7 @@ def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
 
 def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeypatch):
     """Start reruns the page: the button turns off and the history lists the queued run (it used to stay stale)."""
-    D.save_dataset(ws, "style", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="style")), kind="style")
+    D.save_dataset(ws, "style", style_rows(10), kind="style")
 
     def fake_start(workspace, dataset_id, lora, training):
         with T._open(workspace) as conn:
@@ -100,7 +100,7 @@ def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeyp
 
 
 def test_training_data_saved_datasets_table_reads_cleanly(ws):
-    D.save_dataset(ws, "qa-rows", D.build_rows(passage_chunks(squad_passages(10)), D.DatasetBuildSettings(kind="qa")), kind="qa")
+    D.save_dataset(ws, "qa-rows", style_rows(10, kind="qa"), kind="qa")
     at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60).run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -109,3 +109,17 @@ def test_training_data_saved_datasets_table_reads_cleanly(ws):
     assert row["Dataset"] == "qa-rows" and row["Kind"] == "Question → answer"
     assert row["Style rule"] == "n/a"  # a Q&A set has no style rule: n/a, never None
     assert "T" not in row["Created"] and "+00:00" not in row["Created"]
+
+
+def test_training_data_page_shows_the_best_row_whole(ws):
+    rows = style_rows(10)
+    at = AppTest.from_file(str(PAGES / "training_data.py"), default_timeout=60)
+    at.session_state["tune_rows"] = rows
+    at.session_state["tune_meta"] = {"kind": "style", "style_rule": "bullets3_risk", "origin": "test"}
+    at.session_state["td_skipped"] = "3 chunks skipped: 2 cover page, 1 table of contents"
+    at.run()
+    assert not at.exception
+    texts = [t.value for t in at.text]
+    assert rows[0]["output"] in texts and rows[0]["input"] in texts  # the first (best) row, whole, not cut to a cell
+    assert any("3 chunks skipped: 2 cover page" in c.value for c in at.caption)
+    assert any(m.value.startswith("**Row 1**") for m in at.markdown)

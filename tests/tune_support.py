@@ -31,10 +31,10 @@ def workspace_with_model(root: Path):
     return ws
 
 
-def squad_passages(count: int, stride: int = 7) -> list[dict]:
-    """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles."""
+def squad_passages(count: int, stride: int = 7, root: Path = SQUAD) -> list[dict]:
+    """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles (in-repo samples by default)."""
     seen, passages = set(), []
-    with open(SQUAD / "qa.jsonl", encoding="utf-8") as handle:
+    with open(root / "qa.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             if row["source_passage"] not in seen:
@@ -47,3 +47,14 @@ def passage_chunks(passages: list[dict]):
     from core.knowledge import Chunk
 
     return [(i, p["source_doc"], Chunk(p["source_passage"], p["source_pages"][0], p["source_pages"][-1], i)) for i, p in enumerate(passages)]
+
+
+def style_rows(count: int, max_input_chars: int = 900, root: Path = SQUAD, kind: str = "style") -> list[dict]:
+    """`count` training rows from squad36 gold paragraphs (round-robin over the articles). Not every paragraph
+    makes a style row (one without a stated risk or 4 whole sentences is skipped), so read as many as needed."""
+    from core.datasets import DatasetBuildSettings, build_rows
+
+    rows = build_rows(passage_chunks(squad_passages(100_000, stride=1, root=root)),
+                      DatasetBuildSettings(kind=kind, max_input_chars=max_input_chars, max_rows=count))
+    assert len(rows) == count, f"only {len(rows)} {kind} rows from {root}"
+    return rows

@@ -23,7 +23,6 @@ from core.models import (
     EmbedderSpec,
     GeneratorSpec,
     describe_hardware,
-    load_generator,
 )
 from core.settings import Workspace, get_workspace
 
@@ -53,7 +52,12 @@ def workspace() -> Workspace:
     try:
         check_catalogue(ws)
     except CatalogueError as error:
+        from core.storage import list_backups, restore_catalogue
+
         st.error(md_escape(str(error)), icon=":material/error:")
+        if list_backups(ws) and st.button("Restore the last good backup", type="primary", key="restore_catalogue"):
+            restore_catalogue(ws)  # the damaged file is kept beside it
+            st.rerun()
         st.stop()
     return ws
 
@@ -66,9 +70,18 @@ def embedder_spec() -> EmbedderSpec:
     return st.session_state.get("embedder_spec") or EmbedderSpec()
 
 
+def engine_spec():
+    """The sidebar's engine (core.engines.registry.EngineSpec); `auto` until the user picks one."""
+    from core.engines.registry import EngineSpec
+
+    return st.session_state.get("engine_spec") or EngineSpec()
+
+
 @st.cache_resource(show_spinner="Loading the language model… (the first time on a new workspace converts it: ~20 s, longer on a busy CPU)")
-def _cached_generator(model_id: str, device: str, dtype: str, root: str):
-    return load_generator(GeneratorSpec(model_id, device, dtype), get_workspace(root))
+def _cached_engine(kind: str, target: str, model: str, api_key_env: str, model_id: str, device: str, dtype: str, root: str):
+    from core.engines.registry import EngineSpec, open_engine
+
+    return open_engine(EngineSpec(kind, target, model, api_key_env), get_workspace(root), GeneratorSpec(model_id, device, dtype))
 
 
 @st.cache_resource(show_spinner="Loading the embedding model… (the first time on a new workspace exports it to ONNX: ~20 s)")
@@ -78,9 +91,16 @@ def _cached_embedder(model_id: str, device: str, backend: str, root: str) -> Sen
     return load_sentence_embedder(EmbedderSpec(model_id, device, backend), get_workspace(root))
 
 
-def get_generator(spec: GeneratorSpec | None = None):
-    spec = spec or generator_spec()
-    return _cached_generator(spec.model_id, spec.device, spec.dtype, str(workspace().root))
+def get_engine(spec=None, generator: GeneratorSpec | None = None):
+    """The engine `spec` names (default: the sidebar's), loaded once per server and shared by every page."""
+    from core.engines.registry import EngineSpec, resolve_kind
+
+    spec = spec or engine_spec()
+    generator = generator or generator_spec()
+    kind = resolve_kind(spec, generator)  # `auto` and its concrete engine share one cached copy
+    concrete = spec if kind == spec.kind else EngineSpec(kind, spec.target, spec.model, spec.api_key_env)
+    return _cached_engine(concrete.kind, concrete.target, concrete.model, concrete.api_key_env,
+                          generator.model_id, generator.device, generator.dtype, str(workspace().root))
 
 
 def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
@@ -138,6 +158,9 @@ def render_sidebar() -> None:
             emb_id = _model_picker("Embeddings (new knowledge bases)", EMBEDDER_CHOICES, emb.model_id, "embedder")
             st.session_state["generator_spec"] = GeneratorSpec(model_id, device, dtype)
             st.session_state["embedder_spec"] = EmbedderSpec(emb_id, emb.device)
+            from ui.engine_picker import sidebar_engine
+
+            sidebar_engine()
             st.caption(f"Device: **{hardware['device'].upper()}** · {hardware['name']} · default dtype {hardware['dtype']}")
             st.caption(f"QLoRA 4-bit: {hardware['qlora']}")
             if model_id == EMBEDDED_GENERATOR and emb_id == EMBEDDED_EMBEDDER:

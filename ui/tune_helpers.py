@@ -14,20 +14,8 @@ def cached_model_facts(root: str, base_model: str):
     return model_facts(Workspace(__import__("pathlib").Path(root)), base_model)
 
 
-@st.cache_resource(show_spinner="Loading the generator…")
-def cached_generator(root: str, model_id: str):
-    from core.models import GeneratorSpec, load_generator
-    from core.settings import Workspace
-
-    return load_generator(GeneratorSpec(model_id=model_id), Workspace(__import__("pathlib").Path(root)))
-
-
 def model_facts_for(ws: Workspace, base_model: str):
     return cached_model_facts(str(ws.root), base_model)
-
-
-def generator_for(ws: Workspace, model_id: str):
-    return cached_generator(str(ws.root), model_id)
 
 
 def format_seconds(seconds: float | None) -> str:

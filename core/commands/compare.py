@@ -16,7 +16,10 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--system", help="system voice shared by every variant")
     parser.add_argument("--k", type=int, default=5, help="chunks retrieved")
-    parser.add_argument("--model", default=None, help="generator model id (default: the embedded SmolLM2)")
+    from core.cli import add_column_engine_argument, add_engine_arguments
+
+    add_engine_arguments(parser)
+    add_column_engine_argument(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=handle)
 
@@ -24,14 +27,14 @@ def register(subparsers) -> None:
 def handle(args) -> int:
     from core.adapters import resolve_adapter
     from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
-    from core.engine import load_engine
+    from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings, relevant, search
-    from core.models import EMBEDDED_GENERATOR, GeneratorSpec
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
+    column_engine_specs(args.column_engine)  # a mistyped --column-engine fails before anything loads
     variants = parse_variants(args.variants)
     settings = DecodingSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     settings.validate()
@@ -46,17 +49,19 @@ def handle(args) -> int:
 
         embedder = embedder_for_kb(workspace, args.kb)  # the kb's own model and precision
         hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
-    engine = load_engine(workspace, GeneratorSpec(model_id=args.model or EMBEDDED_GENERATOR))
-    comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system)
+    engine = engine_from_args(args, workspace)
+    engines = open_column_engines(args, workspace)
+    comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system,
+                                engines=engines)
     comparison.kb = args.kb
     if args.json:
         from core.cli import print_json
 
         print_json(comparison.to_dict())
         return 0
-    print(f"Q: {comparison.question}   (engine {comparison.engine}, all variants in {comparison.wall_s:.1f} s)")
+    print(f"Q: {comparison.question}   (all variants in {comparison.wall_s:.1f} s)")
     for answer in comparison.answers.values():
-        print(f"\n=== {answer.label} ===")
+        print(f"\n=== {answer.label} ({answer.engine_label}) ===")
         if answer.error:
             print(f"error: {answer.error}")
             continue
@@ -67,3 +72,4 @@ def handle(args) -> int:
         for number, hit in enumerate(answer.hits, start=1):
             print(f"  [{number}] {hit.document} p.{hit.page} score {hit.score:.2f}: {' '.join(hit.text.split())[:100]}")
     return 0 if not any(a.error for a in comparison.answers.values() if a.variant not in USES_ADAPTER or adapter) else 1
+

@@ -16,7 +16,10 @@ def register(subparsers) -> None:
     build.add_argument("--kb", required=True, help="knowledge base name")
     build.add_argument("--kind", choices=("qa", "summary", "style"), default="qa")
     build.add_argument("--style", default=None, help="the voice/format for style rows")
-    build.add_argument("--use-model", action="store_true", help="qa: ask the embedded model for questions (slow)")
+    build.add_argument("--use-model", action="store_true", help="qa: ask the model for questions (slow; --engine picks which)")
+    from core.cli import add_engine_arguments
+
+    add_engine_arguments(build)
     build.add_argument("--max-rows", type=int, default=200)
     build.add_argument("--format", choices=("instruction", "prompt_completion"), default="instruction")
     build.add_argument("--heldout", type=float, default=0.2, help="held-out fraction")
@@ -51,28 +54,34 @@ def _workspace(args):
 
 
 def _build(args) -> int:
-    from core.datasets import DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, check_dataset_id, detect_style_rule, save_dataset
+    from core.datasets import (
+        DEFAULT_STYLE, DatasetBuildSettings, build_from_knowledge_base, check_dataset_id, detect_style_rule, save_dataset, skipped_summary,
+    )
 
     ws = _workspace(args)
     check_dataset_id(ws, args.out, args.replace)  # before the (slow) build, not after it
     settings = DatasetBuildSettings(kind=args.kind, style=args.style or DEFAULT_STYLE, use_model=args.use_model, max_rows=args.max_rows, seed=args.seed)
     generate = None
     if args.use_model and args.kind == "qa":
-        from core.generation import DecodingSettings, generate_text
-        from core.models import GeneratorSpec, load_generator
+        from core.cli import engine_from_args
+        from core.engines import generate_text
+        from core.generation import DecodingSettings
 
-        loaded = load_generator(GeneratorSpec(), ws)
-        generate = lambda prompt: generate_text(loaded, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
-    rows = build_from_knowledge_base(ws, args.kb, settings, generate)
+        engine = engine_from_args(args, ws)
+        generate = lambda prompt: generate_text(engine, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
+    skipped: list[dict] = []
+    rows = build_from_knowledge_base(ws, args.kb, settings, generate, skipped=skipped)
     rule = detect_style_rule(settings.style) if args.kind == "style" else None
     info = save_dataset(ws, args.out, rows, kind=args.kind, fmt=args.format, heldout_fraction=args.heldout, seed=args.seed,
                         style_rule=rule, origin=f"kb:{args.kb}", extra_meta={"style": settings.style if rule else None},
                         replace=args.replace)
     if args.json:
-        print_json(info.__dict__)
+        print_json({**info.__dict__, "skipped_chunks": len(skipped)})
     else:
         print(f"dataset {info.id}: {info.train_rows} train + {info.heldout_rows} held-out rows ({info.kind}"
               + (f", style rule {rule}" if rule else "") + ")")
+        if skipped:
+            print(skipped_summary(skipped))
     return 0
 
 

@@ -21,9 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-of-scope", type=int, default=0, help="add N built-in out-of-scope questions (refusal check)")
     p.add_argument("--dataset", default=None, help="training dataset id whose format the fine-tuned answers should follow")
     p.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 lets RAG quote its sources (see EvaluationSettings)")
-    p.add_argument("--dtype", default="auto", help="generator dtype: auto, float32, bfloat16")
-    p.add_argument("--runner", choices=("batched", "sequential"), default="batched",
-                   help="batched: every variant of a question in one Compare-engine batch (faster); sequential: one answer at a time")
+    p.add_argument("--dtype", default="auto", help="transformers engine: generator dtype (auto, float32, bfloat16)")
+    from core.cli import add_column_engine_argument, add_engine_arguments
+
+    add_engine_arguments(p)
+    add_column_engine_argument(p)
     p.add_argument("--judge-url", default=None, help="optional: also score with RAGAS through this OpenAI-compatible endpoint "
                    "(same as running `python -m core judge` afterwards)")
     p.add_argument("--judge-model", default=None, help="the judge model name, with --judge-url")
@@ -64,16 +66,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     questions = evaluation.load_questions(args.questions)
     adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
-    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, [a for q in questions for a in q.answers[:1]])
+    references = [a for q in questions for a in q.answers[:1]]
+    style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, references)
+    if style_check is not None:  # the cap must fit the taught format, else every answer is cut before its last line
+        settings, cap_note = evaluation.fit_format_cap(workspace, settings, args.dataset, references)
+        style_note = f"{style_note}; {cap_note}; scored on complete answers only (one stopped by the cap is n/a)"
+        args.max_new_tokens = settings.max_new_tokens
+    from core.cli import column_engine_specs, engine_spec_from_args
     from core.models import GeneratorSpec
 
     adapter_arg = str(adapter_path) if adapter_path else None
-    if args.runner == "batched":
-        generator = GeneratorSpec(dtype=args.dtype) if args.dtype != "auto" else None
-        runner = evaluation.make_engine_runner(workspace, adapter_arg, args.max_new_tokens, args.repetition_penalty, generator)
-    else:
-        runner = evaluation.make_local_runner(workspace, adapter_arg, args.max_new_tokens, dtype=args.dtype,
-                                              repetition_penalty=args.repetition_penalty)
+    generator = GeneratorSpec(dtype=args.dtype) if args.dtype != "auto" else None
+    runner = evaluation.make_engine_runner(workspace, adapter_arg, args.max_new_tokens, args.repetition_penalty, generator,
+                                           engine=engine_spec_from_args(args), engines=column_engine_specs(args.column_engine))
     evaluation_id = evaluation.run_evaluation(
         workspace, runner, questions, settings, kb=args.kb, embedder=embedder, adapter=args.adapter,
         question_source=args.questions, style_check=style_check, style_note=style_note,
@@ -88,6 +93,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"id": evaluation_id, **summary, **({"ragas": {k: v for k, v in judged.items() if k != "cells"}} if judged else {})})
         return 0
+    engines = sorted({f"{e['engine']} · {e['model']}" for v, e in runner.describe().items() if v in settings.variants})
+    print(f"engine: {', '.join(engines)}")
     print(f"evaluation {evaluation_id}: {summary['questions']} questions, {summary['answers']} answers, "
           f"{summary['elapsed_s']:.0f} s ({summary['questions_per_minute']:.2f} questions/min)")
     columns = ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos", "latency_p50_s", "latency_p95_s", "tokens_per_s")

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--chunk-size", type=int, default=None)
     ingest.add_argument("--chunk-overlap", type=int, default=None)
     ingest.add_argument("--read-seconds", type=float, default=None, help="wall time to read one file (default 60)")
-    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 32)")
+    ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 16)")
     ingest.add_argument("--max-chars", type=int, default=None, help="characters of text per file (default 20,000,000)")
+    ingest.add_argument("--max-memory-mb", type=int, default=None, help="memory of the process reading one file, MB (default 4096)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--kb", required=True)
     ask.add_argument("--k", type=int, default=4)
     ask.add_argument("--max-new-tokens", type=int, default=150)
+    from core.cli import add_engine_arguments
+
+    add_engine_arguments(ask)
     ask.add_argument("--json", action="store_true")
     ask.set_defaults(func=cmd_ask)
 
@@ -109,7 +113,7 @@ def cmd_ingest(args) -> int:
             print(f"[{event.file_index + 1}/{event.file_count}] {event.file_name}", file=sys.stderr)
 
     limits = ExtractionLimits(**{name: value for name, value in (
-        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars),
+        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars), ("max_memory_mb", args.max_memory_mb),
     ) if value is not None})
     # Paths, not bytes: each file is read by its own bounded worker, never the whole batch in memory.
     results = ingest_files(ws, args.kb, [(path.name, path) for path in args.files], _embedder(ws, args.kb), chunking, progress, limits)
@@ -161,15 +165,15 @@ def cmd_search(args) -> int:
 
 def cmd_ask(args) -> int:
     from core.ask import ask
+    from core.cli import engine_from_args
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings
-    from core.models import GeneratorSpec, load_generator
 
     ws = get_workspace(args.workspace)
     embedder = _embedder_for_kb(ws, args.kb)
-    loaded = load_generator(GeneratorSpec(), ws)
-    answer = ask(ws, args.kb, args.question, embedder, loaded, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
-    lines = [terminal_safe(answer.text), ""]
+    engine = engine_from_args(args, ws)
+    answer = ask(ws, args.kb, args.question, embedder, engine, RetrievalSettings(k=args.k), DecodingSettings(max_new_tokens=args.max_new_tokens))
+    lines = [terminal_safe(answer.text), "", f"engine: {terminal_safe(answer.engine)} · {terminal_safe(answer.model)}"]
     for number, hit in enumerate(answer.sources, start=1):
         lines.append(f"[{number}] {terminal_safe(hit.document)} p.{hit.page} (score {hit.score:.2f})")
     if answer.stats.new_tokens:
@@ -188,11 +192,15 @@ def cmd_kb_list(args) -> int:
 
 
 def cmd_kb_docs(args) -> int:
-    from core.knowledge import list_documents
+    from core.knowledge import list_documents, list_ingest_failures
 
-    documents = list_documents(get_workspace(args.workspace), args.name)
-    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents)
-    _print([d.__dict__ for d in documents], args.json, text or "No documents.")
+    ws = get_workspace(args.workspace)
+    documents = list_documents(ws, args.name)
+    failures = list_ingest_failures(ws, args.name)
+    text = "\n".join(f"{d.name}: {d.page_count} pages, {d.chunk_count} chunks" for d in documents) or "No documents."
+    if failures:
+        text += "\nNot added (kept until dismissed in the app):\n" + "\n".join(f"✗ {terminal_safe(f.message)}" for f in failures)
+    _print([d.__dict__ for d in documents], args.json, text)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`python -m core runs list|show ID|cancel ID|resume ID|delete ID`."""
+"""`python -m core runs list|show ID|cancel ID|resume ID|delete ID|rename ID NAME`."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +20,11 @@ def register(subparsers) -> None:
         if name == "resume":
             cmd.add_argument("--wait", action="store_true", help="wait and print progress")
         cmd.set_defaults(func=globals()[f"_{name}"])
+    rename = sub.add_parser("rename", help="give a run's adapter a human name (empty: back to dataset · preset · date)")
+    rename.add_argument("run_id")
+    rename.add_argument("name")
+    rename.add_argument("--json", action="store_true")
+    rename.set_defaults(func=_rename)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
@@ -32,15 +37,26 @@ def _ws(args):
 def _list(args) -> int:
     from core.training import list_runs
 
-    runs = list_runs(_ws(args))
+    from core.adapters import adapter_name
+
+    ws = _ws(args)
+    runs = list_runs(ws)
     if args.json:
-        print_json([dataclasses.asdict(r) for r in runs])
+        print_json([{**dataclasses.asdict(r), "name": adapter_name(ws, r.id)} for r in runs])
         return 0
     if not runs:
         print("no runs yet")
     for r in runs:
         loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "-"
-        print(f"{r.id:32} {r.status:10} dataset={r.dataset_id:20} loss={loss:8} {r.created_at}")
+        print(f"{r.id:32} {r.status:10} dataset={r.dataset_id:20} loss={loss:8} {r.created_at}  {adapter_name(ws, r.id)}")
+    return 0
+
+
+def _rename(args) -> int:
+    from core.adapters import rename_adapter
+
+    name = rename_adapter(_ws(args), args.run_id, args.name)
+    print_json({"run_id": args.run_id, "name": name}) if args.json else print(f"{args.run_id} is now called {name!r}")
     return 0
 
 
