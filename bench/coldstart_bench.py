@@ -86,7 +86,7 @@ def write_section(path: Path, body: str) -> None:
     if HEADING in text:
         start = text.index(HEADING)
         following = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + body + (text[following + 1 :] if following != -1 else "")
+        text = text[:start] + body + ("\n" + text[following + 1 :] if following != -1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + body
     path.write_text(text if text.endswith("\n") else text + "\n")

@@ -35,7 +35,7 @@ from core.settings import Workspace
 
 log = logging.getLogger(__name__)
 
-EXPORT_RECIPE = "onnx-v1"  # bump when the export or quantization changes: stored int8 vectors name their recipe
+EXPORT_RECIPE = "onnx-v1"  # a new export or quantization recipe gets a new folder AND a new INT8 name: stored vectors name theirs
 INT8 = "onnx-int8"
 INT8_SUFFIX = "@" + INT8
 BACKENDS = ("auto", "fp32", "torch", "onnx", INT8)

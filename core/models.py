@@ -68,7 +68,18 @@ class EmbedderSpec:
     backend: str = field(default="auto", metadata={"help": "see core.embedding.BACKEND_HELP"})
 
 
+def no_gpu_driver() -> bool:
+    """True when this Linux machine has no NVIDIA or ROCm driver: then CUDA is off without importing torch
+    (~8 s; the sidebar asks on every page, so a cold start must not pay it)."""
+    import sys
+
+    return (sys.platform.startswith("linux") and "torch" not in sys.modules
+            and not Path("/proc/driver/nvidia/version").exists() and not Path("/dev/kfd").exists())
+
+
 def cuda_available() -> bool:
+    if no_gpu_driver():
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a hard requirement
@@ -77,6 +88,10 @@ def cuda_available() -> bool:
 
 
 def mps_available() -> bool:
+    import sys
+
+    if sys.platform != "darwin":  # Apple GPUs only; skips the torch import elsewhere
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover
@@ -243,9 +258,8 @@ def describe_hardware() -> dict[str, str]:
     cold start): the CPU facts come from the OS.
     """
     import os
-    import sys
 
-    if "torch" not in sys.modules and not Path("/proc/driver/nvidia/version").exists():
+    if no_gpu_driver():
         return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} threads)", "dtype": "float32", "qlora": "needs CUDA"}
     import torch
 

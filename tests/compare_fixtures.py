@@ -52,6 +52,9 @@ def make_kb(workspace: Workspace) -> None:
     if any(kb.name == KB_NAME for kb in list_knowledge_bases(workspace)):
         return
     embedder = load_sentence_embedder(workspace=get_workspace(MODEL_CACHE))  # ONNX export shared by the tests
+    from tests.tune_support import workspace_with_model
+
+    workspace_with_model(workspace.root)  # links the export just made, so the app's queries reuse it
     results = ingest_files(workspace, KB_NAME, [("oil_and_amazon.txt", KB_TEXT.encode())], embedder)
     assert results[0].status == "added", results[0].message
 
