@@ -444,7 +444,9 @@ def build_rows(
                 text, sentences = longer, split_sentences(longer)
                 output = render_style(sentences, "bullets3" if settings.kind == "summary" else rule)
             except StudioError:
-                skipped.append({"document": document, "page": chunk.page, "reason": str(error)})
+                reason = ("no stated risk" if "no risk" in str(error) else
+                          "fewer than 3 whole sentences" if "fewer than 3" in str(error) else str(error).rstrip("."))
+                skipped.append({"document": document, "page": chunk.page, "reason": reason})
                 continue
         quality = row_quality(share, len(sentences), output)
         if settings.kind == "summary":

@@ -60,6 +60,11 @@ class ExtractionLimits:
         default=20_000_000,
         metadata={"help": "characters of text per file (5,000 dense pages hold about 15 million)", "flag": "--max-chars"},
     )
+    max_memory_mb: int = field(
+        default=4096,
+        metadata={"help": "address space of the reading process, in MB (a 200 MB PDF reads in under 1 GB; "
+                          "a zip or XML bomb would take the machine's RAM)", "flag": "--max-memory-mb"},
+    )
     max_file_mb: int = field(default=MAX_FILE_BYTES // 2**20, metadata={"help": "size of one file, in MB"})
     max_pages: int = field(default=MAX_PAGES, metadata={"help": "pages of one PDF"})
 
@@ -70,6 +75,8 @@ class ExtractionLimits:
             raise StudioError(f"Page content limit {self.max_page_stream_mb} MB is out of range; use 0.1 to 4096 MB.")
         if not 1000 <= self.max_total_chars <= 500_000_000:
             raise StudioError(f"Character limit {self.max_total_chars} is out of range; use 1,000 to 500,000,000.")
+        if not 256 <= self.max_memory_mb <= 1_048_576:
+            raise StudioError(f"Reader memory limit {self.max_memory_mb} MB is out of range; use at least 256 MB.")
         if not 1 <= self.max_file_mb <= 4096 or not 1 <= self.max_pages <= 100_000:
             raise StudioError("File size and page limits must be positive (at most 4096 MB and 100,000 pages).")
 
@@ -497,7 +504,11 @@ def _docx_pages(name: str, data: bytes, limits: ExtractionLimits) -> list[PageTe
         raise DocumentError("DOCX support needs python-docx; run `make install`.") from error
     try:
         document = docx.Document(io.BytesIO(data))
+    except MemoryError:
+        raise
     except Exception as error:
+        if "allocate" in str(error):  # lxml's words for running out of memory (the reader's `max_memory_mb`)
+            raise MemoryError(str(error)) from error
         raise DocumentError(f"“{name}” is not a readable Word document ({error}). Save it again as .docx.") from error
     text = "\n\n".join(paragraph.text for paragraph in document.paragraphs if paragraph.text.strip())
     _check_chars(name, len(text), limits)
@@ -546,6 +557,13 @@ def _start_without_main(worker) -> None:
 def _worker_main(conn, name: str, source: Source, limits: ExtractionLimits) -> None:
     """Runs in the worker: read (from disk if given a path), extract, send ("ok", document) or ("error", message)."""
     try:
+        try:
+            import resource
+
+            cap = limits.max_memory_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # a bomb fails here with MemoryError, not the machine
+        except (ImportError, ValueError, OSError) as error:  # no such limit on this platform
+            log.debug("reader memory limit not set: %s", error)
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
@@ -563,7 +581,8 @@ def _worker_main(conn, name: str, source: Source, limits: ExtractionLimits) -> N
     except DocumentError as error:
         conn.send(("error", str(error)))
     except MemoryError:
-        conn.send(("error", f"“{name}” needs more memory to read than this machine has free. Split it into smaller files."))
+        conn.send(("error", f"“{name}” needs more than {limits.max_memory_mb} MB of memory to read (the limit `max_memory_mb`); "
+                            f"it may be a zip or XML bomb. Split it into smaller files, or {ExtractionLimits.how_to_raise('max_memory_mb')}."))
     except Exception as error:  # a reader bug on one file: a message, never a traceback to the user
         log.exception("Reading %s failed", name)
         conn.send(("error", f"“{name}” could not be read ({type(error).__name__}). Re-export it as PDF, TXT or DOCX and try again."))
@@ -614,7 +633,8 @@ def extract_document_bounded(
                 worker.join(5)
                 raise DocumentError(
                     f"“{name}” crashed the reader (exit code {worker.exitcode}); nothing of it was stored. "
-                    "The file is probably damaged: re-export or re-download it."
+                    f"The file is probably damaged, or needed more than {limits.max_memory_mb} MB (`max_memory_mb`): "
+                    "re-export or re-download it."
                 ) from None
             if message[0] == "progress":
                 if progress:

@@ -101,6 +101,54 @@ def custom_model(params: float) -> ModelSpec:
     return ModelSpec("custom", f"Custom ({params / 1e9:.2g}B)", float(params), 32, int(math.sqrt(params / (12 * 32))), 32000)
 
 
+def model_from_config(model: str, workspace=None) -> ModelSpec:
+    """Exact size and shape of any model from its config.json alone (never the weights).
+
+    A local folder or the embedded default is read from disk; a hub id fetches (or reuses the cached)
+    config.json only. The parameter count is exact: the architecture is built on PyTorch's meta device,
+    which allocates no memory. An architecture transformers does not know is counted from the config's
+    sizes (embeddings + per layer 4*h^2 attention, scaled for grouped KV heads, + 3*h*ffn MLP).
+    """
+    import json
+    from pathlib import Path
+
+    from core.families import read_config
+
+    if workspace is not None:
+        from core.models import GeneratorSpec, resolve_generator_path
+
+        model_path = resolve_generator_path(GeneratorSpec(model_id=model), workspace)
+    else:
+        model_path = model
+    config = read_config(model_path)
+    text = config.get("text_config") or config
+    hidden = int(text.get("hidden_size") or text.get("n_embd") or text.get("d_model") or 0)
+    layers = int(text.get("num_hidden_layers") or text.get("n_layer") or text.get("num_layers") or 0)
+    vocab = int(text.get("vocab_size") or 0)
+    if not (hidden and layers and vocab):
+        raise StudioError(f"The config of {model!r} has no hidden size / layer count / vocabulary size; enter the parameter count instead.")
+    try:
+        import tempfile
+
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "config.json").write_text(json.dumps(config))
+            hf_config = AutoConfig.from_pretrained(folder)
+        with torch.device("meta"):
+            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(hf_config).parameters())
+    except (ValueError, KeyError, OSError, ImportError):
+        heads = int(text.get("num_attention_heads") or 1)
+        kv = int(text.get("num_key_value_heads") or heads)
+        ffn = int(text.get("intermediate_size") or 4 * hidden)
+        per_layer = 2 * hidden * hidden + 2 * hidden * hidden * kv / heads + 3 * hidden * ffn
+        params = vocab * hidden * (1 if text.get("tie_word_embeddings", config.get("tie_word_embeddings")) else 2) + layers * per_layer
+    name = str(model).rstrip("/").split("/")[-1]
+    return ModelSpec("config", f"{name} ({params / 1e9:.2g}B)" if params >= 1e9 else f"{name} ({params / 1e6:.0f}M)",
+                     float(params), layers, hidden, vocab)
+
+
 def model_for_params(params: float) -> ModelSpec:
     """The catalogue model of exactly this size, else a custom one."""
     for spec in MODELS.values():
@@ -310,11 +358,11 @@ def estimate_rag(pages: int, params: float, hw: Hardware) -> RagEstimate:
     )
 
 
-def estimate(inputs: EstimateInputs) -> Estimate:
-    """Everything the Decide page shows beside the recommendation."""
+def estimate(inputs: EstimateInputs, model: ModelSpec | None = None) -> Estimate:
+    """Everything the Decide page shows beside the recommendation. `model`: exact shape (model_from_config), else by size."""
     inputs.validate()
     hw = get_hardware(inputs.hardware)
-    model = model_for_params(inputs.params)
+    model = model or model_for_params(inputs.params)
     tokens = inputs.train_tokens * inputs.epochs
     lora = estimate_memory(model, hw, inputs, "LoRA")
     qlora = estimate_memory(model, hw, inputs, "QLoRA")

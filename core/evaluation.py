@@ -1058,10 +1058,10 @@ def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new
 
 def embedder_for_kb(workspace: Workspace, kb_name: str):
     """The embedding model a knowledge base was built with, behind the Embedder seam."""
-    from core.knowledge import get_knowledge_base, load_sentence_embedder
-    from core.models import EmbedderSpec
+    from core.embedding import load_sentence_embedder, spec_for_recorded
+    from core.knowledge import get_knowledge_base
 
-    return load_sentence_embedder(EmbedderSpec(model_id=get_knowledge_base(workspace, kb_name).embedding_model))
+    return load_sentence_embedder(spec_for_recorded(get_knowledge_base(workspace, kb_name).embedding_model), workspace)
 
 
 # ---------------------------------------------------------------- tables for views

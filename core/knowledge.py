@@ -142,41 +142,8 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-class SentenceTransformerEmbedder:
-    """sentence-transformers behind the Embedder seam; unit-normalised, so inner product = cosine."""
-
-    batch_size = 32
-
-    def __init__(self, model: Any, model_id: str):
-        self.model = model
-        self.model_id = model_id
-        self.dimension = int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension())
-        self._lock = threading.Lock()
-
-    def embed_documents(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        vectors = []
-        for start in range(0, len(texts), self.batch_size):
-            with self._lock:
-                batch = self.model.encode(
-                    list(texts[start : start + self.batch_size]), normalize_embeddings=True, convert_to_numpy=True
-                )
-            vectors.append(np.asarray(batch, dtype=np.float32))
-            if progress:
-                progress(min(start + self.batch_size, len(texts)), len(texts))
-        return np.vstack(vectors) if vectors else np.zeros((0, self.dimension), dtype=np.float32)
-
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            vectors = self.model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
-        return np.asarray(vectors, dtype=np.float32)
-
-
-def load_sentence_embedder(spec=None) -> SentenceTransformerEmbedder:
-    """An embedding model (default: the embedded MiniLM; or an `EmbedderSpec`) behind the Embedder seam."""
-    from core.models import EmbedderSpec, load_embedder
-
-    spec = spec or EmbedderSpec()
-    return SentenceTransformerEmbedder(load_embedder(spec), spec.model_id)
+# The real embedders live in core.embedding (torch or ONNX Runtime); re-exported for existing callers.
+from core.embedding import OnnxEmbedder, SentenceTransformerEmbedder, load_sentence_embedder  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- data types

@@ -41,7 +41,7 @@ GENERATOR_CHOICES = [
 ]
 EMBEDDER_CHOICES = [EMBEDDED_EMBEDDER, "BAAI/bge-small-en-v1.5", "sentence-transformers/all-mpnet-base-v2"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class GeneratorSpec:
 
     model_id: str = field(default=EMBEDDED_GENERATOR, metadata={"help": "embedded default, a Hugging Face id, or a local folder"})
     device: str = field(default="auto", metadata={"help": "auto picks CUDA when available"})
-    dtype: str = field(default="auto", metadata={"help": "auto: bf16 on CUDA, fp32 on CPU"})
+    dtype: str = field(default="auto", metadata={"help": "auto: bf16 on CUDA (fp16 without bf16), fp32 on CPU and MPS"})
 
     def validate(self) -> None:
         if self.device not in DEVICES:
@@ -65,6 +65,7 @@ class GeneratorSpec:
 class EmbedderSpec:
     model_id: str = field(default=EMBEDDED_EMBEDDER, metadata={"help": "embedded default, a sentence-transformers id, or a local folder"})
     device: str = "auto"
+    backend: str = field(default="auto", metadata={"help": "see core.embedding.BACKEND_HELP"})
 
 
 def cuda_available() -> bool:
@@ -75,18 +76,33 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def mps_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
+        return "cuda" if cuda_available() else "mps" if mps_available() else "cpu"
     if device == "cuda" and not cuda_available():
         raise StudioError("CUDA was requested but no CUDA GPU is visible; choose device 'cpu' or 'auto'.")
+    if device == "mps" and not mps_available():
+        raise StudioError("Apple MPS was requested but is not available here; choose device 'cpu' or 'auto'.")
     return device
 
 
 def resolve_dtype_name(dtype: str, device: str) -> str:
+    """auto: bf16 on CUDA GPUs that have it, fp16 on older ones (pre-Ampere), fp32 on CPU and MPS."""
     if dtype != "auto":
         return dtype
-    return "bfloat16" if device == "cuda" else "float32"
+    if device == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
 
 
 def package_folder(package: str) -> Path:
@@ -183,6 +199,8 @@ def load_generator(spec: GeneratorSpec, workspace: Workspace) -> LoadedGenerator
     device = resolve_device(spec.device)
     dtype_name = resolve_dtype_name(spec.dtype, device)
     path = resolve_generator_path(spec, workspace)
+    from core import families
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name))
@@ -192,8 +210,11 @@ def load_generator(spec: GeneratorSpec, workspace: Workspace) -> LoadedGenerator
         ) from error
     model.to(device)
     model.eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    model_type = getattr(model.config, "model_type", None)
+    families.prepare_tokenizer(tokenizer, model_type)  # pad token; Gemma's template gets the system turn folded in
+    # every engine stops on generation_config's eos: add the family's end-of-turn tokens (Phi-3 <|end|>, Gemma <end_of_turn>)
+    stops = families.stop_token_ids(tokenizer, model_type, getattr(model.generation_config, "eos_token_id", None))
+    model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     return LoadedGenerator(spec=spec, path=path, model=model, tokenizer=tokenizer, device=device, dtype=dtype_name)
 
 
@@ -216,11 +237,24 @@ def load_embedder(spec: EmbedderSpec) -> Any:
 
 
 def describe_hardware() -> dict[str, str]:
-    """Device and dtype facts for the sidebar."""
+    """Device and dtype facts for the sidebar.
+
+    Every page shows the sidebar, so without an NVIDIA driver this must not import torch (~8 s of a
+    cold start): the CPU facts come from the OS.
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules and not Path("/proc/driver/nvidia/version").exists():
+        return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} threads)", "dtype": "float32", "qlora": "needs CUDA"}
     import torch
 
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         memory = torch.cuda.get_device_properties(0).total_memory / 2**30
-        return {"device": "cuda", "name": f"{name} ({memory:.0f} GiB)", "dtype": "bfloat16", "qlora": "available"}
+        count = torch.cuda.device_count()
+        return {"device": "cuda", "name": f"{count} x {name} ({memory:.0f} GiB)" if count > 1 else f"{name} ({memory:.0f} GiB)",
+                "dtype": resolve_dtype_name("auto", "cuda"), "qlora": "available"}
+    if mps_available():
+        return {"device": "mps", "name": "Apple GPU (MPS)", "dtype": "float32", "qlora": "needs CUDA"}
     return {"device": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", "dtype": "float32", "qlora": "needs CUDA"}

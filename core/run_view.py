@@ -6,6 +6,7 @@ load now (measured: a 3:07 estimate became a 10:47 run on a busy machine when th
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,37 +28,70 @@ def cpu_share(load: float, cpus: int) -> float:
     return min(1.0, cpus / max(load, 1.0))
 
 
-def last_measured_speed(workspace: Workspace, base_model: str) -> tuple[float, float | None, str] | None:
-    """(tokens/s, load average while measured or None, run id) of the latest run of this model with 3+ steps."""
+def cpu_probe(seconds: float = 0.25, threads: int | None = None) -> float:
+    """GFLOP/s of float32 256x256 matmuls over ~`seconds`, with the thread count training would use: how much
+    CPU this machine gives a job right now. The worker records it when a run starts; the page compares."""
+    import torch
+
+    from core.train_worker import choose_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or choose_threads())
+    try:
+        a, b = torch.randn(256, 256), torch.randn(256, 256)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            a @ b
+            count += 1
+        return count * 2 * 256**3 / (time.perf_counter() - started) / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+def last_measured_speed(workspace: Workspace, base_model: str) -> tuple[float, float | None, float | None, str] | None:
+    """(tokens/s, load average while measured, CPU probe GFLOP/s at its start, run id) of the latest run of this
+    model with 3+ steps; the load and probe are None for runs recorded before they were."""
     for run in T.list_runs(workspace):
         if run.base_model != base_model:
             continue
-        steps = [e for e in T.read_progress(workspace, run.id) if e.get("event") == "step" and e.get("tokens_per_s")]
+        events = T.read_progress(workspace, run.id)
+        steps = [e for e in events if e.get("event") == "step" and e.get("tokens_per_s")]
         if len(steps) >= 3:
             loads = [float(e["load"]) for e in steps if e.get("load") is not None]
-            return float(steps[-1]["tokens_per_s"]), (sum(loads) / len(loads) if loads else None), run.id
+            probes = [float(e["gflops"]) for e in events if e.get("event") == "probe" and e.get("gflops")]
+            return float(steps[-1]["tokens_per_s"]), (sum(loads) / len(loads) if loads else None), (probes[-1] if probes else None), run.id
     return None
 
 
 def speed_now(workspace: Workspace, plan: T.RunPlan, base_model: str, load_now: float | None = None,
-              cpus: int | None = None) -> SpeedNow:
-    """The plan's tokens at the speed measured last (or the reference speed), scaled from the load then to the load now.
+              cpus: int | None = None, probe_now: float | None = None) -> SpeedNow:
+    """The plan's tokens at the speed measured last, scaled to what the CPU gives now.
 
-    load_now is the load without the run; the run adds one busy process."""
+    Best: the last run recorded a CPU probe at its start, so speed now = its tokens/s x probe now / probe then.
+    Else the 1-minute load average scales it (the run adds one busy process); with no run at all, the reference speed."""
     cpus = cpus or os.cpu_count() or 1
     load_now = os.getloadavg()[0] if load_now is None else load_now
     measured = last_measured_speed(workspace, base_model) if plan.device == "cpu" else None
+    if plan.device != "cpu":
+        return SpeedNow(plan.tokens_per_s, plan.est_seconds, f"{plan.tokens_per_s_basis}; GPU speed does not follow the CPU load")
+    if measured and measured[2]:
+        tps, _, probe_then, run_id = measured
+        probe_now = cpu_probe() if probe_now is None else probe_now
+        scaled = tps * probe_now / probe_then
+        basis = (f"{tps:.0f} tokens/s measured by {run_id}, when a CPU probe gave {probe_then:.1f} GFLOP/s; the same probe gives "
+                 f"{probe_now:.1f} GFLOP/s now (load {load_now:.1f} on {cpus} cores), so ~{scaled:.0f} tokens/s. "
+                 "Other jobs starting or stopping change it.")
+        return SpeedNow(scaled, plan.tokens / max(scaled, 1e-6) + 15, basis)
     if measured:
-        tps, load_then, run_id = measured
+        tps, load_then, _, run_id = measured
         source = f"{tps:.0f} tokens/s measured by {run_id}" + (f" at load {load_then:.1f}" if load_then is not None else "")
         load_then = IDLE_LOAD if load_then is None else load_then
     else:
         tps, load_then, source = plan.tokens_per_s, IDLE_LOAD, f"the reference speed ({plan.tokens_per_s:.0f} tokens/s, idle machine)"
-    if plan.device != "cpu":
-        return SpeedNow(tps, plan.tokens / tps + 15, f"{source}; GPU speed does not follow the CPU load")
     scaled = tps * cpu_share(load_now + 1, cpus) / cpu_share(load_then, cpus)
     basis = (f"{source}, scaled to the machine load now ({load_now:.1f} on {cpus} cores, so this run gets "
-             f"{cpu_share(load_now + 1, cpus):.0%} of the CPU): ~{scaled:.0f} tokens/s. Other jobs starting or stopping change it.")
+             f"{cpu_share(load_now + 1, cpus):.0%} of the CPU): ~{scaled:.0f} tokens/s. Load is a rough guide; the first "
+             "run measures this machine. Other jobs starting or stopping change it.")
     return SpeedNow(scaled, plan.tokens / max(scaled, 1e-6) + 15, basis)
 
 

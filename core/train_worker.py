@@ -102,10 +102,14 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
             self.started = time.perf_counter()
             self.first_step = state.global_step
             collator.tokens = 0
-            writer.write({"event": "start", "step": state.global_step, "total": state.max_steps, "time": time.time()})
+            if state.is_world_process_zero:  # with several processes only rank 0 writes
+                writer.write({"event": "start", "step": state.global_step, "total": state.max_steps, "time": time.time()})
+                model = kwargs.get("model")
+                log.info("Training on %s process(es); gradient checkpointing %s", args.world_size,
+                         "on" if getattr(model, "is_gradient_checkpointing", False) else "off")
 
         def on_step_end(self, args, state, control, **kwargs):
-            if (run_path / "STOP").exists():
+            if stop_requested(run_path):
                 self.stopped = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -113,7 +117,7 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            if "loss" not in logs:
+            if "loss" not in logs or not state.is_world_process_zero:
                 return
             session = time.perf_counter() - self.started
             done = max(1, state.global_step - self.first_step)
@@ -126,6 +130,51 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator: TokenCountin
             })
 
     return StudioProgress()
+
+
+def stop_requested(run_path: Path) -> bool:
+    """RUN_DIR/STOP exists, agreed by every process (a rank that stopped alone would hang the others in all-reduce)."""
+    stop = (run_path / "STOP").exists()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        import torch
+
+        flag = torch.tensor([1 if stop else 0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop = bool(flag.item())
+    return stop
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment (torch.distributed.run sets RANK and WORLD_SIZE)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def die_with_launcher() -> None:
+    """Under a launcher, end this rank when the launcher dies (kill -9 of it must not leave ranks training)."""
+    if process_rank()[1] <= 1 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the launcher was already gone before prctl
+        os._exit(1)
+
+
+def training_device(precision: str) -> tuple[str, str]:
+    """(device, dtype): CUDA in bf16 (fp16 on GPUs without bf16), Apple MPS and CPU in fp32 unless asked otherwise."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = "cuda"
+        auto = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device, auto = "mps", "float32"  # mixed precision on MPS is partial; fp32 is the safe default
+    else:
+        device, auto = "cpu", "float32"
+    return device, auto if precision == "auto" else precision
 
 
 def choose_threads() -> int:
@@ -151,6 +200,11 @@ def main(run_dir: str) -> int:
     from core.settings import get_workspace
 
     workspace = get_workspace(config["workspace"])
+    die_with_launcher()
+    rank, world = process_rank()
+    main_process = rank == 0
+    # one process: it owns the run record and the lock; several: the launcher's pid stays the run's pid
+    owner_pid = os.getpid() if world == 1 else os.getppid()
     writer = ProgressWriter(run_path / "progress.jsonl")
     checkpoint = T.last_checkpoint(workspace, run_id)
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
@@ -159,35 +213,52 @@ def main(run_dir: str) -> int:
     began = time.perf_counter()
     # SIGTERM (e.g. the machine shutting down) = a cancel: checkpoint after this step, then stop
     signal.signal(signal.SIGTERM, lambda *_: (run_path / "STOP").write_text("SIGTERM"))
-    T.update_run(workspace, run_id, status="running", pid=os.getpid(), started_at=T.get_run(workspace, run_id).started_at or T._now())
+    if main_process:
+        T.update_run(workspace, run_id, status="running", pid=owner_pid, started_at=T.get_run(workspace, run_id).started_at or T._now())
     try:
         import torch
 
         threads = choose_threads()
+        if world > 1:  # the cores are shared between the ranks
+            threads = max(1, min(threads, (os.cpu_count() or 1) // world))
         torch.set_num_threads(threads)
         log.info("Using %d torch thread(s) (load average %.1f on %d CPUs)", threads, os.getloadavg()[0], os.cpu_count() or 1)
+        from core.run_view import cpu_probe
+
+        # what the CPU gives at the start of this session: the next pre-launch estimate scales this run's speed by it
+        writer.write({"event": "probe", "gflops": cpu_probe(threads=threads), "load": os.getloadavg()[0], "time": time.time()})
         from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+        from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
         from core.datasets import load_dataset_rows
         from core.models import GeneratorSpec, resolve_generator_path
 
+        from core.families import load_tokenizer
+
         lora, training = T.settings_from_dict(config)
         path = resolve_generator_path(GeneratorSpec(model_id=training.base_model), workspace)
-        cuda = torch.cuda.is_available()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        model_type = (config.get("base") or {}).get("model_type")
+        device, dtype_name = training_device(training.precision)
+        tokenizer = load_tokenizer(path, model_type)  # family quirks: pad token, system turn folded for Gemma
         if training.qlora:
             from peft import prepare_model_for_kbit_training
-            from transformers import BitsAndBytesConfig
 
-            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
-            model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.bfloat16)
-            model = prepare_model_for_kbit_training(model)
+            problem = T._bnb_4bit_problem(device)
+            if problem:
+                raise RuntimeError(f"QLoRA cannot run here: {problem}")
+
+            # each rank holds its own 4-bit copy on its own device (device_map), as DDP expects
+            place = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if device == "cuda" else device
+            model = AutoModelForCausalLM.from_pretrained(path, quantization_config=T.qlora_config(dtype_name), dtype=getattr(torch, dtype_name),
+                                                         device_map={"": place})
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training.gradient_checkpointing)
+            packed = sum(1 for m in model.modules() if type(m).__name__ == "Linear4bit")
+            log.info("QLoRA: %d Linear layers hold 4-bit NF4 weights on %s (compute %s)", packed, device, dtype_name)
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if cuda else torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name))
         model.config.use_cache = False
+        if not lora.target_modules:  # a config written by hand: resolve from the family table as plan_run does
+            lora = T.resolve_lora(lora, T.model_facts(workspace, training.base_model))
         peft_config = LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
             task_type="CAUSAL_LM", bias="none",
@@ -220,8 +291,14 @@ def main(run_dir: str) -> int:
             data_seed=training.seed,
             report_to="none",
             disable_tqdm=True,
-            use_cpu=not cuda,
-            bf16=bool(cuda),
+            use_cpu=device == "cpu",
+            # mixed precision on CUDA only; elsewhere the weights are already in the chosen dtype
+            bf16=device == "cuda" and dtype_name == "bfloat16",
+            fp16=device == "cuda" and dtype_name == "float16",
+            gradient_checkpointing=training.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if training.gradient_checkpointing else None,
+            ddp_find_unused_parameters=False if world > 1 else None,
+            ddp_backend=("nccl" if device == "cuda" else "gloo") if world > 1 else None,
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
             remove_unused_columns=False,
@@ -235,6 +312,8 @@ def main(run_dir: str) -> int:
         steps = [e for e in T.read_progress(workspace, run_id) if e.get("event") == "step"]
         final_loss = steps[-1]["loss"] if steps else float(result.training_loss)
         duration = elapsed_before + (time.perf_counter() - began)
+        if not main_process:
+            return 0  # rank 0 records the end, saves the adapter and releases the lock
         if callback.stopped:
             writer.write({"event": "end", "status": "cancelled", "step": trainer.state.global_step, "time": time.time()})
             T.update_run(workspace, run_id, status="cancelled", final_loss=final_loss, finished_at=T._now(), duration_s=duration, pid=None)
@@ -243,6 +322,11 @@ def main(run_dir: str) -> int:
         adapter = run_path / "adapter"
         model.save_pretrained(str(adapter))
         tokenizer.save_pretrained(str(adapter))
+        base = config.get("base") or {}
+        if base.get("config_hash"):
+            from core.families import write_adapter_base
+
+            write_adapter_base(adapter, base.get("model", training.base_model), base["config_hash"])
         size = T.folder_size(adapter)
         writer.write({"event": "end", "status": "completed", "step": trainer.state.global_step, "loss": final_loss, "time": time.time()})
         T.update_run(
@@ -259,11 +343,13 @@ def main(run_dir: str) -> int:
         reason = f"{type(error).__name__}: {error}"
         if isinstance(error, MemoryError):
             reason = "Out of memory: lower the batch size or max length. " + reason
-        writer.write({"event": "end", "status": "failed", "error": reason, "time": time.time()})
-        T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T._now(), pid=None)
+        if main_process:
+            writer.write({"event": "end", "status": "failed", "error": reason, "time": time.time()})
+            T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T._now(), pid=None)
         return 1
     finally:
-        T.release_lock(workspace, os.getpid())
+        if main_process:
+            T.release_lock(workspace, owner_pid)
 
 
 if __name__ == "__main__":

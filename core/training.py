@@ -8,6 +8,7 @@ checkpoint and ends. Resume = the same run id continues from its last checkpoint
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -51,24 +52,63 @@ CREATE TABLE IF NOT EXISTS runs (
 
 STATUSES = ("queued", "running", "cancelled", "failed", "completed")
 ACTIVE = ("queued", "running")
-# Linear layers of Llama-family models (SmolLM2, Llama, Mistral, Qwen); others are read from the model.
-KNOWN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Measured on the project's 2-core CPU: LoRA on SmolLM2-135M fp32 trains ~150-180 tokens/s (DESIGN.md).
 # Used for estimates until a finished run on this machine gives a measured figure.
 DEFAULT_CPU_TOKENS_PER_S = 165.0
 _REFERENCE_PARAMS = 134_515_008  # SmolLM2-135M
 LOCK_NAME = ".run.lock"
+# Measured with the pinned bitsandbytes 0.50.2 on this CPU (tests/test_qlora.py): see qlora_support().
+QLORA_CPU_NOTE = (
+    "4-bit NF4 base weights with LoRA adapters through bitsandbytes' CPU backend (pure PyTorch here: it saves "
+    "memory, not time). Measured with bitsandbytes 0.50.2 on this CPU: a 4-bit model trains and its loss falls."
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _bnb_4bit_problem(device: str) -> str | None:
+    """None when bitsandbytes can quantize and dequantize NF4 on `device`, else why not (checked once, ~1 s)."""
+    try:
+        import torch
+        import bitsandbytes.functional as bnb_functional
+
+        weights = torch.randn(64, 64, device=device)
+        packed, state = bnb_functional.quantize_4bit(weights, quant_type="nf4")
+        error = float((bnb_functional.dequantize_4bit(packed, state) - weights).abs().mean())
+    except Exception as problem:  # an old wheel without a CPU backend, a missing library, ...
+        return f"bitsandbytes cannot run 4-bit NF4 on {device}: {type(problem).__name__}: {problem}"
+    return None if error < 0.2 else f"bitsandbytes' 4-bit NF4 on {device} gave a reconstruction error of {error:.2f}"
 
 
 def qlora_support() -> tuple[bool, str]:
-    """(available, reason). QLoRA needs bitsandbytes' 4-bit NF4 CUDA kernels."""
-    if not cuda_available():
-        return False, "QLoRA needs a CUDA GPU: bitsandbytes' 4-bit NF4 kernels do not train on CPU. On this machine use LoRA (fp32)."
+    """(available, reason). CUDA: bitsandbytes' NF4 kernels; CPU: its CPU backend, if this install has one; MPS: no."""
+    from core.models import mps_available
+
+    if cuda_available():
+        problem = _bnb_4bit_problem("cuda")
+        return (False, problem) if problem else (True, "4-bit NF4 base weights with LoRA adapters in bf16 (bitsandbytes).")
+    if mps_available():
+        return False, "QLoRA needs bitsandbytes, which has no Apple MPS backend; use LoRA on MPS."
+    # The page asks on every render and `import bitsandbytes` takes 5-35 s here, so decide by version; the worker
+    # runs the real check (_bnb_4bit_problem) before it loads the model.
+    from importlib import metadata
+
     try:
-        import bitsandbytes  # noqa: F401
-    except Exception as error:  # pragma: no cover - only on GPU machines
-        return False, f"QLoRA needs bitsandbytes, which failed to import: {error}"
-    return True, "4-bit NF4 base weights with bf16 LoRA adapters (bitsandbytes)."
+        version = tuple(int(part) for part in metadata.version("bitsandbytes").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False, "QLoRA needs bitsandbytes (pinned 0.50.2 in requirements.txt), which is not installed. Use LoRA (fp32)."
+    if version < (0, 50):
+        return False, f"QLoRA on CPU needs bitsandbytes 0.50 or newer (found {metadata.version('bitsandbytes')}). Use LoRA (fp32)."
+    return True, QLORA_CPU_NOTE
+
+
+def qlora_config(compute_dtype: str = "bfloat16"):
+    """The bitsandbytes config QLoRA loads the base with: 4-bit NF4, double quantisation (Dettmers et al. 2023)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+    )
 
 
 # ---------------------------------------------------------------- settings
@@ -78,7 +118,10 @@ class LoraSettings:
     alpha: int = field(default=32, metadata={"help": "scale of the adapter update (alpha / r); 2*r is common"})
     dropout: float = field(default=0.05, metadata={"help": "dropout on the adapter input"})
     target_modules: tuple[str, ...] = field(
-        default=("q_proj", "k_proj", "v_proj", "o_proj"), metadata={"help": "which Linear layers get adapters"}
+        default=(), metadata={"help": "which Linear layers get adapters; empty = the model family's target set"}
+    )
+    target_set: str = field(
+        default="all linear", metadata={"help": "when no modules are named: 'all linear' or 'attention' layers of the model's family"}
     )
 
     def validate(self, available: Iterable[str] | None = None) -> None:
@@ -88,8 +131,12 @@ class LoraSettings:
             raise StudioError(f"LoRA alpha must be positive (got {self.alpha}).")
         if not 0.0 <= self.dropout < 1.0:
             raise StudioError(f"LoRA dropout must be in [0, 1) (got {self.dropout}).")
+        from core.families import TARGET_SETS
+
+        if self.target_set not in TARGET_SETS:
+            raise StudioError(f"Unknown target set {self.target_set!r}; choose {' or '.join(TARGET_SETS)}.")
         if not self.target_modules:
-            raise StudioError("Pick at least one target module for the adapters (e.g. q_proj, v_proj).")
+            raise StudioError("Pick at least one target module for the adapters (or leave them empty to use the model family's set).")
         if available is not None:
             available = set(available)
             missing = [name for name in self.target_modules if name not in available]
@@ -98,6 +145,9 @@ class LoraSettings:
                     f"The model has no layer named {', '.join(missing)}; its Linear layers are {', '.join(sorted(available))}. "
                     "peft would silently skip these names and train nothing there."
                 )
+
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -112,9 +162,14 @@ class TrainingSettings:
     packing: bool = field(default=False, metadata={"help": "concatenate rows into full-length blocks (fewer pad tokens)"})
     seed: int = field(default=0, metadata={"help": "seed for shuffling, dropout and adapter init"})
     completion_only_loss: bool = field(default=True, metadata={"help": "learn only the answers, not the prompts"})
-    qlora: bool = field(default=False, metadata={"help": "4-bit NF4 base weights (CUDA only)"})
+    qlora: bool = field(default=False, metadata={"help": "4-bit NF4 base weights (bitsandbytes): far less memory for large models"})
     save_steps: int = field(default=10, metadata={"help": "checkpoint every N steps (the last 2 are kept) for resume"})
     warmup_steps: int = field(default=2, metadata={"help": "linear warm-up steps"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in backward: ~30% slower, far less memory (large models)"}
+    )
+    precision: str = field(default="auto", metadata={"help": "auto: bf16 on CUDA with bf16, fp16 on older GPUs, fp32 on CPU and MPS"})
+    processes: int = field(default=0, metadata={"help": "data-parallel processes (accelerate/DDP); 0 = one per visible GPU, else 1"})
 
     def validate(self, model_max_length: int | None = None) -> None:
         if not self.learning_rate > 0:
@@ -135,6 +190,10 @@ class TrainingSettings:
             raise StudioError(f"Max length {self.max_length} is above the model's context of {model_max_length} tokens.")
         if self.save_steps < 1:
             raise StudioError("Checkpoint every N steps needs N >= 1.")
+        if self.precision not in PRECISIONS:
+            raise StudioError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        if not 0 <= self.processes <= 64:
+            raise StudioError(f"Processes must be 0 (automatic) to 64 (got {self.processes}).")
         if self.qlora:
             ok, reason = qlora_support()
             if not ok:
@@ -143,14 +202,15 @@ class TrainingSettings:
 
 # Sized on this 2-core CPU (measured, see bench/RESULTS_train.md and tests/test_training_slow.py):
 # demo = ~50 steps of 2 short rows (~400 tokens/step at ~165 tokens/s, about 2 min) with a high
-# LR so a 135M model picks up a format; quality = more rank, all MLP layers, 2 epochs, lower LR.
+# LR so a 135M model picks up a format; quality = more rank, 2 epochs, lower LR. Both adapt every
+# Linear layer of the model's family (core/families.py), so Phi-3's fused qkv_proj works as Llama's q_proj.
 PRESETS: dict[str, tuple[LoraSettings, TrainingSettings]] = {
     "demo": (
-        LoraSettings(r=16, alpha=32, dropout=0.0, target_modules=KNOWN_TARGETS),
+        LoraSettings(r=16, alpha=32, dropout=0.0, target_set="all linear"),
         TrainingSettings(learning_rate=1e-3, max_steps=50, batch_size=2, grad_accum=1, max_length=320, save_steps=10, warmup_steps=3),
     ),
     "quality": (
-        LoraSettings(r=32, alpha=64, dropout=0.05, target_modules=KNOWN_TARGETS),
+        LoraSettings(r=32, alpha=64, dropout=0.05, target_set="all linear"),
         TrainingSettings(learning_rate=2e-4, epochs=2.0, max_steps=0, batch_size=4, grad_accum=4, max_length=512, save_steps=25, warmup_steps=10),
     ),
 }
@@ -182,38 +242,57 @@ class ModelFacts:
     hidden_size: int
     num_layers: int
     linear_shapes: dict  # short name -> list of (in, out), one per layer
+    model_type: str = ""
+    family: str = ""
+    target_sets: dict = field(default_factory=dict)  # "all linear" / "attention" -> module names (core/families.py)
+    config_hash: str = ""
 
 
 def model_facts(workspace: Workspace, base_model: str = EMBEDDED_GENERATOR) -> ModelFacts:
-    """Layer names, context and sizes from the config on the meta device: exact and instant."""
+    """Layer names, context and sizes from the config on the meta device: exact and instant (no weights)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core import families
 
     path = resolve_generator_path(GeneratorSpec(model_id=base_model), workspace)
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise StudioError(f"Could not read the config of {base_model!r}: {error}") from error
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    shapes: dict[str, list] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
-            shapes.setdefault(name.rsplit(".", 1)[-1], []).append((module.in_features, module.out_features))
+    layers = families.linear_layers(model)
+    modules = dict(model.named_modules())
+    shapes = {short: [families.in_out_features(modules[p]) for p in paths] for short, paths in layers.items()}
     total = sum(p.numel() for p in model.parameters())
+    model_type = getattr(config, "model_type", "") or ""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelFacts(
         path=path,
         linear_names=tuple(sorted(shapes)),
-        max_length=int(getattr(config, "max_position_embeddings", 2048) or 2048),
+        max_length=int(getattr(text_config, "max_position_embeddings", 2048) or 2048),
         total_params=int(total),
-        hidden_size=int(getattr(config, "hidden_size", 0) or 0),
-        num_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
+        hidden_size=int(getattr(text_config, "hidden_size", 0) or 0),
+        num_layers=int(getattr(text_config, "num_hidden_layers", 0) or 0),
         linear_shapes=shapes,
+        model_type=model_type,
+        family=families.family_for(model_type).name,
+        target_sets=families.target_sets(model_type, layers),
+        config_hash=families.config_hash(families.read_config(path)),
     )
+
+
+def resolve_lora(lora: LoraSettings, facts: ModelFacts) -> LoraSettings:
+    """Name the target modules when the settings leave them to the family table (what the run records)."""
+    if lora.target_modules:
+        return lora
+    return replace(lora, target_modules=tuple(facts.target_sets.get(lora.target_set) or facts.linear_names))
 
 
 def lora_parameter_count(facts: ModelFacts, lora: LoraSettings) -> int:
     """A (r x in) + B (out x r) per adapted layer, as peft builds them."""
+    lora = resolve_lora(lora, facts)
     return sum(lora.r * (i + o) for name in lora.target_modules for i, o in facts.linear_shapes.get(name, []))
 
 
@@ -234,8 +313,12 @@ def encode_row(tokenizer, row: dict, max_length: int, completion_only_loss: bool
             break
         keep = max(0, int(len(current["input"]) * max_length / len(full_ids) * 0.9) - 20)
         current = make_row(current["instruction"], current["input"][:keep], current["output"], current.get("source"))
-    if full_ids[: len(prompt_ids)] != prompt_ids:  # a template that rewrites the prefix: fall back to a length split
-        prompt_len = min(len(prompt_ids), len(full_ids) - 1)
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        # a template that renders the prompt differently once an answer follows (e.g. drops a generation header):
+        # mask the longest common prefix, so no answer token is ever masked and no prompt token past it is taught
+        common = next((i for i, (a, b) in enumerate(zip(full_ids, prompt_ids)) if a != b), min(len(full_ids), len(prompt_ids)))
+        log.warning("The chat template renders the prompt differently with an answer; masking the %d shared tokens", common)
+        prompt_len = min(common, len(full_ids) - 1)
     else:
         prompt_len = len(prompt_ids)
     full_ids = list(full_ids)[:max_length]
@@ -296,6 +379,7 @@ def plan_run(
 
     facts = facts or model_facts(workspace, training.base_model)
     training.validate(facts.max_length)
+    lora = resolve_lora(lora, facts)
     lora.validate(facts.linear_names)
     trainable = lora_parameter_count(facts, lora)
     if trainable <= 0:
@@ -307,9 +391,9 @@ def plan_run(
     if report.errors:
         line, message = report.errors[0]
         raise StudioError(f"Training row {line} of {dataset_id!r}: {message}. Fix the dataset and save it again.")
-    from transformers import AutoTokenizer
+    from core.families import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(facts.path)
+    tokenizer = load_tokenizer(facts.path, facts.model_type)
     sample = rows[:: max(1, len(rows) // 64)]
     lengths = [len(encode_row(tokenizer, row, training.max_length)["input_ids"]) for row in sample]
     avg_len = sum(lengths) / len(lengths)
@@ -551,15 +635,48 @@ def new_run_id() -> str:
     return datetime.now().strftime("run-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
 
 
+def process_count(training: TrainingSettings) -> int:
+    """Training processes: as asked, else one per visible GPU (1 without CUDA)."""
+    if training.processes > 0:
+        return training.processes
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    except ImportError:  # pragma: no cover
+        return 1
+
+
+def worker_command(folder: Path, processes: int) -> list[str]:
+    """One process runs the worker directly; several run it under `accelerate launch` (DDP, gloo on CPU, NCCL on GPUs).
+
+    accelerate's --multi_gpu launcher is torch.distributed.run in-process, so the launcher is the ranks' parent
+    (each rank dies with it: core.train_worker.die_with_launcher). On CPU the Trainer's use_cpu makes it gloo.
+    """
+    if processes <= 1:
+        return [sys.executable, "-m", "core.train_worker", str(folder)]
+    import socket
+
+    with socket.socket() as probe:  # a free rendezvous port, so two workspaces can train at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        "--module", "core.train_worker", str(folder),
+    ]
+
+
 def _spawn(workspace: Workspace, run_id: str) -> int:
     folder = run_dir(workspace, run_id)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["STUDIO_WORKSPACE"] = str(workspace.root)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    _, training = settings_from_dict(read_json(folder / "config.json", {}))
     with open(folder / "train.log", "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.train_worker", str(folder)],
+            worker_command(folder, process_count(training)),
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True,
         )
@@ -570,7 +687,9 @@ def start_run(
     workspace: Workspace, dataset_id: str, lora: LoraSettings, training: TrainingSettings, run_id: str | None = None
 ) -> RunInfo:
     """Check everything, then launch the worker process; returns at once with the run record."""
-    plan = plan_run(workspace, dataset_id, lora, training)
+    facts = model_facts(workspace, training.base_model)
+    lora = resolve_lora(lora, facts)
+    plan = plan_run(workspace, dataset_id, lora, training, facts=facts)
     run_id = new_run_id() if run_id is None else run_id.strip()  # "" is refused below, never silently replaced
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}", run_id):
         raise StudioError(f"Run id {run_id!r} is not allowed: use letters, digits, dots, dashes or underscores.")
@@ -587,6 +706,9 @@ def start_run(
             "run_id": run_id, "dataset_id": dataset_id, "dataset_sha256": dataset_content_hash(workspace, dataset_id),
             "workspace": str(workspace.root),
             "lora": asdict(lora), "training": asdict(training), "plan": asdict(plan), "created_at": _now(),
+            # which base this adapter belongs to: loading it on another base fails with both names (core/families.py)
+            "base": {"model": training.base_model, "path": facts.path, "model_type": facts.model_type, "family": facts.family,
+                     "config_hash": facts.config_hash},
         }
         atomic_write_json(folder / "config.json", config)
         with _open(workspace) as conn, transaction(conn):
@@ -684,148 +806,22 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-# ---------------------------------------------------------------- export
-OLLAMA_CHATML = '''FROM {source}
-TEMPLATE """{{{{- if .System }}}}<|im_start|>system
-{{{{ .System }}}}<|im_end|>
-{{{{ end }}}}{{{{- range .Messages }}}}<|im_start|>{{{{ .Role }}}}
-{{{{ .Content }}}}<|im_end|>
-{{{{ end }}}}<|im_start|>assistant
-"""
-PARAMETER stop "<|im_end|>"
-PARAMETER temperature 0
-SYSTEM """{system}"""
-'''
-
-
+# ---------------------------------------------------------------- export (core/export.py)
 def load_base_and_adapter(workspace: Workspace, run_id: str):
     """(tokenizer, PeftModel) on CPU in fp32."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from core.families import check_adapter_base, load_tokenizer, read_config
+
     run = get_run(workspace, run_id)
     adapter = adapter_path(workspace, run_id)
     path = resolve_generator_path(GeneratorSpec(model_id=run.base_model), workspace)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    check_adapter_base(adapter, run.base_model, read_config(path))  # the base was replaced since the run
+    tokenizer = load_tokenizer(path)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return tokenizer, PeftModel.from_pretrained(base, str(adapter))
-
-
-def export_merged(workspace: Workspace, run_id: str, out_dir: str | os.PathLike) -> Path:
-    """Merge the adapter into the base weights (merge_and_unload) and save a full safetensors model + Modelfile."""
-    from core.generation import DEFAULT_SYSTEM
-
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
-        raise StudioError(f"{out} is not empty; choose a new folder for the merged model.")
-    tokenizer, model = load_base_and_adapter(workspace, run_id)
-    merged = model.merge_and_unload()
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:6]}"
-    staging.mkdir(parents=True)
-    try:
-        merged.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / "Modelfile").write_text(OLLAMA_CHATML.format(source=".", system=DEFAULT_SYSTEM))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
-
-
-def export_gguf(workspace: Workspace, run_id: str, merged_dir: str | os.PathLike, gguf_file: str | os.PathLike) -> Path:
-    """Write the merged model as an F32 GGUF for llama.cpp / Ollama.
-
-    Only for the embedded base (Llama architecture): the tokenizer and hyper-parameter metadata are
-    copied from the embedded GGUF it came from, and the merged tensors are written in llama.cpp's
-    layout (q/k rows permuted back). Other models need llama.cpp's convert_hf_to_gguf.py, which is
-    not part of the `gguf` package.
-    """
-    import numpy as np
-    import torch
-    from safetensors.torch import load_file
-
-    run = get_run(workspace, run_id)
-    if run.base_model != EMBEDDED_GENERATOR:
-        raise StudioError(
-            "GGUF export here only covers the embedded SmolLM2 base. For other models run llama.cpp's "
-            "convert_hf_to_gguf.py on the merged folder (the `gguf` pip package has no converter)."
-        )
-    try:
-        import gguf
-    except ImportError as error:
-        raise StudioError("GGUF export needs the `gguf` package: pip install gguf.") from error
-    from core.models import embedded_generator_gguf
-
-    source = gguf.GGUFReader(str(embedded_generator_gguf()))
-    merged_dir = Path(merged_dir)
-    files = sorted(merged_dir.glob("*.safetensors"))
-    if not files:
-        raise StudioError(f"{merged_dir} has no safetensors weights; export the merged model first.")
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    config = json.loads((merged_dir / "config.json").read_text())
-    n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
-
-    def permute(weights: np.ndarray, heads: int) -> np.ndarray:  # HF rotary layout -> llama.cpp's (as convert_hf_to_gguf)
-        return weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
-
-    names = {
-        "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-    }
-    per_layer = {
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-        "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-    }
-    arch = "llama"
-    writer = gguf.GGUFWriter(str(gguf_file), arch)
-    for key, value in source.fields.items():  # copy hyper-parameters and tokenizer; the writer adds its own header fields
-        if key.startswith("GGUF.") or key == "general.architecture" or key == "general.file_type":
-            continue
-        ftype = value.types[0]
-        if ftype == gguf.GGUFValueType.ARRAY:
-            sub = value.types[-1]
-            if sub == gguf.GGUFValueType.STRING:
-                data = [bytes(value.parts[i]).decode("utf-8") for i in value.data]
-            else:
-                data = [value.parts[i].tolist()[0] for i in value.data]
-            writer.add_array(key, data)
-        elif ftype == gguf.GGUFValueType.STRING:
-            writer.add_string(key, bytes(value.parts[value.data[0]]).decode("utf-8"))
-        else:
-            writer.add_key_value(key, value.parts[value.data[0]].tolist()[0], ftype)
-    writer.add_file_type(0)  # ALL_F32
-    for name, tensor in state.items():
-        array = tensor.to(torch.float32).numpy()
-        if name in names:
-            target = names[name]
-        else:
-            match = re.fullmatch(r"model\.layers\.(\d+)\.(.+)\.weight", name)
-            if not match or match[2] not in per_layer:
-                if name == "lm_head.weight":
-                    continue  # tied to token_embd in this model
-                raise StudioError(f"GGUF export does not know the tensor {name}.")
-            target = f"blk.{match[1]}.{per_layer[match[2]]}.weight"
-            if match[2] == "self_attn.q_proj":
-                array = permute(array, n_head)
-            elif match[2] == "self_attn.k_proj":
-                array = permute(array, n_kv)
-        writer.add_tensor(target, np.ascontiguousarray(array))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    from core.generation import DEFAULT_SYSTEM
-
-    gguf_path = Path(gguf_file).resolve()
-    # Ollama imports a merged GGUF more reliably than loose adapters (DESIGN.md): point a Modelfile at it
-    (gguf_path.parent / f"{gguf_path.stem}.Modelfile").write_text(OLLAMA_CHATML.format(source=f"./{gguf_path.name}", system=DEFAULT_SYSTEM))
-    return gguf_path
 
 
 # ---------------------------------------------------------------- quick behaviour check
@@ -855,3 +851,6 @@ def style_follow_rates(
     tuned = [results[f"tuned{i}"].text for i in range(len(rows))]
     rate = lambda answers: sum(follows_style(a, rule) for a in answers) / len(answers)  # noqa: E731
     return {"base": rate(base), "tuned": rate(tuned), "n": len(rows), "base_answers": base, "tuned_answers": tuned}
+
+
+from core.export import export_gguf, export_lora_gguf, export_merged  # noqa: E402,F401  (their old home; pages call T.export_*)

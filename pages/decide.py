@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import plotly.express as px
+import plotly.graph_objects as go  # not plotly.express: px.bar imports pandas+pyarrow (4 s of a cold start under load)
 import streamlit as st
 
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
@@ -63,10 +63,17 @@ def ask(qid: str) -> str:
 
 def contribution_chart(decision):
     rows = contribution_rows(decision)
-    fig = px.bar(rows, x="points", y="question", color="option", orientation="h", barmode="group",
-                 color_discrete_map=COLORS, hover_data=["answer"],
-                 category_orders={"question": list(dict.fromkeys(r["question"] for r in rows)),
-                                  "option": list(COLORS)})
+    questions = list(dict.fromkeys(r["question"] for r in rows))
+    fig = go.Figure()
+    for option, color in COLORS.items():  # one bar series per option, grouped per question
+        mine = [r for r in rows if r["option"] == option]
+        fig.add_trace(go.Bar(
+            name=option, x=[r["points"] for r in mine], y=[r["question"] for r in mine], orientation="h", marker_color=color,
+            customdata=[[r["answer"]] for r in mine],
+            hovertemplate="%{y}<br>answer: %{customdata[0]}<br>points: %{x}<extra>" + option + "</extra>",
+        ))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(categoryorder="array", categoryarray=questions, autorange="reversed")  # first question on top
     fig.update_layout(height=540, margin=dict(l=0, r=10, t=40, b=0), legend_title_text="",
                       legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0), xaxis_title="points toward each option",
                       yaxis_title="", bargap=0.25)

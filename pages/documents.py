@@ -89,15 +89,18 @@ with add_tab:
         key=f"uploader_{kb.name}_{st.session_state.get('upload_round', 0)}",
     )
     with st.expander("Reading limits", expanded=False):
-        field_help = {f: ExtractionLimits.__dataclass_fields__[f].metadata["help"] for f in ("seconds_per_file", "max_page_stream_mb", "max_total_chars")}
+        field_help = {f: ExtractionLimits.__dataclass_fields__[f].metadata["help"]
+                      for f in ("seconds_per_file", "max_page_stream_mb", "max_total_chars", "max_memory_mb")}
         base = ExtractionLimits()
-        l1, l2, l3 = st.columns(3)
+        l1, l2, l3, l4 = st.columns(4)
         read_seconds = l1.number_input("Seconds per file", 1.0, 3600.0, base.seconds_per_file, 10.0, help=field_help["seconds_per_file"])
         page_mb = l2.number_input("Page content (MB)", 0.1, 4096.0, base.max_page_stream_mb, 8.0, help=field_help["max_page_stream_mb"])
         max_chars = l3.number_input("Characters per file", 1000, 500_000_000, base.max_total_chars, 1_000_000, help=field_help["max_total_chars"])
+        memory_mb = l4.number_input("Reader memory (MB)", 256, 1_048_576, base.max_memory_mb, 512, help=field_help["max_memory_mb"])
     if st.button("Add to knowledge base", type="primary", disabled=not uploads):
         bar = st.progress(0.0, text="Starting…")
-        limits = ExtractionLimits(seconds_per_file=float(read_seconds), max_page_stream_mb=float(page_mb), max_total_chars=int(max_chars))
+        limits = ExtractionLimits(seconds_per_file=float(read_seconds), max_page_stream_mb=float(page_mb), max_total_chars=int(max_chars),
+                                  max_memory_mb=int(memory_mb))
         spool = tempfile.TemporaryDirectory(dir=ws.root, prefix=".uploads-")
 
         def spooled():

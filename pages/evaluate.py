@@ -18,7 +18,7 @@ from core import charts, evaluation
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
-from ui.common import md_escape
+from ui.common import generator_spec, md_escape
 from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 
@@ -223,6 +223,13 @@ with results_tab:
         if summary.get("unsupported_method"):
             st.caption(f"Unsupported claims (lower is better): {summary['unsupported_method']}.")
         if rows:
+            from core.report import bottom_line, bottom_line_text
+
+            with st.container(border=True):  # the same measured bottom line the report ends with
+                st.markdown("**Bottom line**")
+                st.markdown("\n".join(f"- {md_escape(text)}" for text in bottom_line_text(bottom_line(rows, st.session_state.get("decision")))))
+                st.caption("Means with 95% intervals, n = answers that could be scored; a variant wins only when its interval "
+                           "lies above the others'. The recommendation compared is the Decide page's current one.")
             col_a, col_b = st.columns(2)
             col_a.plotly_chart(charts.scoreboard_figure(summary), key="scoreboard_chart")
             col_b.plotly_chart(charts.latency_figure(rows), key="latency_chart")

@@ -5,6 +5,7 @@ Everything shown about a run is read from the workspace, so a reloaded tab recon
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pandas as pd
 import streamlit as st
@@ -18,7 +19,7 @@ from core.errors import StudioError
 from core.models import GENERATOR_CHOICES
 from core.settings import get_workspace
 from ui.common import fmt_number
-from core.run_view import progress_label, speed_now
+from core.run_view import cpu_probe, progress_label, speed_now
 from ui.tune_helpers import format_seconds, model_facts_for
 
 ws = get_workspace()
@@ -72,7 +73,7 @@ else:
             r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
             alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
             dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
-            targets = st.multiselect("Target modules", list(facts.linear_names), [t for t in lora0.target_modules if t in facts.linear_names],
+            targets = st.multiselect("Target modules", list(facts.linear_names), list(T.resolve_lora(lora0, facts).target_modules),
                                      key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
             st.markdown("**Training**")
             c1, c2, c3, c4 = st.columns(4)
@@ -105,7 +106,10 @@ else:
             except StudioError as error:
                 st.error(str(error))
             if plan:
-                now = speed_now(ws, plan, base_model)
+                probe = st.session_state.get("ft_probe")
+                if not probe or time.time() - probe[0] > 30:  # a 0.25 s CPU probe, at most twice a minute
+                    probe = st.session_state["ft_probe"] = (time.time(), cpu_probe())
+                now = speed_now(ws, plan, base_model, probe_now=probe[1])
                 m1, m2, m3, m4 = st.columns(4)
                 # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
                 m1.metric("Estimated time", format_seconds(now.seconds), f"~{now.tokens_per_s:.0f} tokens/s at today's load",
@@ -230,7 +234,7 @@ else:
         with st.form("ft_export"):
             run_id = st.selectbox("Adapter", [a.id for a in adapters], format_func=lambda i: adapter_name(ws, i))
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
-            gguf = st.checkbox("Also write a GGUF file (embedded base only)")
+            gguf = st.checkbox("Also write a GGUF file (llama.cpp's converter; says why when it cannot)")
             if st.form_submit_button("Merge and export"):
                 try:
                     with st.spinner("Merging the adapter into the base weights…"):

@@ -46,10 +46,12 @@ def make_broken_adapter(workspace: Workspace) -> Path:
 
 def make_kb(workspace: Workspace) -> None:
     from core.knowledge import ingest_files, list_knowledge_bases, load_sentence_embedder
+    from core.settings import get_workspace
+    from tests.tune_support import MODEL_CACHE
 
     if any(kb.name == KB_NAME for kb in list_knowledge_bases(workspace)):
         return
-    embedder = load_sentence_embedder()
+    embedder = load_sentence_embedder(workspace=get_workspace(MODEL_CACHE))  # ONNX export shared by the tests
     results = ingest_files(workspace, KB_NAME, [("oil_and_amazon.txt", KB_TEXT.encode())], embedder)
     assert results[0].status == "added", results[0].message
 

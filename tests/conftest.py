@@ -73,10 +73,11 @@ def shared_models_workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def real_embedder():
+def real_embedder(shared_models_workspace):
+    """The default embedder (int8 ONNX where the CPU has VNNI), exported once into the shared model cache."""
     from core.knowledge import load_sentence_embedder
 
-    return load_sentence_embedder()
+    return load_sentence_embedder(workspace=shared_models_workspace)
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +104,8 @@ def app_workspace(tmp_path, monkeypatch, shared_models_workspace):
     converted = convert_embedded_generator(shared_models_workspace)
     ws = get_workspace(tmp_path / "app-ws")
     (ws.models / converted.name).symlink_to(converted, target_is_directory=True)
+    for export in shared_models_workspace.models.glob("*.onnx-v*"):  # the embedder's ONNX export, when made
+        (ws.models / export.name).symlink_to(export, target_is_directory=True)
     monkeypatch.setenv("STUDIO_WORKSPACE", str(ws.root))
     return ws
 
@@ -144,3 +147,15 @@ def fake_engine(monkeypatch):
     from tests.fake_engines import install
 
     return install(monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def tiny_family_models(tmp_path_factory):
+    """family key -> folder of a tiny random-init model with a family-like tokenizer (tests/tiny_families.py).
+
+    Built once per machine next to the converted SmolLM2 (keyed by the builder's source), so later sessions take no time.
+    """
+    from tests.tiny_families import cached_build
+    from tests.tune_support import MODEL_CACHE, converted_model_dir
+
+    return cached_build(converted_model_dir(), MODEL_CACHE)

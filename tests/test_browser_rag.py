@@ -21,7 +21,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.e2e import chromium, streamlit_server, wait_for_text, wait_idle
-from tests.pdfs import make_pdf
+from tests.pdfs import make_huge_array_pdf, make_image_scan_pdf, make_pdf
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -86,7 +86,8 @@ def click_button(driver, label: str, timeout: float = 30) -> None:
 
 def select_option(driver, label: str, option: str) -> None:
     """Pick an option of an st.selectbox (a react-aria combobox: the options open in a portal)."""
-    box = driver.find_element("css selector", f'input[role="combobox"][aria-label="{label}"]')
+    box = wait_until(lambda: driver.find_elements("css selector", f'input[role="combobox"][aria-label="{label}"]'), 30,
+                     f"no selectbox {label!r}", driver)[0]  # a busy server renders the page in steps
     if option in (box.get_attribute("value") or ""):
         return
     box.click()
@@ -160,6 +161,10 @@ def test_documents_then_ask(server, browser, tmp_path):
     notes = tmp_path / "service_notes.txt"
     notes.write_text("Zorblax service notes. The Polar-9 needs a glycol refill every 18 months. "
                      "Spare parts ship from the Tromsø warehouse.\n")
+    filing = tmp_path / "filing_10q.pdf"  # an array past pypdf's limit: read by pdfium (issue #15)
+    filing.write_bytes(make_huge_array_pdf())
+    scan = tmp_path / "scanned_invoice.pdf"  # pages that are only images
+    scan.write_bytes(make_image_scan_pdf(2))
 
     browser.get(server)
     wait_for_text(browser, "Recommended", 90)
@@ -185,17 +190,21 @@ def test_documents_then_ask(server, browser, tmp_path):
     wait_idle(browser)
     screenshot(browser, tmp_path, "documents")
 
-    # A zero-byte PDF next to a good text file: the broken one is reported, the other goes in
-    upload(browser, [broken, notes])
+    # A zero-byte PDF and a scan next to a good text file and a filing pypdf cannot read: the bad ones are
+    # reported in plain words and stay listed, the others go in
+    upload(browser, [broken, notes, filing, scan])
     click_button(browser, "Add to knowledge base")
     wait_for_text(browser, "“service_notes.txt”: 1 page", 120)
     text = body_text(browser)
     assert "“broken.pdf” is empty (0 bytes)" in text
+    assert "“filing_10q.pdf”: 1 page" in text and "Reached maximum" not in text
+    assert "“scanned_invoice.pdf” has no text layer" in text and "OCR" in text
+    assert "Files that could not be added (2)" in text
     errors = [e.text for e in browser.find_elements("css selector", '[data-testid="stAlert"]') if "broken.pdf" in e.text]
     assert errors, "the broken file's message is not shown as an alert"
     wait_idle(browser)
-    wait_until(lambda: "2" in browser.find_element("css selector", '[data-testid="stMetricValue"]').text, 30,
-               "the Documents metric did not reach 2", browser)
+    wait_until(lambda: "3" in browser.find_element("css selector", '[data-testid="stMetricValue"]').text, 30,
+               "the Documents metric did not reach 3", browser)
 
     # Ask: a question the PDF answers
     open_page(browser, "Ask")

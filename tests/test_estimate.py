@@ -127,3 +127,21 @@ def test_summary_lines_are_plain_text():
     assert "LoRA does not fit in memory; QLoRA does." in lines
     assert E.human_seconds(606.06) == "10 min" and E.human_seconds(0.015) == "15 ms"
     assert E.human_bytes(6_590_848) == "6.6 MB"
+
+
+def test_parameter_count_from_config_json_alone(tmp_path):
+    """Phi-3-mini-4k-instruct's config.json (hub values): 3,821,079,552 parameters, with no weights anywhere."""
+    import json
+
+    config = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+              "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
+              "max_position_embeddings": 4096, "tie_word_embeddings": False, "pad_token_id": 32000}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    spec = E.model_from_config(str(tmp_path))
+    assert spec.params == 3_821_079_552 and (spec.layers, spec.hidden, spec.vocab) == (32, 3072, 32064)
+    assert not list(tmp_path.glob("*.safetensors"))
+    est = E.estimate(E.EstimateInputs(params=spec.params, train_tokens=1e6, hardware="cpu"), spec)
+    assert est.model.label.endswith("(3.8B)")
+    # an architecture transformers does not know is counted from its sizes
+    (tmp_path / "config.json").write_text(json.dumps(dict(config, model_type="no-such-arch", architectures=["NoSuchForCausalLM"])))
+    assert abs(E.model_from_config(str(tmp_path)).params - 3_821_079_552) / 3.82e9 < 0.01

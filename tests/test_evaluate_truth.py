@@ -81,3 +81,19 @@ def test_drill_copy_leaves_the_knowledge_base_alone(workspace, toy_kb, fake_embe
     assert "update.txt" in [d.name for d in list_documents(workspace, copy)]
     assert "update.txt" not in [d.name for d in list_documents(workspace, toy_kb)]
     assert evaluation.remove_drill_copy(workspace, toy_kb) and not evaluation.remove_drill_copy(workspace, toy_kb)
+
+
+def test_scoreboard_tab_shows_the_bottom_line(workspace, toy_kb, fake_embedder):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_evaluation import QUESTIONS, FakeRunner
+
+    evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag")), kb=toy_kb, embedder=fake_embedder)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "evaluate.py"), default_timeout=60)
+    at.session_state["decision"] = {"recommendation": "rag"}
+    at.run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown).replace("\\", "")  # md_escape adds backslashes
+    assert "**Bottom line**" in text and "(n=" in text and "Decide recommendation (RAG)" in text

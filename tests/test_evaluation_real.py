@@ -26,10 +26,12 @@ def real_ws(tmp_path_factory):
 
 def test_end_to_end_squad36_rag_beats_base(real_ws):
     from core.knowledge import RetrievalSettings, ingest_files, load_sentence_embedder, search_many
+    from core.settings import get_workspace
+    from tests.tune_support import MODEL_CACHE
 
     questions = evaluation.load_questions(SQUAD / "qa_sample.jsonl")[:10]
     docs = sorted({q.source_doc for q in questions})
-    embedder = load_sentence_embedder()
+    embedder = load_sentence_embedder(workspace=get_workspace(MODEL_CACHE))  # ONNX export shared by the tests
     results = ingest_files(real_ws, "squad", [(d, (SQUAD / "docs" / d).read_bytes()) for d in docs], embedder)
     assert all(r.status == "added" for r in results)
     runner = evaluation.make_engine_runner(real_ws, None, max_new_tokens=48, engine="transformers")

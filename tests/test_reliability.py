@@ -145,6 +145,34 @@ def test_huge_array_without_pdfium_gives_a_plain_message(monkeypatch):
     assert "Reached maximum" not in message and "LimitReachedError" not in message
 
 
+def _docx_with_text(paragraphs: int) -> bytes:
+    """A small .docx whose document.xml unpacks to about paragraphs x 1 KB of text (a zip/XML bomb when large)."""
+    import io
+    import zipfile
+
+    body = ("<w:p><w:r><w:t>" + "lorem ipsum dolor sit amet " * 40 + "</w:t></w:r></w:p>") * paragraphs
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+                         'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                         '<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+                         'wordprocessingml.document.main+xml"/></Types>')
+        archive.writestr("_rels/.rels", '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+                         'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
+                         'relationships/officeDocument" Target="word/document.xml"/></Relationships>')
+        archive.writestr("word/document.xml", '<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/'
+                         f'wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>')
+    return out.getvalue()
+
+
+def test_a_docx_bomb_is_stopped_by_the_reader_memory_limit():
+    data = _docx_with_text(80_000)  # ~300 KB that unpacks to 86 MB of XML
+    with pytest.raises(DocumentError) as caught:
+        extract_document_bounded("bomb.docx", data, limits=ExtractionLimits(max_memory_mb=256, max_total_chars=500_000_000))
+    assert "max_memory_mb" in str(caught.value) and "--max-memory-mb" in str(caught.value)
+    assert "Lorem" not in extract_document("small.docx", _docx_with_text(2)).pages[0].text  # the crafted file is a real .docx
+
+
 def test_character_limit_names_itself_and_its_flag():
     with pytest.raises(DocumentError) as caught:
         extract_document("long.txt", b"word " * 1000, limits=ExtractionLimits(max_total_chars=1000))
@@ -306,6 +334,9 @@ def test_the_app_shows_a_damaged_catalogue_as_one_message(healed_kb):
     assert not at.exception
     shown = at.error[0].value.replace("\\", "") if at.error else ""  # md_escape's backslashes
     assert len(at.error) == 1 and "is damaged" in shown and str(workspace.db_path) in shown and "restore-backup" in shown
+    at.button(key="restore_catalogue").click().run()  # the app restores without a terminal
+    assert not at.exception and not at.error
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
 
 
 def test_backups_roll(workspace, fake_embedder):

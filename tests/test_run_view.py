@@ -36,6 +36,18 @@ def test_eta_scales_the_measured_speed_to_the_load_now(workspace):
     assert "120 tokens/s measured by run-a at load 2.0" in busy.basis and "load now (9.0 on 2 cores" in busy.basis
 
 
+def test_eta_scales_by_the_cpu_probe_when_the_run_recorded_one(workspace):
+    add_run(workspace, "run-p", "completed", [{"event": "probe", "gflops": 4.0, "load": 1.0}] + STEPS)
+    now = speed_now(workspace, plan(), T.TrainingSettings().base_model, load_now=9.0, cpus=2, probe_now=1.0)
+    assert now.tokens_per_s == 30.0 and "CPU probe gave 4.0 GFLOP/s" in now.basis and "1.0 GFLOP/s now" in now.basis
+
+
+def test_cpu_probe_measures_something():
+    from core.run_view import cpu_probe
+
+    assert cpu_probe(0.05, threads=1) > 0
+
+
 def test_eta_without_a_measured_run_uses_the_reference_speed_and_says_so(workspace):
     now = speed_now(workspace, plan(), T.TrainingSettings().base_model, load_now=3.0, cpus=2)
     assert now.tokens_per_s == 165.0 * 0.5 and "reference speed" in now.basis

@@ -29,7 +29,9 @@ def facts(ws):
 
 
 def test_model_facts_list_the_real_layer_names(facts):
-    assert set(T.KNOWN_TARGETS) <= set(facts.linear_names)
+    assert facts.family == "Llama / SmolLM" and facts.model_type == "llama"
+    assert facts.target_sets["all linear"] == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert set(facts.target_sets["all linear"]) <= set(facts.linear_names)
     assert "lm_head" not in facts.linear_names
     assert facts.max_length == 8192 and facts.num_layers == 30
     # q_proj 576->576, k/v 576->192 (3 kv heads x 64): r * (in + out) per layer
@@ -45,8 +47,9 @@ def test_model_facts_list_the_real_layer_names(facts):
         (T.LoraSettings(), T.TrainingSettings(batch_size=0), "batch size must be at least 1"),
         (T.LoraSettings(), T.TrainingSettings(max_length=9000), "above the model's context of 8192"),
         (T.LoraSettings(target_modules=("q_proj", "query_key_value")), T.TrainingSettings(), "no layer named query_key_value"),
-        (T.LoraSettings(target_modules=()), T.TrainingSettings(), "at least one target module"),
-        (T.LoraSettings(), T.TrainingSettings(qlora=True), "QLoRA needs a CUDA GPU"),
+        (T.LoraSettings(target_set="mlp"), T.TrainingSettings(), "Unknown target set"),
+        (T.LoraSettings(), T.TrainingSettings(precision="int3"), "Unknown precision"),
+        (T.LoraSettings(), T.TrainingSettings(processes=-1), "Processes must be"),
     ],
 )
 def test_bad_settings_are_refused_before_launch(ws, facts, lora, training, message):

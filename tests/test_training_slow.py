@@ -169,10 +169,12 @@ def test_dataset_build_from_ingested_pdfs_via_cli(tmp_path):
 
     from core.datasets import dataset_meta
     from core.knowledge import ingest_files, load_sentence_embedder
+    from core.settings import get_workspace
+    from tests.tune_support import MODEL_CACHE
     from tune_support import SQUAD
 
     ws = workspace_with_model(tmp_path / "ws")
-    embedder = load_sentence_embedder()
+    embedder = load_sentence_embedder(workspace=get_workspace(MODEL_CACHE))  # ONNX export shared by the tests
     files = [(name, (SQUAD / "docs" / name).read_bytes()) for name in ("Black_Death.pdf", "Chloroplast.pdf")]
     results = ingest_files(ws, "squad", files, embedder)
     assert all(r.status == "added" for r in results), results

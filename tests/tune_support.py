@@ -25,6 +25,9 @@ def workspace_with_model(root: Path):
     target = ws.models / "SmolLM2-135M-Instruct"
     if not target.exists():
         target.symlink_to(converted_model_dir(), target_is_directory=True)
+    for export in (MODEL_CACHE / "models").glob("*.onnx-v*"):  # the embedder's ONNX export, when made
+        if not (ws.models / export.name).exists():
+            (ws.models / export.name).symlink_to(export, target_is_directory=True)
     return ws
 
 

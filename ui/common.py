@@ -10,8 +10,9 @@ import re
 
 import streamlit as st
 
+from typing import TYPE_CHECKING
+
 from core.errors import StudioError
-from core.knowledge import KnowledgeBase, SentenceTransformerEmbedder, list_knowledge_bases, load_sentence_embedder
 from core.models import (
     DEVICES,
     DTYPES,
@@ -24,6 +25,10 @@ from core.models import (
     describe_hardware,
 )
 from core.settings import Workspace, get_workspace
+
+if TYPE_CHECKING:  # the knowledge stack (numpy, SQLite FTS, FAISS glue) loads with the first page that needs it
+    from core.embedding import SentenceTransformerEmbedder
+    from core.knowledge import KnowledgeBase
 
 OTHER = "Other (Hugging Face id or folder)…"
 
@@ -47,7 +52,12 @@ def workspace() -> Workspace:
     try:
         check_catalogue(ws)
     except CatalogueError as error:
+        from core.storage import list_backups, restore_catalogue
+
         st.error(md_escape(str(error)), icon=":material/error:")
+        if list_backups(ws) and st.button("Restore the last good backup", type="primary", key="restore_catalogue"):
+            restore_catalogue(ws)  # the damaged file is kept beside it
+            st.rerun()
         st.stop()
     return ws
 
@@ -74,9 +84,11 @@ def _cached_engine(kind: str, target: str, model: str, api_key_env: str, model_i
     return open_engine(EngineSpec(kind, target, model, api_key_env), get_workspace(root), GeneratorSpec(model_id, device, dtype))
 
 
-@st.cache_resource(show_spinner="Loading the embedding model…")
-def _cached_embedder(model_id: str, device: str) -> SentenceTransformerEmbedder:
-    return load_sentence_embedder(EmbedderSpec(model_id, device))
+@st.cache_resource(show_spinner="Loading the embedding model… (the first time on a new workspace exports it to ONNX: ~20 s)")
+def _cached_embedder(model_id: str, device: str, backend: str, root: str) -> SentenceTransformerEmbedder:
+    from core.embedding import load_sentence_embedder
+
+    return load_sentence_embedder(EmbedderSpec(model_id, device, backend), get_workspace(root))
 
 
 def get_engine(spec=None, generator: GeneratorSpec | None = None):
@@ -93,16 +105,20 @@ def get_engine(spec=None, generator: GeneratorSpec | None = None):
 
 def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
     spec = spec or embedder_spec()
-    return _cached_embedder(spec.model_id, spec.device)
+    return _cached_embedder(spec.model_id, spec.device, spec.backend, str(workspace().root))
 
 
 def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
     """The embedding model a knowledge base was built with (queries must use the same one)."""
-    return get_embedder(EmbedderSpec(kb.embedding_model, embedder_spec().device))
+    from core.embedding import spec_for_recorded
+
+    return get_embedder(spec_for_recorded(kb.embedding_model, embedder_spec().device))
 
 
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:
     """A select box over the workspace's knowledge bases, remembered across pages."""
+    from core.knowledge import list_knowledge_bases
+
     bases = list_knowledge_bases(workspace())
     if not bases:
         st.info("No knowledge base yet. Create one on the **Documents** page by uploading a few PDFs.")

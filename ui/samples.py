@@ -19,7 +19,7 @@ def sample_block(ws, has_knowledge_bases: bool) -> None:
     except StudioError:
         return  # no samples/ folder in this install: nothing to offer
     with st.container(border=not has_knowledge_bases):
-        left, right = st.columns([3, 1], vertical_alignment="center")
+        left, right = st.columns([3, 2], vertical_alignment="center")  # the button label must not be cut off
         left.caption(f"No documents at hand? {count} Wikipedia articles (CC BY-SA 4.0) with their SQuAD questions "
                      f"ship with the Studio: one click builds the knowledge base “{SAMPLE_KB}” and fills Compare's demo questions.")
         if not right.button("Try it with sample documents", icon=":material/auto_awesome:", key="sample_kb_button",

@@ -30,7 +30,7 @@ def handle(args) -> int:
     from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings, load_sentence_embedder, relevant, search
+    from core.knowledge import RetrievalSettings, relevant, search
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
@@ -45,7 +45,9 @@ def handle(args) -> int:
     if any(v in USES_CONTEXT for v in variants):
         if not args.kb:
             raise StudioError("RAG and hybrid need --kb NAME; or choose --variants base,ft.")
-        embedder = load_sentence_embedder()
+        from core.evaluation import embedder_for_kb
+
+        embedder = embedder_for_kb(workspace, args.kb)  # the kb's own model and precision
         hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
     engine = engine_from_args(args, workspace)
     engines = open_column_engines(args, workspace)

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_decide)
 
     e = subparsers.add_parser("estimate", help="memory, training time and RAG cost estimates")
-    e.add_argument("--params", required=True, type=float, help="base model parameters, e.g. 3.8e9")
+    e.add_argument("--params", type=float, default=None, help="base model parameters, e.g. 3.8e9")
+    e.add_argument("--model", default=None, help="or a Hugging Face id / local folder: the size is read from its config.json (no weights)")
     e.add_argument("--train-tokens", required=True, type=float, help="training-set size in tokens, e.g. 2e6")
     e.add_argument("--hardware", default="cpu", help=f"one of: {', '.join(HARDWARE)}")
     e.add_argument("--docs", type=int, default=0, help="number of documents")
@@ -56,8 +57,16 @@ def run_decide(args: argparse.Namespace) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    result = estimate(EstimateInputs(params=args.params, train_tokens=args.train_tokens, hardware=args.hardware,
-                                     docs=args.docs, pages=args.pages, epochs=args.epochs))
+    model = None
+    if args.model:
+        from core.estimate import model_from_config
+        from core.settings import get_workspace
+
+        model = model_from_config(args.model, get_workspace(args.workspace))
+    elif args.params is None:
+        raise StudioError("Give --params (e.g. 3.8e9) or --model (a Hugging Face id or folder).")
+    result = estimate(EstimateInputs(params=model.params if model else args.params, train_tokens=args.train_tokens,
+                                     hardware=args.hardware, docs=args.docs, pages=args.pages, epochs=args.epochs), model)
     if args.json:
         print_json(estimate_to_dict(result))
     else:

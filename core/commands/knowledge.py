@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--read-seconds", type=float, default=None, help="wall time to read one file (default 60)")
     ingest.add_argument("--max-page-mb", type=float, default=None, help="decompressed content per PDF page, MB (default 16)")
     ingest.add_argument("--max-chars", type=int, default=None, help="characters of text per file (default 20,000,000)")
+    ingest.add_argument("--max-memory-mb", type=int, default=None, help="memory of the process reading one file, MB (default 4096)")
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(func=cmd_ingest)
 
@@ -64,10 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kb_restore.set_defaults(func=cmd_kb_restore)
 
 
-def _embedder():
-    from core.knowledge import load_sentence_embedder
+def _embedder(ws=None, kb_name=None):
+    """The kb's own embedder (model and precision) when it exists, else the default for a new one."""
+    from core.knowledge import list_knowledge_bases, load_sentence_embedder, normalize_kb_name
 
-    return load_sentence_embedder()
+    if ws is not None and any(kb.name == normalize_kb_name(kb_name) for kb in list_knowledge_bases(ws)):
+        return _embedder_for_kb(ws, kb_name)
+    return load_sentence_embedder(workspace=ws)
 
 
 def _embedder_for_kb(ws, name):
@@ -109,10 +113,10 @@ def cmd_ingest(args) -> int:
             print(f"[{event.file_index + 1}/{event.file_count}] {event.file_name}", file=sys.stderr)
 
     limits = ExtractionLimits(**{name: value for name, value in (
-        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars),
+        ("seconds_per_file", args.read_seconds), ("max_page_stream_mb", args.max_page_mb), ("max_total_chars", args.max_chars), ("max_memory_mb", args.max_memory_mb),
     ) if value is not None})
     # Paths, not bytes: each file is read by its own bounded worker, never the whole batch in memory.
-    results = ingest_files(ws, args.kb, [(path.name, path) for path in args.files], _embedder(), chunking, progress, limits)
+    results = ingest_files(ws, args.kb, [(path.name, path) for path in args.files], _embedder(ws, args.kb), chunking, progress, limits)
     lines = [f"{'✓' if r.status == 'added' else '=' if r.status == 'duplicate' else '✗'} {r.message}" for r in results]
     added = sum(r.status == "added" for r in results)
     failed = sum(r.status == "failed" for r in results)

@@ -1,4 +1,4 @@
-"""`python -m core train --dataset ID --preset demo|quality`: a LoRA run with progress lines."""
+"""`python -m core train --dataset ID --preset demo|quality [--model ID_OR_DIR] [--processes N]`: a LoRA run with progress lines."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +14,16 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override the learning rate")
     parser.add_argument("--r", type=int, default=None, help="override the LoRA rank")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--model", default=None, help="base model: a Hugging Face id or a local folder (default: the embedded SmolLM2)")
+    parser.add_argument("--target-set", choices=("all linear", "attention"), default=None,
+                        help="LoRA targets from the model family's table (core/families.py)")
+    parser.add_argument("--target-modules", default=None, help="comma list of Linear layer names (overrides --target-set)")
+    parser.add_argument("--processes", type=int, default=None, help="data-parallel processes (accelerate/DDP); default: one per GPU")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="less memory, ~30%% slower (large models)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16", "float16"), default=None)
+    parser.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights (CUDA)")
+    parser.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
+    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--no-wait", action="store_true", help="start the run and return at once")
     parser.add_argument("--json", action="store_true", help="JSON lines: one per progress event, then the result")
@@ -40,6 +50,18 @@ def _train(args) -> int:
         training = dataclasses.replace(training, batch_size=args.batch_size)
     if args.r is not None:
         lora = dataclasses.replace(lora, r=args.r, alpha=2 * args.r)
+    if args.model:
+        training = dataclasses.replace(training, base_model=args.model)
+    if args.target_set:
+        lora = dataclasses.replace(lora, target_set=args.target_set, target_modules=())
+    if args.target_modules:
+        lora = dataclasses.replace(lora, target_modules=tuple(n.strip() for n in args.target_modules.split(",") if n.strip()))
+    overrides = {"processes": args.processes, "precision": args.precision, "save_steps": args.save_steps, "seed": args.seed}
+    training = dataclasses.replace(training, **{k: v for k, v in overrides.items() if v is not None})
+    if args.gradient_checkpointing:
+        training = dataclasses.replace(training, gradient_checkpointing=True)
+    if args.qlora:
+        training = dataclasses.replace(training, qlora=True)
     plan = T.plan_run(ws, args.dataset, lora, training)
     if not args.json:
         print(f"{plan.trainable_params:,} trainable parameters ({plan.trainable_percent:.2f}%), {plan.total_steps} steps, "
@@ -64,7 +86,8 @@ def _train(args) -> int:
         raise
     adapter = str(T.run_dir(ws, run.id) / "adapter") if run.status == "completed" else None
     if args.json:
-        print_json({"run_id": run.id, "status": run.status, "final_loss": run.final_loss, "adapter": adapter, "error": run.error})
+        print_json({"run_id": run.id, "status": run.status, "final_loss": run.final_loss, "adapter": adapter, "error": run.error,
+                    "base_model": run.base_model, "target_modules": run.config.get("lora", {}).get("target_modules")})
     else:
         print(f"run {run.id}: {run.status}" + (f", final loss {run.final_loss:.4f}" if run.final_loss is not None else ""))
         if adapter:

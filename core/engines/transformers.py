@@ -157,6 +157,9 @@ class TorchEngine:
                 return name
             from peft import PeftModel
 
+            from core.families import check_adapter_base, read_config
+
+            check_adapter_base(folder, self.loaded.spec.model_id, read_config(self.loaded.path))  # names both models
             try:
                 if self._peft is None:
                     # autocast off: keep LoRA weights in the base dtype (bf16 on CPU) instead of fp32 copies.
