@@ -177,6 +177,9 @@ def score(row: dict) -> dict:
 
 def summarize(args) -> int:
     rows = [r for path in args.files for r in _load_rows(Path(path))]
+    # Only questions the run reached (gate refusals are written up front for every question, without generating).
+    reached = {(r["config"], r["set"], r["qid"]) for r in rows if r["variant"] == "base"}
+    rows = [r for r in rows if (r["config"], r["set"], r["qid"]) in reached]
     if not rows:
         print("no rows")
         return 1
