@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from tests.e2e import chromium, streamlit_server, wait_for_text, wait_idle  # noqa: E402
-from tests.test_browser_rag import open_page, select_option  # noqa: E402
+from tests.test_browser_rag import open_page, select_option, wait_until  # noqa: E402
 
 SHOTS = ROOT / "docs" / "screenshots"
 ASK_QUESTION = "What was Northwind Circuits' total revenue for the quarter?"
@@ -33,6 +33,40 @@ def _open_sources(driver, count: int) -> None:
         time.sleep(1.0)
 
 
+def _open(driver, title: str) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(5):  # the sidebar re-renders while the app starts
+        try:
+            open_page(driver, title)
+            return
+        except StaleElementReferenceException:
+            time.sleep(2)
+    open_page(driver, title)
+
+
+def _ask(driver, question: str) -> None:
+    from selenium.common.exceptions import ElementNotInteractableException, StaleElementReferenceException
+
+    for attempt in range(30):
+        try:
+            box = driver.find_element("css selector", "[data-testid='stChatInputTextArea']")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+            box.click()
+            box.send_keys(question)
+            box.send_keys("\n")
+            return
+        except (ElementNotInteractableException, StaleElementReferenceException):
+            time.sleep(2)
+    raise RuntimeError("the chat input never became usable")
+
+
+def _pick_kb(driver, name: str) -> None:
+    wait_until(lambda: driver.find_elements("css selector", 'input[role="combobox"][aria-label="Knowledge base"]'), 120,
+               "no knowledge base picker", driver)
+    select_option(driver, "Knowledge base", name)
+
+
 def main() -> int:
     workspace = Path(os.environ["STUDIO_WORKSPACE"])
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -40,13 +74,11 @@ def main() -> int:
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1500, "height": 1100, "deviceScaleFactor": 1, "mobile": False})
         driver.get(url)
         wait_idle(driver, 120)
-        open_page(driver, "Ask")
+        _open(driver, "Ask")
         wait_for_text(driver, "Ask your documents", 60)
-        select_option(driver, "Knowledge base", "tenq")
+        _pick_kb(driver, "tenq")
         wait_idle(driver)
-        box = driver.find_element("css selector", "[data-testid='stChatInputTextArea']")
-        box.send_keys(ASK_QUESTION)
-        box.send_keys("\n")
+        _ask(driver, ASK_QUESTION)
         wait_for_text(driver, "tokens/s", 600)
         wait_idle(driver, 300)
         _open_sources(driver, 1)
@@ -56,13 +88,11 @@ def main() -> int:
         driver.save_screenshot(str(SHOTS / "ask-support.png"))
         print("ask:", messages[-1].text[:600])
 
-        open_page(driver, "Compare")
+        _open(driver, "Compare")
         wait_for_text(driver, "Compare", 60)
-        select_option(driver, "Knowledge base", "tenq")
+        _pick_kb(driver, "tenq")
         wait_idle(driver)
-        box = driver.find_element("css selector", "[data-testid='stChatInputTextArea']")
-        box.send_keys(COMPARE_QUESTION)
-        box.send_keys("\n")
+        _ask(driver, COMPARE_QUESTION)
         deadline = time.time() + 900
         while time.time() < deadline:
             body = driver.find_element("tag name", "body").text

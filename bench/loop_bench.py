@@ -91,7 +91,8 @@ def _ensure_tenq(workspace) -> None:
 def run(args) -> int:
     from core.adapters import resolve_adapter
     from core.compare import guarded_stream, plan_comparison
-    from core.engine import GenerationRequest, collect, load_engine
+    from core.engines.base import GenerationRequest, collect
+    from core.engines.registry import open_engine
     from core.generation import DecodingSettings
     from core.knowledge import RetrievalSettings, relevant, search_many
     from core.evaluation import embedder_for_kb
@@ -103,7 +104,7 @@ def run(args) -> int:
     out = Path(args.out)
     done = {(r["config"], r["set"], r["qid"], r["variant"]) for r in _load_rows(out)}
     adapter = str(resolve_adapter(workspace, args.adapter))
-    engine = load_engine(workspace)
+    engine = open_engine(args.engine, workspace)  # transformers: the engine with the answer-only n-gram ban
     settings = replace(DecodingSettings(max_new_tokens=args.max_new_tokens), stop_on_repeat=False, **CONFIGS[args.config])
     retrieval = RetrievalSettings(k=args.k)
     questions = _questions(args)
@@ -177,6 +178,9 @@ def score(row: dict) -> dict:
 
 def summarize(args) -> int:
     rows = [r for path in args.files for r in _load_rows(Path(path))]
+    # Only questions the run reached (gate refusals are written up front for every question, without generating).
+    reached = {(r["config"], r["set"], r["qid"]) for r in rows if r["variant"] == "base"}
+    rows = [r for r in rows if (r["config"], r["set"], r["qid"]) in reached]
     if not rows:
         print("no rows")
         return 1
@@ -241,6 +245,7 @@ def main() -> int:
     r.add_argument("--squad-limit", type=int, default=180)
     r.add_argument("--tenq", action="store_true")
     r.add_argument("--k", type=int, default=3)
+    r.add_argument("--engine", default="transformers", help="engine spec for core.engines.registry.open_engine")
     r.add_argument("--max-new-tokens", type=int, default=150)
     r.add_argument("--batch-rows", type=int, default=5)
     r.add_argument("--no-old-hybrid", action="store_true", help="skip the hybrid row with the old RAG prompt (faster)")
