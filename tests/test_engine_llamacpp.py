@@ -80,16 +80,20 @@ def free_port() -> int:
 
 
 def start_server(gguf, alias, lora=None):
+    """A real `python -m llama_cpp.server` on a free port; its log goes to a file (a full stderr pipe would block it)."""
+    import tempfile
+
     from core.engines.llamacpp import server_command
 
     port = free_port()
-    argv, cwd = server_command(gguf, port, alias, lora, threads=2)
-    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    argv, cwd = server_command(gguf, port, alias, lora, threads=1)
+    log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"llama_cpp.server exited: {process.stderr.read()[-2000:]}")
+            raise AssertionError(f"llama_cpp.server exited: {open(log.name).read()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
                 if json.loads(response.read())["data"][0]["id"] == alias:
@@ -97,7 +101,7 @@ def start_server(gguf, alias, lora=None):
         except OSError:
             time.sleep(0.5)
     process.terminate()
-    raise AssertionError("llama_cpp.server did not come up in 180 s")
+    raise AssertionError(f"llama_cpp.server did not come up in 240 s: {open(log.name).read()[-2000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,9 @@ def server_command(gguf: str | Path, port: int, alias: str, lora: str | Path | N
     """`python -m llama_cpp.server` for a GGUF (and a GGUF LoRA), and the folder to start it in: ggml looks for its
     CPU backends next to the executable and in the working directory, and this build keeps them in llama_cpp/lib."""
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(Path(gguf).resolve()), "--model_alias", alias,
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads or os.cpu_count() or 1)]
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads or os.cpu_count() or 1),
+            # Its default cuts a running stream off when the next request arrives: Compare's columns would end each other.
+            "--interrupt_requests", "False"]
     if lora:
         argv += ["--lora_path", str(Path(lora).resolve())]
     return argv, library_folder()
