@@ -41,7 +41,7 @@ def library_folder() -> Path:
 
     spec = importlib.util.find_spec("llama_cpp")
     if spec is None or not spec.submodule_search_locations:
-        raise StudioError("llama-cpp-python is not installed; run `make install` (it builds it, a few minutes) or choose the transformers engine.")
+        raise StudioError("llama-cpp-python is not installed; run `make llama-cpp` (it compiles it once: 15+ minutes) or choose the transformers engine.")
     return Path(list(spec.submodule_search_locations)[0]) / "lib"
 
 
@@ -62,7 +62,7 @@ def load_backends() -> list[str]:
         devices = [ggml.ggml_backend_dev_description(ggml.ggml_backend_dev_get(i)).decode(errors="replace")
                    for i in range(ggml.ggml_backend_dev_count())]
         if not devices:
-            raise StudioError(f"llama.cpp found no CPU backend in {lib}; reinstall llama-cpp-python with `make install`.")
+            raise StudioError(f"llama.cpp found no CPU backend in {lib}; reinstall llama-cpp-python with `make llama-cpp`.")
         return devices
 
 

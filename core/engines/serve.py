@@ -104,7 +104,7 @@ def export_for_serving(workspace, run_id: str, target: str, out_dir: str | Path 
         python_server = f"cd {_q(cwd)} && " + " ".join(_q(a) for a in ["python", *argv[1:]])
         commands = [f"llama-server -m {_q(base)} --lora {_q(lora)} --port {port}", python_server, studio]
         notes = ["llama-server is llama.cpp's own binary; the second command is the same server from llama-cpp-python, "
-                 "which `make install` builds (started in its lib folder, where ggml finds the CPU backend for this machine).",
+                 "which `make llama-cpp` builds (started in its lib folder, where ggml finds the CPU backend for this machine).",
                  f"llama-server answers to any model name; llama-cpp-python's server to the alias {name}, one request at a time "
                  "(--interrupt_requests False, so Compare's columns queue instead of cutting each other off)."]
         return ServePlan(target, name, folder, [lora], commands, notes, url)
