@@ -19,6 +19,7 @@ from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from core.settings import get_workspace
 from ui.common import generator_spec, md_escape
+from ui.engine_picker import column_engine
 from ui.common import fmt_number as fmt
 from ui.judge_panel import judge_panel
 
@@ -30,13 +31,16 @@ def cached_embedder(workspace_root: str, kb_name: str):
     return evaluation.embedder_for_kb(get_workspace(workspace_root), kb_name)
 
 
-def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0):
-    """Every variant of a question in one batch through the sidebar's engine (loaded once, shared with Compare and Ask)."""
+def cached_runner(workspace_root: str, adapter: str | None, max_new_tokens: int, repetition_penalty: float = 1.0,
+                  engines: dict | None = None):
+    """Every variant of a question in one batch through the sidebar's engine (loaded once, shared with Compare and Ask);
+    `engines` ({variant: EngineSpec}) gives some variants their own engine, as Compare's columns can."""
     from core.generation import DecodingSettings
     from ui.common import get_engine
 
     settings = DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-    return evaluation.EngineVariantRunner(get_engine(), adapter, settings)
+    per_variant = {variant: get_engine(spec) for variant, spec in (engines or {}).items()}
+    return evaluation.EngineVariantRunner(get_engine(), adapter, settings, per_variant)
 
 
 st.title("Evaluate")
@@ -127,7 +131,21 @@ with run_tab:
     spec = engine_spec()
     st.caption(f"Engine: **{resolve_kind(spec, generator_spec())}**{' · ' + spec.model if spec.model else ''} "
                "(the sidebar's choice; every answer records the engine and model that gave it).")
-    start = st.button("Start evaluation", type="primary", disabled=not questions or not variants)
+    variant_engines, engine_problem = {}, None
+    with st.expander("Engine per variant", icon=":material/memory:"):
+        st.caption("Each variant can answer from its own engine, as on Compare: e.g. base and RAG from your team's "
+                   "Ollama or vLLM model, the fine-tune from the local adapter.")
+        for column, variant in zip(st.columns(max(1, len(variants))), variants):
+            with column:
+                try:
+                    chosen = column_engine(variant, f"{evaluation.VARIANT_LABELS[variant]} engine")
+                except StudioError as error:
+                    st.error(str(error))
+                    engine_problem = str(error)
+                    continue
+                if chosen is not None:
+                    variant_engines[variant] = chosen
+    start = st.button("Start evaluation", type="primary", disabled=not questions or not variants or engine_problem is not None)
     if start:
         try:
             settings = evaluation.EvaluationSettings(
@@ -147,7 +165,7 @@ with run_tab:
                     st.info(cap_note[:1].upper() + cap_note[1:] + ".", icon=":material/straighten:")
             # Load in the script thread (st.cache_resource needs the script context), answer in the worker thread.
             runner = cached_runner(str(workspace.root), str(adapter_path) if adapter_path else None, settings.max_new_tokens,
-                                   float(repetition_penalty))
+                                   float(repetition_penalty), variant_engines)
             job = evaluation.start_evaluation_job(
                 workspace,
                 lambda: runner,

@@ -186,3 +186,34 @@ def test_fmt_number_reads_n_a_for_missing_values():
     assert fmt_number(None) == fmt_number(math.nan) == fmt_number(np.float64("nan")) == "n/a"
     assert fmt_number(0.12345) == "0.123" and fmt_number(np.int64(10), 0) == "10" and fmt_number(2.5, 1) == "2.5"
     assert fmt_number(True) == "True" and fmt_number("run-1") == "run-1"
+
+
+def test_a_variant_can_answer_from_its_own_engine(workspace, toy_kb, fake_embedder, monkeypatch):
+    """Evaluate's 'Engine per variant', like Compare's columns: RAG from a second registered engine, the rest from the
+    sidebar's; each answer records the engine that gave it, and each engine saw only its own variant's requests."""
+    from core.engines import registry
+    from tests.fake_engines import EchoEngine
+
+    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    default = install_fake_engine(monkeypatch)
+    team = EchoEngine(model="team-server-model")
+    team.name = "team"
+    monkeypatch.setitem(registry._FACTORIES, "team", lambda spec, workspace, generator=None: team)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    at.selectbox[0].select("toy").run()
+    at.radio[0].set_value("Generate from the documents").run()
+    rag_engine = next(s for s in at.selectbox if s.label == f"{evaluation.VARIANT_LABELS['rag']} engine")
+    rag_engine.select("team").run()
+    assert not at.exception
+    next(b for b in at.button if b.label == "Start evaluation").click().run()
+    evaluation_id = at.session_state["evaluation_id"]
+    evaluation.get_job(evaluation_id).thread.join(30)
+    rows = evaluation.load_results(workspace, evaluation_id)
+    by_variant = {}
+    for row in rows:
+        by_variant.setdefault(row["variant"], set()).add((row.get("engine"), row.get("model")))
+    assert by_variant["rag"] == {("team", "team-server-model")}
+    assert by_variant["base"] == {("fake", "echo-1")}
+    assert all(r.key.endswith("rag") for batch in team.batches for r in batch)
+    assert not any(r.key.endswith("rag") for batch in default.batches for r in batch)
