@@ -15,13 +15,11 @@ path pulls a CUDA torch 2.14 and transformers 5.5. onnxruntime itself installs c
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 from functools import lru_cache
@@ -32,6 +30,7 @@ import numpy as np
 
 from core.errors import StudioError
 from core.settings import Workspace
+from core.storage import build_folder_once
 
 log = logging.getLogger(__name__)
 
@@ -267,23 +266,12 @@ def export_onnx(workspace: Workspace, model_id: str) -> Path:
     if source is None:
         raise StudioError(f"{model_id!r} cannot be exported to ONNX; use the torch embedding backend.")
     target = _export_folder(workspace, source, model_id)
-    if (target / "export.json").exists():
-        return target
-    workspace.models.mkdir(parents=True, exist_ok=True)
-    with open(workspace.models / ".embedder-export.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "export.json").exists():
-            return target
+
+    def build(staging: Path) -> None:
         log.info("Exporting %s to ONNX in %s (one time, ~20 s)", model_id, target)
-        staging = Path(tempfile.mkdtemp(dir=workspace.models, prefix=".export-"))
-        try:
-            _export_into(source, staging)
-            staging.chmod(0o755)  # mkdtemp made it private; the export is a shared read-only cache
-            staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return target
+        _export_into(source, staging)
+
+    return build_folder_once(target, "export.json", build)
 
 
 def _export_into(source: Path, staging: Path) -> None:

@@ -8,12 +8,9 @@ Heavy libraries are imported inside functions so `import core.models` stays inst
 """
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import json
 import logging
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Any
 
 from core.errors import StudioError
 from core.settings import Workspace
+from core.storage import build_folder_once
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +142,8 @@ def convert_embedded_generator(workspace: Workspace) -> Path:
     A file lock makes two processes (the app and a training run) convert only once.
     """
     target = workspace.models / "SmolLM2-135M-Instruct"
-    if (target / "config.json").exists():
-        return target
-    workspace.models.mkdir(parents=True, exist_ok=True)
-    with open(workspace.models / ".convert.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "config.json").exists():
-            return target
+
+    def build(staging: Path) -> None:
         log.info("Converting the embedded SmolLM2 GGUF into %s (one time, ~20 s)", target)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -162,19 +155,14 @@ def convert_embedded_generator(workspace: Workspace) -> Path:
             del config.quantization_config
         plain = AutoModelForCausalLM.from_config(config)
         plain.load_state_dict(packed.state_dict(), strict=True)
-        staging = Path(tempfile.mkdtemp(dir=workspace.models, prefix=".convert-"))
-        try:
-            plain.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            config_path = staging / "config.json"
-            saved = json.loads(config_path.read_text())
-            saved.pop("quantization_config", None)
-            config_path.write_text(json.dumps(saved, indent=2))
-            staging.rename(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        config_path = staging / "config.json"
+        saved = json.loads(config_path.read_text())
+        saved.pop("quantization_config", None)
+        config_path.write_text(json.dumps(saved, indent=2))
+
+    return build_folder_once(target, "config.json", build)
 
 
 def resolve_generator_path(spec: GeneratorSpec, workspace: Workspace) -> str:

@@ -5,16 +5,18 @@ independent. Never unpickle anything from disk: data goes to SQLite, JSON or saf
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from core.errors import StudioError
 from core.settings import Workspace
@@ -41,12 +43,27 @@ def connect(workspace: Workspace) -> sqlite3.Connection:
         conn = sqlite3.connect(workspace.db_path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA journal_mode = WAL")  # readers (the UI) never block the writer (a run)
+        _use_wal(conn)
     except sqlite3.DatabaseError as error:
         if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
             raise
         raise _damaged(workspace, str(error)) from error
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """WAL, so readers (the UI) never block the writer (a run). Switching a new file to WAL takes an exclusive lock
+    that SQLite's busy timeout does not wait for: two first connections at once got "database is locked" (two
+    racing ingests into a new workspace), so the switch is retried briefly, and skipped once the file is WAL."""
+    for attempt in range(100):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 99:
+                raise
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- catalogue health and backups
@@ -231,3 +248,27 @@ def read_json_or_default(path: Path, default: Any = None) -> Any:
     except (ValueError, OSError) as error:
         log.warning("%s is unreadable (%s); treating it as missing", path, error)
         return default
+
+
+def build_folder_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """Build the folder `target` once across processes (the app, the CLI, a training run, tests).
+
+    Done when `target/marker` exists. A file lock next to it lets one process build while the others wait;
+    the build fills a staging folder that is renamed into place, so a crash never leaves half a folder.
+    """
+    if (target / marker).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / marker).exists():
+            return target
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+        try:
+            build(staging)
+            staging.chmod(0o755)  # mkdtemp made it private; these folders are shared read-only caches
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
