@@ -392,39 +392,55 @@ def _pdfium_pages(
             ) from None
         raise _ReaderFailed(str(error), "the file structure is broken") from error
     try:
-        total = len(pdf)
-        _check_pages(name, total, limits)
-        pages: list[PageText] = []
-        images: list[bool] = []
-        chars = 0
-        failed = 0
-        for index in range(total):
-            _check_page_stream(name, index + 1, inspector, limits)
+        def read_page(index: int) -> tuple[str, bool]:
+            page = pdf[index]
             try:
-                page = pdf[index]
-                try:
-                    textpage = page.get_textpage()
-                    text = textpage.get_text_bounded()
-                    textpage.close()
-                    has_image = next(iter(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=2)), None) is not None
-                finally:
-                    page.close()
-            except pdfium.PdfiumError as error:  # one broken page must not lose the rest of the document
-                log.warning("%s page %d: %s", name, index + 1, error)
-                failed += 1
-                text, has_image = "", False
-            text = _clean_pdf_text(text)
-            chars += len(text)
-            _check_chars(name, chars, limits)
-            pages.append(PageText(index + 1, text))
-            images.append(has_image)
-            if progress:
-                progress(index + 1, total)
-        if failed == total:
-            raise DocumentError(f"“{name}” is damaged: no page could be read. Re-export or re-download it.")
-        return pages, images
+                textpage = page.get_textpage()
+                text = textpage.get_text_bounded()
+                textpage.close()
+                return text, next(iter(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=2)), None) is not None
+            finally:
+                page.close()
+
+        return _collect_pages(name, len(pdf), read_page, (pdfium.PdfiumError,), progress, limits, inspector)
     finally:
         pdf.close()
+
+
+def _collect_pages(
+    name: str, total: int, read_page: Callable[[int], tuple[str, bool]], broken: tuple[type[BaseException], ...],
+    progress: ProgressCallback | None, limits: ExtractionLimits, inspector: _StreamInspector,
+) -> tuple[list[PageText], list[bool]]:
+    """Every page's (cleaned) text and whether it shows an image, within the limits, with either reader.
+
+    A page whose reader raises one of `broken` is kept empty: one broken page must not lose the rest of
+    the document; only a file with no readable page at all is refused.
+    """
+    _check_pages(name, total, limits)
+    pages: list[PageText] = []
+    images: list[bool] = []
+    chars = 0
+    failed = 0
+    for index in range(total):
+        _check_page_stream(name, index + 1, inspector, limits)
+        try:
+            text, has_image = read_page(index)
+        except DocumentError:
+            raise
+        except broken as error:
+            log.warning("%s page %d: %s", name, index + 1, error)
+            failed += 1
+            text, has_image = "", False
+        text = _clean_pdf_text(text)
+        chars += len(text)
+        _check_chars(name, chars, limits)
+        pages.append(PageText(index + 1, text))
+        images.append(has_image)
+        if progress:
+            progress(index + 1, total)
+    if failed == total:
+        raise DocumentError(f"“{name}” is damaged: no page could be read. Re-export or re-download it.")
+    return pages, images
 
 
 def _pypdf_pages(
@@ -452,34 +468,16 @@ def _pypdf_pages(
         raise _ReaderFailed(str(error), "it holds a structure larger than the PDF reader accepts") from error
     except Exception as error:  # PdfReadError, PdfStreamError, ValueError, ...: damage in words, details in the log
         raise _ReaderFailed(str(error), "the file structure is broken") from error
-    _check_pages(name, total, limits)
-    pages: list[PageText] = []
-    images: list[bool] = []
-    chars = 0
-    failed = 0
-    for index, page in enumerate(reader.pages):
-        _check_page_stream(name, index + 1, inspector, limits)
-        has_image = False
+    def read_page(index: int) -> tuple[str, bool]:
+        page = reader.pages[index]
         try:
             text = page.extract_text(extraction_mode="layout") or ""
             xobjects = (page.get("/Resources") or {}).get("/XObject") or {}
-            has_image = any(xobjects[key].get_object().get("/Subtype") == "/Image" for key in xobjects)
+            return text, any(xobjects[key].get_object().get("/Subtype") == "/Image" for key in xobjects)
         except FileNotDecryptedError as error:
             raise DocumentError(f"“{name}” is password-protected. Upload an unprotected copy.") from error
-        except Exception as error:  # one broken page must not lose the rest of the document
-            log.warning("%s page %d: %s", name, index + 1, error)
-            failed += 1
-            text = ""
-        text = _clean_pdf_text(text)
-        chars += len(text)
-        _check_chars(name, chars, limits)
-        pages.append(PageText(index + 1, text))
-        images.append(has_image)
-        if progress:
-            progress(index + 1, total)
-    if failed == total:
-        raise DocumentError(f"“{name}” is damaged: no page could be read. Re-export or re-download it.")
-    return pages, images
+
+    return _collect_pages(name, total, read_page, (Exception,), progress, limits, inspector)
 
 
 _PDF_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
