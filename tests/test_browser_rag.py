@@ -195,6 +195,10 @@ def test_documents_then_ask(server, browser, tmp_path):
     upload(browser, [broken, notes, filing, scan])
     click_button(browser, "Add to knowledge base")
     wait_for_text(browser, "“service_notes.txt”: 1 page", 120)
+    # The failure list renders after the successes: wait for its last line before reading the page (CI once read it
+    # between the list's heading and its first row)
+    wait_for_text(browser, "“scanned_invoice.pdf” has no text layer", 30)
+    wait_idle(browser)
     text = body_text(browser)
     assert "“broken.pdf” is empty (0 bytes)" in text
     assert "“filing_10q.pdf”: 1 page" in text and "Reached maximum" not in text
