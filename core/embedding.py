@@ -85,9 +85,10 @@ def has_vnni(flags: frozenset[str] | None = None) -> bool:
 
 
 def threads_for_load() -> int:
-    """1 thread when other jobs keep the cores busy (measured 3-15x better there), else all of them."""
-    cpus = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= 0.75 * cpus else cpus
+    """The cores nobody else is using (core.machine): 1 thread on shared cores measured 3-15x better than all."""
+    from core.machine import torch_threads
+
+    return torch_threads()
 
 
 def onnxruntime_available() -> bool:
