@@ -24,7 +24,7 @@ import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -38,6 +38,20 @@ EXPORT_RECIPE = "onnx-v1"  # a new export or quantization recipe gets a new fold
 INT8 = "onnx-int8"
 INT8_SUFFIX = "@" + INT8
 BACKENDS = ("auto", "fp32", "torch", "onnx", INT8)
+
+
+# ---------------------------------------------------------------- the seam
+class Embedder(Protocol):
+    """What a knowledge base needs from an embedding model. Real: SentenceTransformerEmbedder, OnnxEmbedder; tests: fakes."""
+
+    model_id: str
+    dimension: int
+
+    def embed_documents(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
 BACKEND_HELP = (
     "auto: int8 ONNX where the CPU has VNNI, else fp32 ONNX, else torch; fp32: ONNX or torch (same vectors); "
     "torch: plain sentence-transformers; onnx: fp32 ONNX Runtime; onnx-int8: dynamic int8 ONNX Runtime"

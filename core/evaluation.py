@@ -655,24 +655,23 @@ def run_evaluation(
             atomic_write_json(folder / "config.json", {**config, "engines": info["engines"]})
     total = len(items) * len(settings.variants)
     try:
-        all_hits: list[list[Hit]] = [[] for _ in items]
+        all_hits: list[list[Hit]] = [[] for _ in items]  # ranked: what the retrieval metrics score
+        gated: list[list[Hit]] = [[] for _ in items]  # past the relevance gate: what the model is given
         if kb:
             if embedder is None:
                 raise StudioError("An embedder is needed to search the knowledge base.")
-            from core.knowledge import search_many
+            from core.retrieval import retrieve_many
 
-            all_hits = search_many(workspace, kb, [q.question for q in items], embedder, settings.retrieval)
+            retrieved = retrieve_many(workspace, kb, [q.question for q in items], embedder, settings.retrieval)
+            all_hits, gated = [r.ranked for r in retrieved], [r.hits for r in retrieved]
         retrieval = [retrieval_row(item, hits) for item, hits in zip(items, all_hits)]
         atomic_write_json(folder / "retrieval.json", retrieval)
         rows: list[dict] = []
         done = 0
         cancelled = False
         started = time.perf_counter()
-        from core.knowledge import relevant
-
         with open(folder / "results.jsonl", "a", encoding="utf-8") as results:
-            for item, hits in zip(items, all_hits):
-                given = relevant(hits, settings.retrieval)
+            for item, hits, given in zip(items, all_hits, gated):
                 # A batching runner answers every variant of a question at once (one batch, one copy of the weights).
                 batch = _answer_all(runner, item.question, settings.variants, given) if hasattr(runner, "answer_all") else None
                 for variant in settings.variants:

@@ -1,10 +1,10 @@
 """Ask: a chat over one knowledge base. Answers stream in and cite their sources as [1], [2]."""
 import streamlit as st
 
-from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
+from core.ask import GroundedAnswer, stream_grounded_answer
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
-from core.knowledge import RetrievalSettings
+from core.retrieval import RetrievalSettings, retrieve
 from ui.support_view import render_source_text, render_support_badge
 from ui.common import similarity_note, embedder_for, get_engine, knowledge_base_picker, md_escape, show_error, workspace
 
@@ -67,7 +67,7 @@ if question:
         try:
             st.session_state["ask_busy"] = True
             with st.spinner("Searching the documents…"):
-                sources = retrieve_sources(workspace(), kb.name, question, embedder_for(kb), RetrievalSettings(k=k))
+                sources = retrieve(workspace(), kb.name, question, embedder_for(kb), RetrievalSettings(k=k))
             engine = get_engine() if sources else None  # the sidebar's engine; nothing to load when nothing is relevant
             stats = GenerationStats()
             decoding = DecodingSettings(max_new_tokens=max_new, temperature=temperature)

@@ -39,11 +39,12 @@ ICONS = {"base": ":material/smart_toy:", "rag": ":material/menu_book:", "finetun
 
 
 def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettings):
-    from core.knowledge import get_knowledge_base, relevant, search
+    from core.knowledge import get_knowledge_base
+    from core.retrieval import retrieve
 
     # Queries must use the embedding model the knowledge base was built with.
     embedder = embedder_for(get_knowledge_base(workspace, kb_name))
-    return relevant(search(workspace, kb_name, question, embedder, retrieval), retrieval)
+    return retrieve(workspace, kb_name, question, embedder, retrieval)
 
 
 def _timing_line(answer) -> str:

@@ -316,12 +316,12 @@ with drill_tab:
             return copy_name
 
         def ask(target: str) -> dict:
-            from core.knowledge import RetrievalSettings, relevant, search
+            from core.retrieval import RetrievalSettings, retrieve
 
             root = str(workspace.root)
             adapter_path = evaluation.resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
             runner = cached_runner(root, str(adapter_path) if adapter_path else None, 64)
-            hits = relevant(search(workspace, target, question, cached_embedder(root, drill_kb), RetrievalSettings()))
+            hits = retrieve(workspace, target, question, cached_embedder(root, drill_kb), RetrievalSettings())
             tuned = "finetuned" if adapter_path else "base"
             return {
                 "rag": runner.answer(question, "rag", hits).text,

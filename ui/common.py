@@ -28,13 +28,13 @@ from core.settings import Workspace, get_workspace
 
 if TYPE_CHECKING:  # the knowledge stack (numpy, SQLite FTS, FAISS glue) loads with the first page that needs it
     from core.embedding import SentenceTransformerEmbedder
-    from core.knowledge import KnowledgeBase
+    from core.catalogue import KnowledgeBase
 
 OTHER = "Other (Hugging Face id or folder)…"
 
 
 def similarity_note(mode: str = "hybrid") -> str:
-    """core.knowledge.search: every hit's score is its cosine similarity, whatever the ranking mode."""
+    """core.retrieval.search: every hit's score is its cosine similarity, whatever the ranking mode."""
     if mode == "dense":
         return "Ranked by similarity: how close each passage's meaning is to the question (cosine, 0-1)."
     ranking = "keywords (BM25)" if mode == "lexical" else "meaning and keywords together (hybrid: dense + BM25)"
@@ -117,7 +117,7 @@ def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
 
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:
     """A select box over the workspace's knowledge bases, remembered across pages."""
-    from core.knowledge import list_knowledge_bases
+    from core.catalogue import list_knowledge_bases
 
     bases = list_knowledge_bases(workspace())
     if not bases:

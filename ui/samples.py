@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import StudioError
-from core.knowledge import IngestProgress
+from core.ingest import IngestProgress
 from core.samples import SAMPLE_KB, SampleSettings, build_sample_knowledge_base, sample_documents
 from ui.common import get_embedder, md_escape, show_error
 
