@@ -9,9 +9,11 @@ import time
 
 import streamlit as st
 
+from ui import state
 from ui.support_view import render_source_text, render_support_badge
-from ui.common import embedder_for, get_engine, md_escape, md_model_text, similarity_note
+from ui.common import md_escape, md_model_text, similarity_note
 from ui.engine_picker import column_engine
+from ui.models import embedder_for, get_engine
 
 from core.adapters import find_adapters
 from core.compare import (
@@ -150,8 +152,8 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
 def _settings_form(workspace) -> dict | None:
     kbs = list_knowledge_bases(workspace)
     adapters = find_adapters(workspace)
-    plan = st.session_state.get("decision_plan") or {}
-    preselect = [v for v in (plan.get("compare_variants") or []) if v in VARIANTS] or list(VARIANTS)
+    plan = state.applied_plan()
+    preselect = [v for v in (plan.compare_variants if plan else []) if v in VARIANTS] or list(VARIANTS)
 
     top = st.columns(2)
     kb_names = [kb.name for kb in kbs]

@@ -13,6 +13,7 @@ from core.engines import GenerationRequest, RoutedEngine, generate_many, generat
 from core.engines.registry import EngineSpec
 from core.errors import StudioError
 from core.generation import DecodingSettings
+from tests.conftest import applied_plan
 from tests.fake_engines import EchoEngine, install
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,15 +86,14 @@ def test_compare_page_column_on_its_own_engine(fake_engine, monkeypatch, tmp_pat
     """The sidebar's engine answers base; the RAG column picks another registered engine and the page shows which."""
     import streamlit as st
 
-    from core.engines import registry
-
     monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
     other = EchoEngine("second-model")
     other.name = "second"
-    monkeypatch.setitem(registry._FACTORIES, "second", lambda spec, workspace, generator=None: other)
+    install(monkeypatch, other, kind="second")
+    monkeypatch.setenv("STUDIO_ENGINE", "fake")  # `auto` stays on the fixture's engine; "second" is a column's choice
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=30)
-    at.session_state["decision_plan"] = {"compare_variants": ["base", "finetuned"]}
+    at.session_state["decision_plan"] = applied_plan(compare_variants=["base", "finetuned"])
     at.run()
     at.selectbox(key="column_engine_base").select("second").run()
     at.chat_input[0].set_value("Which engine?").run()
