@@ -71,7 +71,7 @@ def judge_panel(workspace: Workspace, evaluation_id: str) -> None:
                                                tuple(metrics), int(limit) or None)
                 settings.validate()
                 judge.check_endpoint(settings.base_url)  # a clear error now rather than a column of errors later
-                embedder = get_embedder()  # loaded here: st.cache_resource needs the script thread
+                embedder = get_embedder()  # loaded here: the model cache (ui/models.py) needs the script thread
                 judge.start_judge_job(workspace, evaluation_id, settings, lambda: embedder)
             except StudioError as error:
                 st.error(str(error))
