@@ -60,3 +60,23 @@ def column_engine(variant: str, label: str) -> EngineSpec | None:
     spec = _spec_inputs(kind, f"column_engine_{variant}", EngineSpec(kind))
     spec.validate()  # a StudioError the page shows next to the form
     return spec
+
+
+def engines_per_variant(variants: list[str], labels: dict[str, str], title: str, caption: str) -> tuple[dict, str | None]:
+    """One engine choice per chosen variant (Compare's columns, Evaluate's variants) in an expander.
+
+    Returns ({variant: EngineSpec} for those given their own engine, the first invalid choice's message or None)."""
+    engines, problem = {}, None
+    with st.expander(title, icon=":material/memory:"):
+        st.caption(caption)
+        for column, variant in zip(st.columns(max(1, len(variants))), variants):
+            with column:
+                try:
+                    chosen = column_engine(variant, f"{labels[variant]} engine")
+                except StudioError as error:
+                    st.error(str(error))
+                    problem = problem or str(error)
+                    continue
+                if chosen is not None:
+                    engines[variant] = chosen
+    return engines, problem

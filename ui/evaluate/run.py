@@ -10,7 +10,7 @@ from core import evaluation
 from core.adapters import adapter_name
 from core.errors import StudioError
 from ui import state
-from ui.engine_picker import column_engine
+from ui.engine_picker import engines_per_variant
 from ui.evaluate.shared import NONE, kb_embedder, variant_runner
 
 FOLDER = "folder path…"
@@ -58,21 +58,9 @@ def variant_engines(variants: list[str]) -> tuple[dict, str | None]:
     spec = state.engine_spec()
     st.caption(f"Engine: **{resolve_kind(spec, state.generator_spec())}**{' · ' + spec.model if spec.model else ''} "
                "(the sidebar's choice; every answer records the engine and model that gave it).")
-    engines, problem = {}, None
-    with st.expander("Engine per variant", icon=":material/memory:"):
-        st.caption("Each variant can answer from its own engine, as on Compare: e.g. base and RAG from your team's "
-                   "Ollama or vLLM model, the fine-tune from the local adapter.")
-        for column, variant in zip(st.columns(max(1, len(variants))), variants):
-            with column:
-                try:
-                    chosen = column_engine(variant, f"{evaluation.VARIANT_LABELS[variant]} engine")
-                except StudioError as error:
-                    st.error(str(error))
-                    problem = str(error)
-                    continue
-                if chosen is not None:
-                    engines[variant] = chosen
-    return engines, problem
+    return engines_per_variant(variants, evaluation.VARIANT_LABELS, "Engine per variant",
+                               "Each variant can answer from its own engine, as on Compare: e.g. base and RAG from your team's "
+                               "Ollama or vLLM model, the fine-tune from the local adapter.")
 
 
 def start(workspace, settings, questions, question_source: str, dataset_id, kb_name, adapter, engines: dict) -> None:
