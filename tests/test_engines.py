@@ -136,13 +136,13 @@ def test_serve_with_vllm_writes_the_adapter_and_the_command(workspace, capsys):
 
 def test_cli_evaluate_and_compare_take_an_engine_per_variant(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
     from core.cli import main
-    from core.engines import registry
+    from tests.fake_engines import install_embedder
 
-    local = install(monkeypatch)
     served = EchoEngine("served-3")
     served.name = "served"
-    monkeypatch.setitem(registry._FACTORIES, "served", lambda spec, ws, generator=None: served)
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    install(monkeypatch, served, kind="served")
+    local = install(monkeypatch)  # registered last: the one `auto` opens
+    install_embedder(monkeypatch, fake_embedder)
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))
     root = str(workspace.root)
