@@ -354,6 +354,19 @@ def _export_into(source: Path, staging: Path) -> None:
 
 
 # ---------------------------------------------------------------- loading
+_REGISTERED: dict[str, Callable[[], Any]] = {}  # model id -> factory: how a test's fake embedder enters
+
+
+def register_embedder(model_id: str, factory: Callable[[], Any]) -> None:
+    """Serve `model_id` from `factory()` instead of loading a model. A fake enters here, under the model id a knowledge
+    base records, so every page, command and job that loads that knowledge base's embedder gets it."""
+    _REGISTERED[model_id] = factory
+
+
+def unregister_embedder(model_id: str) -> None:
+    _REGISTERED.pop(model_id, None)
+
+
 def load_sentence_embedder(spec=None, workspace: Workspace | None = None):
     """An embedding model behind the Embedder seam (default: the embedded MiniLM, backend auto).
 
@@ -364,6 +377,8 @@ def load_sentence_embedder(spec=None, workspace: Workspace | None = None):
 
     spec = spec or EmbedderSpec()
     model_id, recorded_backend = split_recorded_model(spec.model_id)
+    if model_id in _REGISTERED:
+        return _REGISTERED[model_id]()
     requested = INT8 if recorded_backend == INT8 else getattr(spec, "backend", "auto")
     on_cpu = spec.device == "cpu" or (spec.device == "auto" and not _cuda_visible())
     backend = resolve_backend(model_id, requested) if on_cpu or requested == INT8 else "torch"

@@ -916,25 +916,12 @@ def last_run_duration(workspace: Workspace) -> tuple[float, str] | None:
 
 
 def run_seconds(events: Sequence[dict]) -> float | None:
-    """Elapsed seconds from progress events: an elapsed field if present, else first-to-last timestamps."""
+    """Trained seconds from the worker's progress events (core/train_worker.py): the last step's `elapsed` (it includes
+    the time before a resume), else the span of the events' `time` stamps."""
     for event in reversed(events):
-        for key in ("elapsed_s", "elapsed", "seconds", "duration_s"):
-            if isinstance(event.get(key), (int, float)) and event[key] > 0:
-                return float(event[key])
-    stamps = []
-    for event in events:
-        for key in ("time", "ts", "timestamp", "wall_time"):
-            value = event.get(key)
-            if isinstance(value, (int, float)):
-                stamps.append(float(value))
-            elif isinstance(value, str):
-                try:
-                    stamps.append(datetime.fromisoformat(value).timestamp())
-                except ValueError:
-                    pass
-            else:
-                continue
-            break
+        if isinstance(event.get("elapsed"), (int, float)) and event["elapsed"] > 0:
+            return float(event["elapsed"])
+    stamps = [float(e["time"]) for e in events if isinstance(e.get("time"), (int, float))]
     return (max(stamps) - min(stamps)) if len(stamps) >= 2 and max(stamps) > min(stamps) else None
 
 

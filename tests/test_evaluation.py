@@ -166,7 +166,7 @@ def test_retrain_cost_measured_and_estimated(workspace):
     assert seconds == pytest.approx(100.0) and source.startswith("estimate")
     run = workspace.runs / "r1"
     run.mkdir(parents=True)
-    (run / "progress.jsonl").write_text('{"step": 1, "loss": 2.0, "elapsed_s": 10}\n{"step": 2, "loss": 1.5, "elapsed_s": 42.5}\n')
+    (run / "progress.jsonl").write_text('{"event": "step", "step": 1, "loss": 2.0, "elapsed": 10}\n{"event": "step", "step": 2, "loss": 1.5, "elapsed": 42.5}\n')
     seconds, source = evaluation.retrain_cost(workspace)
     assert seconds == pytest.approx(42.5) and "measured" in source and "r1" in source
     # a newer cancelled run is skipped: its partial time would understate a retrain
@@ -175,11 +175,18 @@ def test_retrain_cost_measured_and_estimated(workspace):
 
     cancelled = workspace.runs / "r2"
     cancelled.mkdir()
-    (cancelled / "progress.jsonl").write_text('{"event": "step", "step": 1, "elapsed_s": 3}\n{"event": "end", "status": "cancelled", "step": 1}\n')
+    (cancelled / "progress.jsonl").write_text('{"event": "step", "step": 1, "elapsed": 3}\n{"event": "end", "status": "cancelled", "step": 1}\n')
     later = _time.time() + 5
     os.utime(cancelled / "progress.jsonl", (later, later))
     seconds, source = evaluation.retrain_cost(workspace)
     assert seconds == pytest.approx(42.5) and "r1, 2 steps" in source
+
+
+def test_run_seconds_reads_what_the_training_worker_writes():
+    """core/train_worker.py writes `elapsed` on step events and `time` on every event; other spellings are not read."""
+    assert evaluation.run_seconds([{"event": "step", "elapsed": 4.0}, {"event": "step", "elapsed": 9.5}]) == 9.5
+    assert evaluation.run_seconds([{"event": "step", "time": 100.0}, {"event": "end", "status": "completed", "time": 130.0}]) == 30.0
+    assert evaluation.run_seconds([{"step": 1, "elapsed_s": 10}, {"step": 2, "seconds": 20, "ts": 5}]) is None
 
 
 def test_update_drill_reindex(workspace, toy_kb, fake_embedder):

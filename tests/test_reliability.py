@@ -409,7 +409,7 @@ def test_two_concurrent_ingests_into_one_new_knowledge_base(workspace, tmp_path)
 
 
 # ---------------------------------------------------------------- messages on the terminal
-def test_cli_search_strips_terminal_escapes(workspace, fake_embedder):
+def test_cli_search_strips_terminal_escapes(workspace, fake_embedder, monkeypatch):
     evil = "The lighthouse keeper \x1b]0;pwned\x07\x1b[2J logs every ship \x1b[31min red\x1b[0m at dawn. " * 4
     ingest_files(workspace, "term", [("evil.txt", evil.encode())], fake_embedder)
     from core.commands import knowledge as commands
@@ -421,14 +421,12 @@ def test_cli_search_strips_terminal_escapes(workspace, fake_embedder):
     Args = SimpleNamespace(workspace=str(workspace.root), kb="term", query="lighthouse keeper", k=3, mode="lexical",
                            queries=None, json=False)
 
+    from tests.fake_engines import install_embedder
+
+    install_embedder(monkeypatch, fake_embedder)  # the knowledge base records the fake's model id: the command loads it
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        original = commands._embedder_for_kb
-        commands._embedder_for_kb = lambda ws, name: fake_embedder
-        try:
-            assert commands.cmd_search(Args) == 0
-        finally:
-            commands._embedder_for_kb = original
+        assert commands.cmd_search(Args) == 0
     printed = buffer.getvalue()
     assert "lighthouse keeper" in printed and "in red" in printed
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", printed)
