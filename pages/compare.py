@@ -15,11 +15,6 @@ from ui.engine_picker import column_engine
 
 from core.adapters import find_adapters
 from core.compare import (
-    USES_ADAPTER,
-    USES_CONTEXT,
-    VARIANT_BLURBS,
-    VARIANT_LABELS,
-    VARIANTS,
     Comparison,
     export_html,
     export_markdown,
@@ -28,6 +23,7 @@ from core.compare import (
     stream_comparison,
 )
 from core.errors import StudioError
+from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANT_BLURBS, VARIANT_TITLES, VARIANTS
 from core.generation import DecodingSettings
 from core.knowledge import RetrievalSettings, list_knowledge_bases
 from core.settings import get_workspace
@@ -87,7 +83,7 @@ def _render_answer(answer) -> None:
 
 
 def _column_header(variant: str) -> None:
-    st.markdown(f"#### {ICONS[variant]} {VARIANT_LABELS[variant]}")
+    st.markdown(f"#### {ICONS[variant]} {VARIANT_TITLES[variant]}")
     st.caption(VARIANT_BLURBS[variant])
 
 
@@ -166,7 +162,7 @@ def _settings_form(workspace) -> dict | None:
     )
     variants = st.pills(
         "Columns", list(VARIANTS), selection_mode="multi", default=preselect, key="compare_variants",
-        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_LABELS[v]),
+        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_TITLES[v]),
     )
     if not kb_names:
         st.info("No knowledge base yet: RAG and hybrid will say so. Add documents on the **Documents** page.", icon=":material/info:")
@@ -197,7 +193,7 @@ def _settings_form(workspace) -> dict | None:
         for column, variant in zip(st.columns(max(1, len(chosen_columns))), chosen_columns):
             with column:
                 try:
-                    spec = column_engine(variant, f"{VARIANT_LABELS[variant]} engine")
+                    spec = column_engine(variant, f"{VARIANT_TITLES[variant]} engine")
                 except StudioError as error:
                     st.error(str(error))
                     return None

@@ -102,7 +102,7 @@ with run_tab:
         st.caption(f"{len(questions)} questions loaded, e.g. “{' '.join(questions[0].question.split())[:120]}”")
 
     available = [v for v in evaluation.VARIANTS
-                 if (kb != NONE or v not in evaluation.CONTEXT_VARIANTS) and (adapter or v not in evaluation.ADAPTER_VARIANTS)]
+                 if (kb != NONE or v not in evaluation.USES_CONTEXT) and (adapter or v not in evaluation.USES_ADAPTER)]
     variants = st.multiselect("Variants", list(evaluation.VARIANTS), default=available,
                               format_func=evaluation.VARIANT_LABELS.get,
                               help="fine-tuned and hybrid need an adapter; RAG and hybrid need a knowledge base")
@@ -172,7 +172,7 @@ with run_tab:
                 questions, settings, kb=kb_name, embedder=embedder, adapter=adapter, question_source=question_source,
                 style_check=style_check, style_note=style_note,
             )
-            st.session_state["evaluation_id"] = job.evaluation_id
+            st.session_state["evaluation_id"] = job.key
         except StudioError as error:
             st.error(str(error))
 
@@ -221,7 +221,7 @@ with results_tab:
         board = pd.DataFrame(evaluation.scoreboard_rows(summary))
         if not board.empty:
             # Text cells, so n/a reads "n/a" (not "None" or a blank) and every metric has the same digits.
-            digits = {"answers": 0, "errors": 0, "p50 s": 2, "p95 s": 2, "first token p50 s": 2, "tokens/s": 1}
+            digits = {column.label: column.digits for column in evaluation.SCOREBOARD_COLUMNS}
             for column in board.columns[1:]:
                 board[column] = board[column].map(lambda v, d=digits.get(column, 3): fmt(v, d))
             st.dataframe(board.set_index("variant"), width="stretch")
@@ -428,7 +428,7 @@ with report_tab:
         if path:
             from pathlib import Path
 
-            from core.report import pdf_available, write_report_pdf
+            from core.report_pdf import pdf_available, write_report_pdf
 
             st.download_button("Download the report (HTML, opens offline)", Path(path).read_bytes(), file_name=Path(path).name, mime="text/html")
             if pdf_available():

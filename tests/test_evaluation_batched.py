@@ -1,6 +1,7 @@
 """A batching runner answers every variant of a question through one call (the Compare engine's seam)."""
 from core import evaluation
-from core.evaluation import EvaluationSettings, VariantAnswer
+from core.evaluation import EvaluationSettings
+from tests.test_evaluation import timed
 
 
 class BatchingRunner:
@@ -9,7 +10,7 @@ class BatchingRunner:
 
     def answer_all(self, question, variants, hits):
         self.calls.append((question, tuple(variants), len(hits)))
-        return {v: VariantAnswer(f"{v}: {question}", 0.1, 0.2, 3) for v in variants}
+        return {v: timed(v, f"{v}: {question}", 0.1, 0.2, 3) for v in variants}
 
     def answer(self, question, variant, hits):  # pragma: no cover - the batch path must be used
         raise AssertionError("answer() called although answer_all() exists")
