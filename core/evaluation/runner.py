@@ -180,38 +180,26 @@ def run_evaluation(
         atomic_write_json(folder / "retrieval.json", retrieval)
         rows: list[dict] = []
         done = 0
-        cancelled = False
         started = time.perf_counter()
         from core.knowledge import relevant
 
+        all_given = [relevant(hits, settings.retrieval) for hits in all_hits]
         with open(folder / "results.jsonl", "a", encoding="utf-8") as results:
-            for item, hits in zip(items, all_hits):
-                given = relevant(hits, settings.retrieval)
-                # A batching runner answers every variant of a question at once (one batch, one copy of the weights).
-                batch = _answer_all(runner, item.question, settings.variants, given) if hasattr(runner, "answer_all") else None
+            for item, hits, given, batch in _answered(runner, items, all_hits, all_given, settings.variants, cancel):
                 for variant in settings.variants:
                     if cancel is not None and cancel.is_set():
-                        cancelled = True
                         break
                     if progress:
                         progress(EvaluationProgress(done, total, item.question, variant))
-                    try:
-                        answer = batch[variant] if batch is not None else runner.answer(
-                            item.question, variant, list(given) if variant in USES_CONTEXT else [])
-                    except StudioError as error:
-                        answer = Answer(variant, error=str(error))
-                    except Exception as error:  # one failing answer must not lose the run
-                        log.exception("Answer failed: %s / %s", variant, item.id)
-                        answer = Answer(variant, error=f"{type(error).__name__}: {error}")
+                    answer = _answer(runner, item, variant, given, batch)
                     row = json_safe(score_answer(item, answer, hits, given, style_check, settings.support_threshold,
-                                                  settings.max_new_tokens))
+                                                 settings.max_new_tokens))
                     rows.append(row)
                     results.write(json.dumps(row, ensure_ascii=False) + "\n")
                     results.flush()
                     done += 1
                     update_evaluation(workspace, evaluation_id, done=done)
-                if cancelled:
-                    break
+        cancelled = done < total and cancel is not None and cancel.is_set()
         elapsed = time.perf_counter() - started
         summary = summarize([nulls_to_nan(r) for r in rows], retrieval, settings.variants, settings.k)
         questions_done = len({r["qid"] for r in rows})
@@ -288,23 +276,58 @@ def describe_machine() -> dict:
     return facts
 
 
-def _answer_all(runner, question: str, variants: Sequence[str], given: list[Hit]) -> dict[str, Answer]:
+def _answered(runner, items: Sequence[QuestionItem], all_hits: Sequence[list[Hit]], all_given: Sequence[list[Hit]],
+              variants: Sequence[str], cancel: threading.Event | None):
+    """(question, its hits, the relevant ones given, its batch of answers or None), answering a group of questions at a
+    time (`runner.questions_per_batch`); stops before the next group once cancel is set."""
+    group = max(1, getattr(runner, "questions_per_batch", 1))
+    for start in range(0, len(items), group):
+        if cancel is not None and cancel.is_set():
+            return
+        chosen = slice(start, start + group)
+        yield from zip(items[chosen], all_hits[chosen], all_given[chosen], _answer_group(runner, items[chosen], variants, all_given[chosen]))
+
+
+def _answer(runner, item: QuestionItem, variant: str, given: list[Hit], batch: dict[str, Answer] | None) -> Answer:
+    """The variant's answer from its batch, or asked of the runner alone; a failure becomes the answer's error."""
+    if batch is not None:
+        return batch[variant]
     try:
-        return runner.answer_all(question, list(variants), list(given))
+        return runner.answer(item.question, variant, list(given) if variant in USES_CONTEXT else [])
     except StudioError as error:
-        return {variant: Answer(variant, error=str(error)) for variant in variants}
+        return Answer(variant, error=str(error))
+    except Exception as error:  # one failing answer must not lose the run
+        log.exception("Answer failed: %s / %s", variant, item.id)
+        return Answer(variant, error=f"{type(error).__name__}: {error}")
+
+
+def _answer_group(runner, items: Sequence[QuestionItem], variants: Sequence[str],
+                  given: Sequence[list[Hit]]) -> list[dict[str, Answer] | None]:
+    """Every variant of several questions at once from a batching runner (one batch, one copy of the weights):
+    `answer_many` (many questions) or `answer_all` (one question). None per question: ask `runner.answer` per variant."""
+    if not (hasattr(runner, "answer_many") or hasattr(runner, "answer_all")):
+        return [None] * len(items)
+    try:
+        if hasattr(runner, "answer_many"):
+            return runner.answer_many([item.question for item in items], list(variants), [list(hits) for hits in given])
+        return [runner.answer_all(item.question, list(variants), list(hits)) for item, hits in zip(items, given)]
+    except StudioError as error:
+        failure = str(error)
     except Exception as error:  # one failing batch must not lose the run
-        log.exception("Batch answer failed: %s", question)
-        return {variant: Answer(variant, error=f"{type(error).__name__}: {error}") for variant in variants}
+        log.exception("Batch answer failed: %s", items[0].question)
+        failure = f"{type(error).__name__}: {error}"
+    return [{variant: Answer(variant, error=failure) for variant in variants} for _ in items]
 
 
 class EngineVariantRunner:
-    """Every variant of a question in one batch through the generation engine(s) (core.engines).
+    """Every variant of a few questions in one batch through the generation engine(s): core.compare.compare_many.
 
     `engines` gives some variants their own engine (e.g. base and RAG from a team's server). Per-variant
-    latency is the time until that column finished inside the shared batch, which is what a Compare-page
+    latency is the time until that answer finished inside the shared batch, which is what a Compare-page
     user waits for.
     """
+
+    batch_rows = 8  # requests (question x variant) per engine batch
 
     def __init__(self, engine, adapter: str | None, settings: DecodingSettings, engines: dict | None = None):
         self.engine, self.adapter, self.settings, self.engines = engine, adapter, settings, dict(engines or {})
@@ -314,11 +337,19 @@ class EngineVariantRunner:
         return {variant: {"engine": getattr(self.engines.get(variant, self.engine), "name", ""),
                           "model": getattr(self.engines.get(variant, self.engine), "model", "")} for variant in VARIANTS}
 
-    def answer_all(self, question: str, variants: list[str], hits: list[Hit]) -> dict[str, Answer]:
-        from core.compare import run_comparison
+    @property
+    def questions_per_batch(self) -> int:
+        return self.batch_rows // len(VARIANTS)  # the evaluation asks this many questions at a time
 
-        return run_comparison(self.engine, question, variants, hits=hits, adapter=self.adapter, settings=self.settings,
-                              engines=self.engines).answers
+    def answer_many(self, questions: list[str], variants: list[str], hits: list[list[Hit]]) -> list[dict[str, Answer]]:
+        from core.compare import compare_many
+
+        comparisons = compare_many(self.engine, questions, variants, retrieve=lambda _: hits, adapter=self.adapter,
+                                   settings=self.settings, batch_rows=self.batch_rows, engines=self.engines)
+        return [comparison.answers for comparison in comparisons]
+
+    def answer_all(self, question: str, variants: list[str], hits: list[Hit]) -> dict[str, Answer]:
+        return self.answer_many([question], variants, [hits])[0]
 
     def answer(self, question: str, variant: str, hits: list[Hit]) -> Answer:
         return self.answer_all(question, [variant], hits)[variant]
