@@ -16,9 +16,9 @@ from core.errors import StudioError
 from core.settings import Workspace
 from core.storage import read_json
 
-
 if TYPE_CHECKING:
     from core.evaluation.runner import EvaluationSettings
+
 
 # Questions no knowledge base in a demo should answer; RAG should say the documents don't cover them.
 OUT_OF_SCOPE_QUESTIONS = (
@@ -30,12 +30,7 @@ OUT_OF_SCOPE_QUESTIONS = (
 )
 
 
-# ---------------------------------------------------------------- data types
-
-
 @dataclass(frozen=True)
-
-
 class QuestionItem:
     """One question to ask, with its reference answers and (when known) where the answer lives."""
 

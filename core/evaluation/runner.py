@@ -29,7 +29,6 @@ from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 from core.variants import USES_CONTEXT, VARIANTS, Answer
 
-
 if TYPE_CHECKING:
     from core.generation import DecodingSettings
 
@@ -45,8 +44,6 @@ class VariantRunner(Protocol):
 
 
 @dataclass(frozen=True)
-
-
 class EvaluationSettings:
     variants: tuple[str, ...] = field(default=VARIANTS, metadata={"help": "which variants answer every question"})
     k: int = field(default=5, metadata={"help": "chunks retrieved per question; hit@k uses the same k"})
@@ -90,8 +87,6 @@ class EvaluationSettings:
 
 
 # ---------------------------------------------------------------- adapters (core.adapters has its own lookup too)
-
-
 def resolve_adapter(workspace: Workspace, adapter: str | None) -> Path | None:
     """An adapter folder path, or a run id resolved to workspace/runs/<id>/adapter."""
     if not adapter:
@@ -114,8 +109,6 @@ def list_adapter_runs(workspace: Workspace) -> list[str]:
 
 
 # ---------------------------------------------------------------- running
-
-
 @dataclass
 class EvaluationProgress:
     done: int

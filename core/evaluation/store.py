@@ -16,7 +16,6 @@ from core.jobs import utc_now
 from core.settings import Workspace
 from core.storage import atomic_write_json, connect, ensure_schema, read_json, read_jsonl, transaction
 
-
 if TYPE_CHECKING:
     from core.evaluation.runner import EvaluationSettings
 
@@ -47,8 +46,6 @@ def _open(workspace: Workspace):
 
 
 @dataclass(frozen=True)
-
-
 class EvaluationRecord:
     id: str
     created_at: str

@@ -10,8 +10,6 @@ from core.variants import VARIANT_LABELS
 
 
 @dataclass(frozen=True)
-
-
 class ScoreColumn:
     key: str  # the field of a variant in the summary (core.evaluation.scoring.summarize)
     label: str  # the column's heading, on the page and in the report
