@@ -3,9 +3,10 @@ scored (core.evaluation.scoring) and kept (core.evaluation.store), in the caller
 
 Retrieval happens once per question set (one batched `search_many`), so every variant that uses context sees
 the same chunks. The seam is `VariantRunner.answer(question, variant, hits) -> Answer`. The real one,
-`EngineVariantRunner`, answers every variant of a question in one batch through core.compare and a generation
-engine (`core.engines`: transformers, llamacpp or openai, one per variant if asked); tests register fake engines
-through the same registry. Every result row records the engine and model that answered.
+`EngineVariantRunner`, answers every variant of a few questions in one batch through core.compare.compare_many and
+a generation engine (`core.engines`: transformers, llamacpp or openai, one per variant if asked): "compare many,
+then score". Tests register fake engines through the same registry. Every result row records the engine and model
+that answered.
 """
 from __future__ import annotations
 
