@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from core.engines.base import GenerationEngine, GenerationRequest, RoutedEngine, StreamEvent, collect, guarded_stream
 from core.errors import StudioError
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, build_messages
-from core.knowledge import Hit
+from core.retrieval import Hit
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANTS, Answer, parse_variants
@@ -232,8 +232,8 @@ def compare_many(
 ) -> list[Comparison]:
     """Every variant for many questions (evaluation). Rows of several questions share one batch.
 
-    `retrieve(questions) -> hits per question` (already filtered by `relevant`), e.g.
-    `lambda qs: [relevant(h) for h in search_many(ws, kb, qs, embedder, retrieval)]`.
+    `retrieve(questions) -> hits per question` (already past the relevance gate), e.g.
+    `lambda qs: [r.hits for r in retrieve_many(ws, kb, qs, embedder, retrieval)]`.
     """
     variants = parse_variants(variants)
     needs_context = any(v in USES_CONTEXT for v in variants)

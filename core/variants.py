@@ -13,7 +13,7 @@ from core.errors import StudioError
 
 if TYPE_CHECKING:  # imported when used: Decide reads the variant table without loading retrieval or generation
     from core.generation import GenerationStats
-    from core.knowledge import Hit
+    from core.retrieval import Hit
     from core.support import SupportReport
 
 

@@ -93,7 +93,12 @@ def test_scoreboard_tab_shows_the_bottom_line(workspace, toy_kb, fake_embedder):
 
     evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag")), kb=toy_kb, embedder=fake_embedder)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "evaluate.py"), default_timeout=60)
-    at.session_state["decision"] = {"recommendation": "rag"}
+    from core.decision import decide, default_answers
+    from ui.state import DecideResult
+
+    decided = decide(default_answers())
+    assert decided.recommendation == "rag"
+    at.session_state["decision"] = DecideResult(decided, None)  # what the Decide page leaves for the report
     at.run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown).replace("\\", "")  # md_escape adds backslashes

@@ -31,7 +31,7 @@ def handle(args) -> int:
     from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings, relevant, search
+    from core.retrieval import RetrievalSettings, retrieve
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
@@ -49,7 +49,7 @@ def handle(args) -> int:
         from core.evaluation import embedder_for_kb
 
         embedder = embedder_for_kb(workspace, args.kb)  # the kb's own model and precision
-        hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
+        hits = retrieve(workspace, args.kb, args.question, embedder, retrieval)
     engine = engine_from_args(args, workspace)
     engines = open_column_engines(args, workspace)
     comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system,

@@ -87,7 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     judged = None
     if judge_settings is not None:
         from core import judge
-        from core.knowledge import load_sentence_embedder
+        from core.embedding import load_sentence_embedder
 
         judged = judge.judge_evaluation(workspace, evaluation_id, judge_settings, embedder or load_sentence_embedder())
     if args.json:

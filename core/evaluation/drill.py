@@ -24,7 +24,9 @@ def drill_copy_name(kb_name: str) -> str:
 def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
     """A fresh copy of a knowledge base (documents, chunks and vectors, no re-embedding) for the update drill, so
     the drill's update never lands in the user's own knowledge base. An older drill copy is replaced."""
-    from core.knowledge import _write_index, delete_knowledge_base, get_knowledge_base, open_catalogue
+    from core.catalogue import get_knowledge_base, open_catalogue
+    from core.index_cache import write_index
+    from core.ingest import delete_knowledge_base
     from core.storage import transaction
 
     source = get_knowledge_base(workspace, kb_name)
@@ -45,14 +47,14 @@ def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
                 conn.execute("INSERT INTO chunks (kb_id, document_id, ordinal, page, page_end, text, embedding) "
                              "SELECT ?, ?, ordinal, page, page_end, text, embedding FROM chunks WHERE document_id = ? ORDER BY id",
                              (new_id, doc_id, doc[0]))
-        _write_index(workspace, conn, get_knowledge_base(workspace, target))
+        write_index(workspace, conn, get_knowledge_base(workspace, target))
     log.info("Update drill: copied knowledge base %s to %s", kb_name, target)
     return target
 
 
 def remove_drill_copy(workspace: Workspace, kb_name: str) -> bool:
     """Delete the drill copy of kb_name (True when there was one)."""
-    from core.knowledge import delete_knowledge_base
+    from core.ingest import delete_knowledge_base
 
     target = drill_copy_name(kb_name)
     if not _kb_exists(workspace, target):
@@ -63,7 +65,8 @@ def remove_drill_copy(workspace: Workspace, kb_name: str) -> bool:
 
 def replace_document(workspace: Workspace, kb_name: str, name: str, data: bytes, embedder) -> tuple[float, str]:
     """Add a document, or a new version of one (the old version goes first). Returns (seconds, message)."""
-    from core.knowledge import ingest_files, list_documents, remove_document
+    from core.catalogue import list_documents
+    from core.ingest import ingest_files, remove_document
 
     started = time.perf_counter()
     existing = {d.name for d in list_documents(workspace, kb_name)} if _kb_exists(workspace, kb_name) else set()
@@ -78,7 +81,7 @@ def replace_document(workspace: Workspace, kb_name: str, name: str, data: bytes,
 
 
 def remove_document_timed(workspace: Workspace, kb_name: str, name: str) -> float:
-    from core.knowledge import remove_document
+    from core.ingest import remove_document
 
     started = time.perf_counter()
     remove_document(workspace, kb_name, name)
@@ -86,7 +89,7 @@ def remove_document_timed(workspace: Workspace, kb_name: str, name: str) -> floa
 
 
 def _kb_exists(workspace: Workspace, kb_name: str) -> bool:
-    from core.knowledge import list_knowledge_bases
+    from core.catalogue import list_knowledge_bases
 
     return any(kb.name == kb_name for kb in list_knowledge_bases(workspace))
 

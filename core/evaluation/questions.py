@@ -210,7 +210,7 @@ def generate_questions(workspace: Workspace, kb_name: str, count: int = 10, seed
     answer is guaranteed to be in the documents, and the gold chunk is known (source_passage)."""
     import random
 
-    from core.knowledge import all_chunks
+    from core.catalogue import all_chunks
 
     chunks = all_chunks(workspace, kb_name)
     if not chunks:

@@ -1,7 +1,7 @@
 """Running an evaluation: every question answered by every chosen variant through the answering seam, then
 scored (core.evaluation.scoring) and kept (core.evaluation.store), in the caller's thread or as a background job.
 
-Retrieval happens once per question set (one batched `search_many`), so every variant that uses context sees
+Retrieval happens once per question set (one batched `retrieve_many`), so every variant that uses context sees
 the same chunks. The seam is `VariantRunner.answer(question, variant, hits) -> Answer`. The real one,
 `EngineVariantRunner`, answers every variant of a few questions in one batch through core.compare.compare_many and
 a generation engine (`core.engines`: transformers, llamacpp or openai, one per variant if asked): "compare many,
@@ -25,7 +25,7 @@ from core.evaluation.questions import OUT_OF_SCOPE_QUESTIONS, QuestionItem, out_
 from core.evaluation.scoring import json_safe, nulls_to_nan, retrieval_row, score_answer, summarize
 from core.evaluation.store import create_evaluation, update_evaluation
 from core.jobs import Job, start_job, utc_now
-from core.knowledge import Hit, RetrievalSettings
+from core.retrieval import Hit, RetrievalSettings
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
 from core.variants import USES_CONTEXT, VARIANTS, Answer
@@ -163,21 +163,20 @@ def run_evaluation(
             atomic_write_json(folder / "config.json", {**config, "engines": info["engines"]})
     total = len(items) * len(settings.variants)
     try:
-        all_hits: list[list[Hit]] = [[] for _ in items]
+        all_hits: list[list[Hit]] = [[] for _ in items]  # ranked: what the retrieval metrics score
+        all_given: list[list[Hit]] = [[] for _ in items]  # past the relevance gate: what the model is given
         if kb:
             if embedder is None:
                 raise StudioError("An embedder is needed to search the knowledge base.")
-            from core.knowledge import search_many
+            from core.retrieval import retrieve_many
 
-            all_hits = search_many(workspace, kb, [q.question for q in items], embedder, settings.retrieval)
+            retrieved = retrieve_many(workspace, kb, [q.question for q in items], embedder, settings.retrieval)
+            all_hits, all_given = [r.ranked for r in retrieved], [r.hits for r in retrieved]
         retrieval = [retrieval_row(item, hits) for item, hits in zip(items, all_hits)]
         atomic_write_json(folder / "retrieval.json", retrieval)
         rows: list[dict] = []
         done = 0
         started = time.perf_counter()
-        from core.knowledge import relevant
-
-        all_given = [relevant(hits, settings.retrieval) for hits in all_hits]
         with open(folder / "results.jsonl", "a", encoding="utf-8") as results:
             for item, hits, given, batch in _answered(runner, items, all_hits, all_given, settings.variants, cancel):
                 for variant in settings.variants:
@@ -370,6 +369,6 @@ def make_engine_runner(workspace: Workspace, adapter: str | None = None, max_new
 def embedder_for_kb(workspace: Workspace, kb_name: str):
     """The embedding model a knowledge base was built with, behind the Embedder seam."""
     from core.embedding import load_sentence_embedder, spec_for_recorded
-    from core.knowledge import get_knowledge_base
+    from core.catalogue import get_knowledge_base
 
     return load_sentence_embedder(spec_for_recorded(get_knowledge_base(workspace, kb_name).embedding_model), workspace)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 from core import metrics, support
 from core.evaluation.questions import QuestionItem
-from core.knowledge import Hit
+from core.retrieval import Hit
 from core.variants import USES_CONTEXT, Answer
 
 
