@@ -52,4 +52,3 @@ from core.retrieval import (  # noqa: F401
     search_many,
 )
 
-_write_index = write_index  # core.evaluation's drill copy still imports this name

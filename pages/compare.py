@@ -17,11 +17,6 @@ from ui.models import embedder_for, get_engine
 
 from core.adapters import find_adapters
 from core.compare import (
-    USES_ADAPTER,
-    USES_CONTEXT,
-    VARIANT_BLURBS,
-    VARIANT_LABELS,
-    VARIANTS,
     Comparison,
     export_html,
     export_markdown,
@@ -30,6 +25,7 @@ from core.compare import (
     stream_comparison,
 )
 from core.errors import StudioError
+from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANT_BLURBS, VARIANT_TITLES, VARIANTS
 from core.generation import DecodingSettings
 from core.knowledge import RetrievalSettings, list_knowledge_bases
 from core.settings import get_workspace
@@ -90,7 +86,7 @@ def _render_answer(answer) -> None:
 
 
 def _column_header(variant: str) -> None:
-    st.markdown(f"#### {ICONS[variant]} {VARIANT_LABELS[variant]}")
+    st.markdown(f"#### {ICONS[variant]} {VARIANT_TITLES[variant]}")
     st.caption(VARIANT_BLURBS[variant])
 
 
@@ -169,7 +165,7 @@ def _settings_form(workspace) -> dict | None:
     )
     variants = st.pills(
         "Columns", list(VARIANTS), selection_mode="multi", default=preselect, key="compare_variants",
-        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_LABELS[v]),
+        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_TITLES[v]),
     )
     if not kb_names:
         st.info("No knowledge base yet: RAG and hybrid will say so. Add documents on the **Documents** page.", icon=":material/info:")
@@ -192,7 +188,7 @@ def _settings_form(workspace) -> dict | None:
         )
         system = st.text_area("System voice (optional)", "", key="compare_system", placeholder="e.g. You are our support desk. Answer in two sentences.")
     engines, problem = engines_per_variant(
-        [v for v in VARIANTS if v in (variants or [])], VARIANT_LABELS, "Engine per column",
+        [v for v in VARIANTS if v in (variants or [])], VARIANT_TITLES, "Engine per column",
         "Each column can answer from its own engine: e.g. base and RAG from your team's Ollama or vLLM model, "
         "the fine-tune from the local adapter. A server column's model is what answers (serve your fine-tune under "
         "its own name for the fine-tuned column).")

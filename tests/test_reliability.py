@@ -474,21 +474,22 @@ def test_payloads_in_file_names_and_text_are_inert_on_the_documents_page(workspa
 
 def test_payloads_in_questions_and_answers_are_escaped_in_the_compare_export_and_the_report(workspace, fake_embedder, tmp_path):
     from core import evaluation, report
-    from core.compare import Comparison, VariantAnswer, export_html, export_markdown
+    from core.compare import Comparison, export_html, export_markdown
+    from core.variants import Answer
     from core.evaluation import EvaluationSettings, QuestionItem
     from core.retrieval import Hit
-    from tests.test_evaluation import FakeRunner
+    from tests.test_evaluation import FakeRunner, timed
     from ui.common import md_escape, md_model_text
 
     hit = Hit(1, PAYLOAD_NAME, 1, 1, 0.9, PAYLOAD)
-    comparison = Comparison(question=PAYLOAD, answers={"rag": VariantAnswer("rag", text=PAYLOAD, hits=[hit])}, kb="evil")
+    comparison = Comparison(question=PAYLOAD, answers={"rag": Answer("rag", text=PAYLOAD, hits=[hit])}, kb="evil")
     page = export_html([comparison])
     assert "<script>" not in page and "<img" not in page and "&lt;script&gt;" in page
     assert "](javascript" in export_markdown([comparison])  # markdown export is a text file: kept verbatim, never rendered here
 
     class EvilRunner(FakeRunner):
         def answer(self, question, variant, hits):
-            return evaluation.VariantAnswer(PAYLOAD, 0.1, 0.2, 5)
+            return timed(variant, PAYLOAD, 0.1, 0.2, 5)
 
     ingest_files(workspace, "evil", [(PAYLOAD_NAME, f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4)], fake_embedder)
     questions = [QuestionItem("q1", f"How long is the pier? {PAYLOAD}", ("300",), PAYLOAD_NAME, None)]
@@ -586,11 +587,12 @@ def test_payloads_in_questions_and_model_output_are_inert_on_the_ask_page(worksp
 def test_payloads_in_questions_and_model_output_are_inert_on_the_compare_page(workspace, fake_embedder):
     from streamlit.testing.v1 import AppTest
 
-    from core.compare import Comparison, VariantAnswer
+    from core.compare import Comparison
+    from core.variants import Answer
 
     hit = _payload_history(workspace, fake_embedder)
     comparison = Comparison(question=f"Question {PAYLOAD}", kb="evil", answers={
-        "base": VariantAnswer("base", text=f"Base {PAYLOAD}"), "rag": VariantAnswer("rag", text=f"RAG {PAYLOAD}", hits=[hit])})
+        "base": Answer("base", text=f"Base {PAYLOAD}"), "rag": Answer("rag", text=f"RAG {PAYLOAD}", hits=[hit])})
     at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=60)
     at.session_state["compare_history"] = [comparison]
     at.run()

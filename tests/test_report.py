@@ -7,14 +7,14 @@ import subprocess
 import pytest
 
 from core import evaluation, report
-from core.evaluation import EvaluationSettings, QuestionItem, VariantAnswer
-from tests.test_evaluation import QUESTIONS, FakeRunner
+from core.evaluation import EvaluationSettings, QuestionItem
+from tests.test_evaluation import QUESTIONS, FakeRunner, timed
 
 
 class EvilRunner(FakeRunner):
     def answer(self, question, variant, hits):
         if variant == "base":
-            return VariantAnswer("<script>alert('x')</script> & more", 0.1, 0.2, 5)
+            return timed(variant, "<script>alert('x')</script> & more", 0.1, 0.2, 5)
         return super().answer(question, variant, hits)
 
 

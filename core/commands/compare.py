@@ -26,7 +26,8 @@ def register(subparsers) -> None:
 
 def handle(args) -> int:
     from core.adapters import resolve_adapter
-    from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
+    from core.compare import run_comparison
+    from core.variants import USES_ADAPTER, USES_CONTEXT, parse_variants
     from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
@@ -61,7 +62,7 @@ def handle(args) -> int:
         return 0
     print(f"Q: {comparison.question}   (all variants in {comparison.wall_s:.1f} s)")
     for answer in comparison.answers.values():
-        print(f"\n=== {answer.label} ({answer.engine_label}) ===")
+        print(f"\n=== {answer.title} ({answer.engine_label}) ===")
         if answer.error:
             print(f"error: {answer.error}")
             continue

@@ -34,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _variants(args: argparse.Namespace) -> tuple[str, ...]:
-    from core.evaluation import VARIANTS
+    from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANTS
 
     if args.variants:
         chosen = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     else:
-        chosen = tuple(v for v in VARIANTS if (args.kb or v in ("base", "finetuned")) and (args.adapter or v in ("base", "rag")))
-    if any(v in ("finetuned", "hybrid") for v in chosen) and not args.adapter:
+        chosen = tuple(v for v in VARIANTS if (args.kb or v not in USES_CONTEXT) and (args.adapter or v not in USES_ADAPTER))
+    if any(v in USES_ADAPTER for v in chosen) and not args.adapter:
         raise StudioError("The fine-tuned and hybrid variants need --adapter (a run id or an adapter folder).")
     return chosen
 

@@ -22,7 +22,7 @@ def _decide_dicts() -> tuple[dict | None, dict | None]:
 
 
 def _pdf(path: str) -> None:
-    from core.report import pdf_available, write_report_pdf
+    from core.report_pdf import pdf_available, write_report_pdf
 
     if not pdf_available():
         st.caption("No PDF here: it is printed by headless Chromium, which this server does not have (apt-get install chromium, "

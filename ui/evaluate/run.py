@@ -83,7 +83,7 @@ def start(workspace, settings, questions, question_source: str, dataset_id, kb_n
         workspace, lambda: runner, questions, settings, kb=kb_name, embedder=embedder, adapter=adapter,
         question_source=question_source, style_check=style_check, style_note=style_note,
     )
-    state.set_started_evaluation(job.evaluation_id)
+    state.set_started_evaluation(job.key)
 
 
 @st.fragment(run_every=1.5)
@@ -128,7 +128,7 @@ def run_tab(workspace, kbs: list[str], adapters: list[str]) -> None:
     questions, question_source, dataset_id = choose_questions(workspace, kb)
 
     available = [v for v in evaluation.VARIANTS
-                 if (kb != NONE or v not in evaluation.CONTEXT_VARIANTS) and (adapter or v not in evaluation.ADAPTER_VARIANTS)]
+                 if (kb != NONE or v not in evaluation.USES_CONTEXT) and (adapter or v not in evaluation.USES_ADAPTER)]
     variants = st.multiselect("Variants", list(evaluation.VARIANTS), default=available,
                               format_func=evaluation.VARIANT_LABELS.get,
                               help="fine-tuned and hybrid need an adapter; RAG and hybrid need a knowledge base")

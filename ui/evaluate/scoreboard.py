@@ -17,7 +17,7 @@ def scoreboard_table(summary: dict) -> None:
     if board.empty:
         return
     # Text cells, so n/a reads "n/a" (not "None" or a blank) and every metric has the same digits.
-    digits = {"answers": 0, "errors": 0, "p50 s": 2, "p95 s": 2, "first token p50 s": 2, "tokens/s": 1}
+    digits = {column.label: column.digits for column in evaluation.SCOREBOARD_COLUMNS}
     for column in board.columns[1:]:
         board[column] = board[column].map(lambda v, d=digits.get(column, 3): fmt(v, d))
     st.dataframe(board.set_index("variant"), width="stretch")
@@ -44,7 +44,7 @@ def retrieval_and_methods(summary: dict) -> None:
 def bottom_line_box(rows: list[dict]) -> None:
     """The same measured bottom line the report ends with, against the Decide page's current recommendation."""
     from core.decision import decision_to_dict
-    from core.report import bottom_line, bottom_line_text
+    from core.evaluation import bottom_line, bottom_line_text
 
     decided = state.decide_result()
     decision = decision_to_dict(decided.decision) if decided else None
