@@ -17,7 +17,6 @@ pinned sdist (Makefile: extracted to ~/.cache/studio/llama.cpp-<version>/).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import sys
@@ -26,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from core.engines.base import GenerationRequest, StreamEvent, check_keys
+from core.engines.base import GenerationRequest, StreamEvent, adapter_fingerprint, check_adapter_folder, check_keys
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
+from core.machine import generation_threads
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,10 @@ def adapter_base_dir(adapter_dir: Path, workspace, generator=None) -> Path:
 
 def gguf_adapter(adapter: str | Path, workspace, generator=None) -> Path:
     """The GGUF LoRA for a peft adapter folder, converted once (keyed by the adapter's weights' mtime)."""
-    from core.engines.transformers import check_adapter_folder
-
     folder = check_adapter_folder(adapter)
     if folder.suffix == ".gguf":  # pragma: no cover - folders only
         return folder
-    weights = folder / "adapter_model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-    digest = hashlib.sha1(f"{folder}|{stamp}".encode()).hexdigest()[:16]
+    digest = adapter_fingerprint(folder)[:16]
     target = workspace.models / "lora-gguf" / f"{folder.parent.name}-{digest}.gguf"
     if target.exists():
         return target
@@ -157,8 +153,6 @@ class LlamaCppEngine:
     loads_adapters = True
 
     def __init__(self, gguf: str | Path, workspace=None, generator=None, n_ctx: int = 4096, threads: int | None = None):
-        from core.engines.transformers import cpu_threads
-
         path = Path(gguf).expanduser()
         if not path.is_file():
             raise StudioError(f"The GGUF file {path} does not exist; give a .gguf file (or leave it empty for the embedded model).")
@@ -170,7 +164,7 @@ class LlamaCppEngine:
         self.model = path.name
         self.workspace, self.generator = workspace, generator
         self.fixed_threads = threads  # None: decided per request by load, like the transformers engine
-        self.threads = threads or cpu_threads()
+        self.threads = threads or generation_threads()
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
                              n_batch=512, seed=0, verbose=False)
@@ -236,12 +230,10 @@ class LlamaCppEngine:
                 yield from self._stream_one(request, settings)
 
     def _threads(self) -> None:
-        """All cores, or 1 when other processes already load them (measured: core.engines.transformers.cpu_threads)."""
+        """All cores, or 1 when other processes already load them (core.machine.generation_threads)."""
         from llama_cpp import llama_cpp as C
 
-        from core.engines.transformers import cpu_threads
-
-        wanted = self.fixed_threads or cpu_threads()
+        wanted = self.fixed_threads or generation_threads()
         if wanted != self.threads:
             C.llama_set_n_threads(self.llm._ctx.ctx, wanted, wanted)
             self.threads = wanted
