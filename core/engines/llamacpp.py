@@ -9,7 +9,8 @@ The build (Makefile `install`) uses ggml's dynamic CPU backends (GGML_BACKEND_DL
 one libggml-cpu-<variant>.so per CPU generation, the best one chosen at run time. 0.3.36 built with
 -march=native crashed on an AMX Xeon and an AVX-512 build died with "Illegal instruction" on Zen 4.
 llama-cpp-python does not load those backends itself (abetlen/llama-cpp-python#2069), so
-`load_backends()` does, from the package's lib folder, before the first model.
+`load_backends()` does, before the first model: the best-scored variant that survives a probe run in a child
+process (cached per machine), because a CPU can advertise instructions it does not run (see working_variant).
 
 A peft adapter becomes a GGUF LoRA through llama.cpp's own `convert_lora_to_gguf.py`, from the same
 pinned sdist (Makefile: extracted to ~/.cache/studio/llama.cpp-<version>/).
@@ -45,25 +46,103 @@ def library_folder() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "lib"
 
 
+def _ggml() -> ctypes.CDLL:
+    ggml = ctypes.CDLL(str(_loaded_ggml() or library_folder() / "libggml.so"))
+    ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    ggml.ggml_backend_dev_description.restype = ctypes.c_char_p
+    ggml.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_load.restype = ctypes.c_void_p
+    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+    return ggml
+
+
 def load_backends() -> list[str]:
-    """Load ggml's CPU backend (the best variant for this CPU) once per process; the devices it gives."""
+    """Load ggml's CPU backend (the best variant that runs on this CPU) once per process; the devices it gives."""
     with _BACKENDS_LOCK:
-        lib = library_folder()
-        ggml = ctypes.CDLL(str(_loaded_ggml() or lib / "libggml.so"))
-        ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
-        ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        ggml.ggml_backend_dev_description.restype = ctypes.c_char_p
-        ggml.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
-        if ggml.ggml_backend_reg_count() == 0 and any(lib.glob("libggml-cpu*.so")):
-            ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-            ggml.ggml_backend_load_all_from_path(str(lib).encode())
+        ggml = _ggml()
+        if ggml.ggml_backend_reg_count() == 0:
+            variant = working_variant()
+            if variant is not None and not ggml.ggml_backend_load(str(variant).encode()):
+                raise StudioError(f"llama.cpp could not load its CPU backend {variant.name}; reinstall llama-cpp-python with `make llama-cpp`.")
         devices = [ggml.ggml_backend_dev_description(ggml.ggml_backend_dev_get(i)).decode(errors="replace")
                    for i in range(ggml.ggml_backend_dev_count())]
         if not devices:
-            raise StudioError(f"llama.cpp found no CPU backend in {lib}; reinstall llama-cpp-python with `make llama-cpp`.")
+            raise StudioError(f"llama.cpp found no CPU backend in {library_folder()}; reinstall llama-cpp-python with `make llama-cpp`.")
         return devices
+
+
+def ranked_variants(lib: Path) -> list[Path]:
+    """The CPU variants this CPU says it supports, best first: ggml's own score (what ggml_backend_load_best uses)."""
+    _loaded_ggml()  # the variants link against libggml-base, which libllama brings in: without it dlopen fails
+    scored = []
+    for path in lib.glob("libggml-cpu-*.so"):
+        try:
+            score = ctypes.CDLL(str(path)).ggml_backend_score
+        except (OSError, AttributeError):
+            continue
+        score.restype = ctypes.c_int
+        if score() > 0:
+            scored.append((score(), path.name, path))
+    return [path for _, _, path in sorted(scored, reverse=True)]
+
+
+# Runs one variant on a real prompt in a child process: a variant whose instructions the CPU advertises but does
+# not run (an AMX Xeon VM here: `tilezero` raised SIGILL in libggml-cpu-sapphirerapids.so) kills only the child.
+_PROBE = """
+import sys
+import llama_cpp
+from core.engines.llamacpp import _ggml
+if not _ggml().ggml_backend_load(sys.argv[1].encode()):
+    sys.exit(3)
+llm = llama_cpp.Llama(sys.argv[2], n_ctx=128, n_threads=1, n_batch=64, verbose=False)
+llm("The history of the city begins with a small harbour, a market and a bridge over the river. Its people " * 2, max_tokens=4)
+"""
+
+
+def working_variant() -> Path | None:
+    """The best CPU variant that really runs here, probed once per machine and build (cached in ~/.cache/studio)."""
+    import hashlib
+    import json
+    import subprocess
+
+    from core.models import embedded_generator_gguf
+
+    lib = library_folder()
+    ranked = ranked_variants(lib)
+    if not ranked:
+        return None  # a build without dynamic backends: the CPU code is inside libggml itself
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:  # pragma: no cover - not Linux
+        flags = ""
+    build = "|".join(f"{p.name}:{p.stat().st_size}" for p in ranked)
+    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON_VERSION}|{build}|{flags}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / f"ggml-cpu-variant-{key}.json"
+    try:
+        chosen = lib / json.loads(cache.read_text())["variant"]
+        if chosen.exists():
+            return chosen
+    except (OSError, ValueError, KeyError):
+        pass
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    for variant in ranked:
+        try:
+            probe = subprocess.run([sys.executable, "-c", _PROBE, str(variant), str(embedded_generator_gguf())], env=env,
+                                   capture_output=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            log.warning("llama.cpp CPU variant %s did not answer a probe in 300 s; trying the next", variant.name)
+            continue
+        if probe.returncode == 0:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"variant": variant.name, "skipped": [p.name for p in ranked[: ranked.index(variant)]]}))
+            return variant
+        log.warning("llama.cpp CPU variant %s failed a probe on this CPU (exit %s): %s; trying the next", variant.name,
+                    probe.returncode, probe.stderr.decode(errors="replace")[-300:])
+    raise StudioError("No llama.cpp CPU variant runs on this CPU (each probe crashed); use the transformers engine.")
 
 
 def _loaded_ggml() -> Path | None:
@@ -104,7 +183,24 @@ def server_command(gguf: str | Path, port: int, alias: str, lora: str | Path | N
             "--interrupt_requests", "False"]
     if lora:
         argv += ["--lora_path", str(Path(lora).resolve())]
-    return argv, library_folder()
+    return argv, backend_folder()
+
+
+def backend_folder() -> Path:
+    """A folder holding only the CPU variant that runs here (a link): ggml in a server process loads the best variant
+    it finds in its working directory, and the best by score may be one this CPU does not run (see working_variant)."""
+    variant = working_variant()
+    if variant is None:
+        return library_folder()
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / "ggml-backend" / variant.stem
+    link = folder / variant.name
+    if not (link.exists() and link.resolve() == variant.resolve()):
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{variant.name}.{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(variant)
+        temporary.replace(link)
+    return folder
 
 
 # ---------------------------------------------------------------- LoRA: peft folder -> GGUF
