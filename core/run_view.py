@@ -33,7 +33,7 @@ def cpu_probe(seconds: float = 0.25, threads: int | None = None) -> float:
     CPU this machine gives a job right now. The worker records it when a run starts; the page compares."""
     import torch
 
-    from core.train_worker import choose_threads
+    from core.training.worker import choose_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads or choose_threads())
