@@ -1,4 +1,5 @@
-"""Run settings, pre-launch refusals, the one-run lock and crash detection. Reads the model config only."""
+"""Run settings, pre-launch refusals, the one-run lock and crash detection. Reads the model config and tokenizer only
+(the workspace has no weights, so a check that started loading them would fail here)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,12 +14,13 @@ from core import training as T
 from core.adapters import adapter_path, find_adapters
 from core.datasets import save_dataset
 from core.errors import StudioError
-from tune_support import style_rows, workspace_with_model
+from tune_support import style_rows, workspace_with_model_config
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    ws = workspace_with_model(tmp_path_factory.mktemp("tune-unit"))
+    """The embedded model's config and tokenizer without weights: facts and plans must never need them."""
+    ws = workspace_with_model_config(tmp_path_factory.mktemp("tune-unit"))
     rows = style_rows(12, max_input_chars=300)
     save_dataset(ws, "style", rows, kind="style", style_rule="bullets3_risk")
     return ws

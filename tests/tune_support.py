@@ -43,6 +43,36 @@ def record_run(workspace, run_id: str, status: str = "completed", base_model: st
     return run_id
 
 
+def model_config_dir() -> Path:
+    """SmolLM2's config.json and tokenizer, no weights: all that model facts and pre-launch plans read.
+
+    Read from the embedded GGUF's metadata once per machine (~20 s, no weight conversion). A test on a workspace
+    with this folder fails if model_facts or plan_run ever start loading weights."""
+    from core.models import embedded_generator_gguf
+    from core.storage import build_folder_once
+
+    def build(staging: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        gguf = embedded_generator_gguf()
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config.save_pretrained(staging)
+
+    return build_folder_once(MODEL_CACHE / "models" / "SmolLM2-135M-Instruct-config-only", "config.json", build)
+
+
+def workspace_with_model_config(root: Path):
+    """A fresh workspace whose embedded model is its config and tokenizer only (see model_config_dir)."""
+    from core.settings import get_workspace
+
+    ws = get_workspace(root)
+    target = ws.models / "SmolLM2-135M-Instruct"
+    if not target.exists():
+        target.symlink_to(model_config_dir(), target_is_directory=True)
+    return ws
+
+
 def squad_passages(count: int, stride: int = 7, root: Path = SQUAD) -> list[dict]:
     """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles (in-repo samples by default)."""
     seen, passages = set(), []
