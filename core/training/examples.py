@@ -11,7 +11,7 @@ def encode_row(tokenizer, row: dict, max_length: int, completion_only_loss: bool
 
     If the row is too long, the *input* text is shortened so the answer (what we teach) always fits.
     """
-    from core.datasets import make_row, row_messages
+    from core.datasets.rows import make_row, row_messages
 
     current = row
     for _ in range(6):

@@ -50,7 +50,8 @@ def plan_run(
     workspace: Workspace, dataset_id: str, lora: LoraSettings, training: TrainingSettings, facts: ModelFacts | None = None
 ) -> RunPlan:
     """Every check that can fail before launch, plus trainable parameters and time/memory estimates."""
-    from core.datasets import load_dataset_rows, validate_rows
+    from core.datasets.files import validate_rows
+    from core.datasets.store import load_dataset_rows
 
     facts = facts or model_facts(workspace, training.base_model)
     training.validate(facts.max_length)

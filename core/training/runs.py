@@ -102,7 +102,7 @@ def start_run(
         if folder.exists():
             raise StudioError(f"A run named {run_id!r} already exists.")
         (folder / "checkpoints").mkdir(parents=True)
-        from core.datasets import dataset_content_hash
+        from core.datasets.store import dataset_content_hash
 
         config = {
             # The dataset's content hash names exactly the rows this run trained on (a used dataset is never replaced).

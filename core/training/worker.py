@@ -229,7 +229,7 @@ def main(run_dir: str) -> int:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-        from core.datasets import load_dataset_rows
+        from core.datasets.store import load_dataset_rows
         from core.models import GeneratorSpec, resolve_generator_path
 
         from core.families import load_tokenizer
