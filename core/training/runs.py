@@ -32,6 +32,7 @@ from core.training.records import (
 )
 
 log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]  # where `python -m core.training.worker` finds the `core` package
 
 
 def new_run_id() -> str:
@@ -75,13 +76,13 @@ def _spawn(workspace: Workspace, run_id: str) -> int:
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["STUDIO_WORKSPACE"] = str(workspace.root)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     _, training = settings_from_dict(read_json(folder / "config.json", {}))
     with open(folder / "train.log", "ab") as log_file:
         process = subprocess.Popen(
             worker_command(folder, process_count(training)),
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True,
+            env=env, cwd=str(REPO_ROOT), start_new_session=True,
         )
     return process.pid
 
