@@ -13,7 +13,7 @@ from typing import Sequence
 from core import training as T
 from core.settings import Workspace
 
-IDLE_LOAD = 1.0  # the reference speed (core.training.DEFAULT_CPU_TOKENS_PER_S) was measured with only the run itself busy
+IDLE_LOAD = 1.0  # the reference speed (core.estimate.CPU_LORA_TOKENS_PER_S) was measured with only the run itself busy
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from core.training.hparams import (  # noqa: F401
     PRECISIONS, PRESETS, QLORA_CPU_NOTE, LoraSettings, TrainingSettings, bnb_4bit_problem, preset, qlora_config, qlora_support,
     settings_from_dict,
 )
-from core.training.plan import DEFAULT_CPU_TOKENS_PER_S, RunPlan, measured_tokens_per_s, plan_run  # noqa: F401
+from core.training.plan import RunPlan, measured_tokens_per_s, plan_run  # noqa: F401
 from core.training.records import (  # noqa: F401
     ACTIVE, LOCK_NAME, SCHEMA, STATUSES, RunInfo, acquire_lock, active_run, folder_size, get_run, last_checkpoint,
     list_runs, lock_path, now_utc, open_runs_db, pid_alive, read_lock, read_log, read_progress, release_lock, run_dir, update_run,

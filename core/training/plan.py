@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from core.errors import StudioError
+from core.estimate import CPU_LORA_TOKENS_PER_S  # the one measured speed (Decide's estimate uses it too)
 from core.models import cuda_available
 from core.settings import Workspace
 from core.training.examples import encode_row
@@ -12,9 +13,8 @@ from core.training.facts import ModelFacts, lora_parameter_count, model_facts, r
 from core.training.hparams import LoraSettings, TrainingSettings
 from core.training.records import list_runs, read_progress
 
-# Measured on the project's 2-core CPU: LoRA on SmolLM2-135M fp32 trains ~150-180 tokens/s (DESIGN.md).
-# Used for estimates until a finished run on this machine gives a measured figure.
-DEFAULT_CPU_TOKENS_PER_S = 165.0
+# CPU_LORA_TOKENS_PER_S was measured on SmolLM2-135M: estimates scale it by model size until a finished run of the
+# model on this machine gives a measured figure (measured_tokens_per_s).
 _REFERENCE_PARAMS = 134_515_008  # SmolLM2-135M
 
 
@@ -89,7 +89,7 @@ def plan_run(
     if measured:
         tps, basis = measured, "measured by the last run of this model on this machine"
     else:
-        tps = DEFAULT_CPU_TOKENS_PER_S * _REFERENCE_PARAMS / max(facts.total_params, 1)
+        tps = CPU_LORA_TOKENS_PER_S * _REFERENCE_PARAMS / max(facts.total_params, 1)
         basis = "~165 tokens/s measured for SmolLM2-135M LoRA on a 2-core CPU, scaled by model size"
         if device == "cuda":
             tps *= 20
