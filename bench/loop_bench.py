@@ -94,7 +94,7 @@ def run(args) -> int:
     from core.engines.base import GenerationRequest, collect
     from core.engines.registry import open_engine
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings, relevant, search_many
+    from core.retrieval import RetrievalSettings, retrieve_many
     from core.evaluation import embedder_for_kb
     from core.settings import get_workspace
 
@@ -111,9 +111,9 @@ def run(args) -> int:
     hits_by: dict[tuple[str, str], list] = {}
     for kb in sorted({s for s, _ in questions}):
         mine = [q for s, q in questions if s == kb]
-        found = search_many(workspace, kb, [q["question"] for q in mine], embedder_for_kb(workspace, kb), retrieval)
-        for q, hits in zip(mine, found):
-            hits_by[(kb, q["id"])] = relevant(hits, retrieval)
+        found = retrieve_many(workspace, kb, [q["question"] for q in mine], embedder_for_kb(workspace, kb), retrieval)
+        for q, retrieved in zip(mine, found):
+            hits_by[(kb, q["id"])] = retrieved.hits
     print(f"{len(questions)} questions, config {args.config}, {len(done)} rows already done; load {os.getloadavg()}", flush=True)
     pending: list[tuple[str, dict, str, GenerationRequest]] = []
     for kb, q in questions:

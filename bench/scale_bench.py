@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lexical_bench import pct, synthetic  # noqa: E402
 
-from core import knowledge, lexical, vector_index  # noqa: E402
+from core import index_cache, knowledge, lexical, vector_index  # noqa: E402
 from core.settings import get_workspace  # noqa: E402
 from core.storage import transaction  # noqa: E402
 
@@ -71,7 +71,7 @@ def fill(ws, n: int, texts: list[str], embedder) -> dict:
             lexical.add_document(conn, kb_id, d + 1)
     lexical_done = time.perf_counter()
     kb = knowledge.get_knowledge_base(ws, "scale")
-    knowledge._write_index(ws, conn, kb)
+    index_cache.write_index(ws, conn, kb)
     vectors_done = time.perf_counter()
     conn.close()
     return {"store_s": stored - started, "lexical_s": lexical_done - stored, "vector_s": vectors_done - lexical_done}
@@ -83,7 +83,7 @@ def run(n: int, embedder) -> dict:
         ws = get_workspace(Path(tmp) / "ws")
         out = {"chunks": n, **fill(ws, n, texts, embedder)}
         out["disk_mb"] = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 2**20
-        knowledge._INDEX_CACHE.clear()  # a new process: the index file is read and verified once
+        index_cache._INDEX_CACHE.clear()  # a new process: the index file is read and verified once
         kb = knowledge.get_knowledge_base(ws, "scale")
         started = time.perf_counter()
         index = knowledge.load_index(ws, kb)
@@ -92,7 +92,7 @@ def run(n: int, embedder) -> dict:
         out["index"] = details["type"].split(",")[0]
         out["memory_mb"] = details["memory_bytes"] / 2**20
         if "HNSW" in details["type"]:  # recall@10 of the approximate index against exact search on 200 queries
-            exact = vector_index.build_index(DIMENSION, 0, knowledge._vector_batches(knowledge.open_catalogue(ws), kb),
+            exact = vector_index.build_index(DIMENSION, 0, index_cache._vector_batches(knowledge.open_catalogue(ws), kb),
                                              vector_index.VectorIndexSettings(flat_max_vectors=10**12))
             sample = next(clustered_vectors(200, seed=7))
             out["recall10"] = vector_index.recall_at_k(index, exact, sample, 10)

@@ -8,7 +8,8 @@ from typing import Iterator, Sequence
 from core.engines.base import GenerationEngine, stream_text
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
 from core.errors import StudioError
-from core.knowledge import Embedder, Hit, RetrievalSettings, relevant, search
+from core.embedding import Embedder
+from core.retrieval import Hit, RetrievalSettings, retrieve
 from core.settings import Workspace
 from core.support import SupportReport, check_support
 
@@ -59,13 +60,6 @@ class GroundedAnswer:
         }
 
 
-def retrieve_sources(
-    workspace: Workspace, kb_name: str, question: str, embedder: Embedder, settings: RetrievalSettings = RetrievalSettings()
-) -> list[Hit]:
-    """The chunks relevant enough to cite (empty when the documents don't cover the question)."""
-    return relevant(search(workspace, kb_name, question, embedder, settings), settings)
-
-
 def stream_grounded_answer(
     engine: GenerationEngine | None, question: str, sources: Sequence[Hit], decoding: DecodingSettings = DecodingSettings(),
     stats: GenerationStats | None = None, system: str | None = None, adapter: str | None = None,
@@ -84,7 +78,7 @@ def ask(
     retrieval: RetrievalSettings = RetrievalSettings(), decoding: DecodingSettings = DecodingSettings(),
     adapter: str | None = None,
 ) -> GroundedAnswer:
-    sources = retrieve_sources(workspace, kb_name, question, embedder, retrieval)
+    sources = retrieve(workspace, kb_name, question, embedder, retrieval)
     stats = GenerationStats()
     text = "".join(stream_grounded_answer(engine, question, sources, decoding, stats, adapter=adapter)).strip()
     return GroundedAnswer(question, text, sources, stats, getattr(engine, "name", ""), getattr(engine, "model", ""))

@@ -4,17 +4,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-METRIC_LABELS = {
-    "em": "Exact match",
-    "f1": "Token F1",
-    "rouge_l": "ROUGE-L",
-    "contains": "Contains answer",
-    "groundedness": "Lexical support",
-    "style": "Format adherence",
-    "refusal_oos": "Refuses out-of-scope",
-}
+from core.evaluation.views import SCOREBOARD_COLUMNS
+from core.variants import VARIANT_LABELS
+
+# The scores between 0 and 1 that share one axis, labelled as in the scoreboard's columns.
+BAR_METRICS = ("em", "f1", "rouge_l", "contains", "groundedness", "style", "refusal_oos")
+METRIC_LABELS = {c.key: c.label for c in SCOREBOARD_COLUMNS if c.key in BAR_METRICS}
 VARIANT_COLORS = {"base": "#94A3B8", "rag": "#4F46E5", "finetuned": "#F59E0B", "hybrid": "#10B981"}
-VARIANT_LABELS = {"base": "Base", "rag": "RAG", "finetuned": "Fine-tuned", "hybrid": "Hybrid"}
 
 
 def _value(value) -> float | None:
@@ -23,7 +19,7 @@ def _value(value) -> float | None:
     return float(value)
 
 
-def metric_bars(summary: dict, metrics: Sequence[str] = tuple(METRIC_LABELS)):
+def metric_bars(summary: dict, metrics: Sequence[str] = BAR_METRICS):
     """Grouped bars: one group per metric, one bar per variant. Missing values (n/a) draw no bar."""
     import plotly.graph_objects as go
 

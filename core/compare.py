@@ -7,7 +7,6 @@ retrieved chunks; all variants go to the engine as ONE batch. Used by pages/comp
 from __future__ import annotations
 
 import html
-import json
 import logging
 import math
 import re
@@ -19,99 +18,22 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from core.engines.base import GenerationEngine, GenerationRequest, RoutedEngine, StreamEvent, collect, guarded_stream
 from core.errors import StudioError
-from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, GenerationStats, build_messages
-from core.knowledge import Hit
+from core.generation import NO_CONTEXT_ANSWER, DecodingSettings, build_messages
+from core.retrieval import Hit
 from core.settings import Workspace
-from core.support import SupportReport, check_support
 from core.storage import atomic_write_json, read_json
+from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANTS, Answer, parse_variants
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("base", "rag", "finetuned", "hybrid")
-VARIANT_LABELS = {"base": "Base model", "rag": "RAG", "finetuned": "Fine-tuned", "hybrid": "Hybrid (RAG + fine-tuned)"}
-VARIANT_BLURBS = {
-    "base": "The model as shipped: no documents, no adapter.",
-    "rag": "Base model + retrieved passages, cited [1], [2].",
-    "finetuned": "Base model + your LoRA adapter, no documents.",
-    "hybrid": "LoRA adapter + the same retrieved passages.",
-}
-USES_CONTEXT = frozenset({"rag", "hybrid"})
-USES_ADAPTER = frozenset({"finetuned", "hybrid"})
-_ALIASES = {"ft": "finetuned", "fine-tuned": "finetuned", "fine_tuned": "finetuned", "tuned": "finetuned", "lora": "finetuned"}
 NO_ADAPTER_MESSAGE = "No adapter yet. Train one on the Fine-tune page, then pick it here to see the fine-tuned answer."
 SERVED_FINETUNE_NOTE = "served model: the column's model is the fine-tune (no local adapter is sent)"
-
-
-def parse_variants(values: str | Sequence[str]) -> list[str]:
-    """'base,rag,ft,hybrid' or a list -> canonical names in display order; a StudioError for unknown names."""
-    items = values.split(",") if isinstance(values, str) else list(values)
-    chosen = set()
-    for item in items:
-        name = _ALIASES.get(item.strip().lower(), item.strip().lower())
-        if not name:
-            continue
-        if name not in VARIANTS:
-            raise StudioError(f"Unknown variant {item!r}; choose from base, rag, finetuned (ft), hybrid.")
-        chosen.add(name)
-    if not chosen:
-        raise StudioError("Choose at least one variant: base, rag, finetuned or hybrid.")
-    return [name for name in VARIANTS if name in chosen]
-
-
-@dataclass
-class VariantAnswer:
-    variant: str
-    text: str = ""
-    hits: list[Hit] = field(default_factory=list)
-    stats: GenerationStats = field(default_factory=GenerationStats)
-    error: str | None = None
-    note: str | None = None  # e.g. "nothing relevant retrieved": answered without generating
-    adapter: str | None = None
-    messages: list = field(default_factory=list)
-    # What a column without documents (base, fine-tuned) is checked against: the passages retrieval found for RAG.
-    checked_against: list[Hit] = field(default_factory=list)
-    engine: str = ""  # which engine answered ("llamacpp", "openai", ...) and with which model: recorded with the answer
-    model: str = ""
-
-    @property
-    def label(self) -> str:
-        return VARIANT_LABELS[self.variant]
-
-    def support(self) -> SupportReport:
-        """The answer's numbers, names and wording checked against its sources (core.support)."""
-        sources = self.hits or self.checked_against
-        if self.error or self.note or not sources:
-            return SupportReport()
-        return check_support(self.text, [hit.text for hit in sources])
-
-    @property
-    def engine_label(self) -> str:
-        return f"{self.engine} · {self.model}" if self.model else self.engine
-
-    def to_dict(self) -> dict:
-        return {
-            "variant": self.variant,
-            "label": self.label,
-            "answer": self.text,
-            "error": self.error,
-            "note": self.note,
-            "adapter": self.adapter,
-            "engine": self.engine,
-            "model": self.model,
-            "sources": [hit.to_dict() for hit in self.hits],
-            "support": self.support().to_dict(),
-            "prompt_tokens": self.stats.prompt_tokens,
-            "new_tokens": self.stats.new_tokens,
-            "first_token_s": self.stats.first_token_s,
-            "total_s": self.stats.total_s,
-            "tokens_per_s": self.stats.tokens_per_s,
-        }
 
 
 @dataclass
 class Comparison:
     question: str
-    answers: dict[str, VariantAnswer]
+    answers: dict[str, Answer]
     kb: str | None = None
     adapter: str | None = None
     settings: DecodingSettings = field(default_factory=DecodingSettings)
@@ -192,7 +114,7 @@ def plan_comparison(
     key_prefix: str = "",
     hybrid_prompt: str = "taught",
     served: frozenset[str] = frozenset(),
-) -> tuple[dict[str, VariantAnswer], list[GenerationRequest]]:
+) -> tuple[dict[str, Answer], list[GenerationRequest]]:
     """Answers to fill in and the engine requests that fill them.
 
     `hybrid_prompt`: "taught" (the adapter's training shape around the best-matching retrieved sentences,
@@ -202,11 +124,11 @@ def plan_comparison(
     that cannot load a local adapter (a server): their column's model is the fine-tune, so no adapter is sent.
     """
     variants = parse_variants(variants)
-    answers: dict[str, VariantAnswer] = {}
+    answers: dict[str, Answer] = {}
     requests: list[GenerationRequest] = []
     hits = list(hits)
     for variant in variants:
-        answer = VariantAnswer(variant, hits=hits if variant in USES_CONTEXT else [], checked_against=[] if variant in USES_CONTEXT else hits)
+        answer = Answer(variant, hits=hits if variant in USES_CONTEXT else [], checked_against=[] if variant in USES_CONTEXT else hits)
         answers[variant] = answer
         if variant in USES_ADAPTER and variant in served:
             answer.adapter = None
@@ -310,8 +232,8 @@ def compare_many(
 ) -> list[Comparison]:
     """Every variant for many questions (evaluation). Rows of several questions share one batch.
 
-    `retrieve(questions) -> hits per question` (already filtered by `relevant`), e.g.
-    `lambda qs: [relevant(h) for h in search_many(ws, kb, qs, embedder, retrieval)]`.
+    `retrieve(questions) -> hits per question` (already past the relevance gate), e.g.
+    `lambda qs: [r.hits for r in retrieve_many(ws, kb, qs, embedder, retrieval)]`.
     """
     variants = parse_variants(variants)
     needs_context = any(v in USES_CONTEXT for v in variants)
@@ -383,7 +305,7 @@ def save_demo_questions(workspace: Workspace, kb_name: str, questions: Sequence[
 
 
 # ---------------------------------------------------------------- export
-def _timing(answer: VariantAnswer) -> str:
+def _timing(answer: Answer) -> str:
     s = answer.stats
     first = f"{s.first_token_s:.2f} s" if s.first_token_s is not None else "–"
     return f"first token {first} · total {s.total_s:.2f} s · {s.new_tokens} tokens · {s.tokens_per_s:.1f} tok/s"
@@ -398,7 +320,7 @@ def export_markdown(comparisons: Sequence[Comparison]) -> str:
         meta.append(f"max new tokens {s.max_new_tokens}, temperature {s.temperature}, top-p {s.top_p}, seed {s.seed}")
         lines += [f"*{' · '.join(meta)}*", ""]
         for answer in comparison.answers.values():
-            lines += [f"### {answer.label}", ""]
+            lines += [f"### {answer.title}", ""]
             if answer.error:
                 lines += [f"> {answer.error}", ""]
                 continue
@@ -430,7 +352,7 @@ def export_html(comparisons: Sequence[Comparison]) -> str:
             f"<p class='meta'>knowledge base: {e(comparison.kb or '–')} · adapter: {e(comparison.adapter or '–')}</p><div class='row'>"
         )
         for answer in comparison.answers.values():
-            parts.append(f"<div class='col'><h3>{e(answer.label)}</h3>")
+            parts.append(f"<div class='col'><h3>{e(answer.title)}</h3>")
             if answer.error:
                 parts.append(f"<p class='err'>{e(answer.error)}</p></div>")
                 continue
@@ -450,6 +372,3 @@ def export_html(comparisons: Sequence[Comparison]) -> str:
     parts.append("</body></html>")
     return "".join(parts)
 
-
-def comparisons_to_json(comparisons: Sequence[Comparison]) -> str:
-    return json.dumps([c.to_dict() for c in comparisons], indent=2, ensure_ascii=False, default=str)

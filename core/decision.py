@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from core.errors import StudioError
+from core.variants import VARIANT_OF_OPTION, VARIANTS  # the Compare page's columns
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.estimate import Estimate
@@ -31,8 +32,6 @@ WEIGHTS_PATH = Path(__file__).with_name("decision_weights.json")
 
 OPTIONS: tuple[str, ...] = ("rag", "finetune", "hybrid")  # order = tie-break (simplest first)
 OPTION_LABELS = {"rag": "RAG", "finetune": "Fine-tune", "hybrid": "Hybrid"}
-VARIANTS: tuple[str, ...] = ("base", "rag", "finetuned", "hybrid")  # the Compare page's columns
-_VARIANT_OF = {"rag": "rag", "finetune": "finetuned", "hybrid": "hybrid"}
 
 
 @dataclass(frozen=True)
@@ -474,7 +473,7 @@ def plan_pipelines(decision: Decision) -> PipelinePlan:
     if decision.recommendation == "hybrid":
         variants = list(VARIANTS)
     else:
-        wanted = {"base", _VARIANT_OF[decision.recommendation], _VARIANT_OF[decision.runner_up]}
+        wanted = {"base", VARIANT_OF_OPTION[decision.recommendation], VARIANT_OF_OPTION[decision.runner_up]}
         variants = [v for v in VARIANTS if v in wanted]
 
     steps = ["Hold out 10-20% of the questions (at least 30) before building anything; never train on them."]

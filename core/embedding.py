@@ -24,7 +24,7 @@ import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -38,6 +38,20 @@ EXPORT_RECIPE = "onnx-v1"  # a new export or quantization recipe gets a new fold
 INT8 = "onnx-int8"
 INT8_SUFFIX = "@" + INT8
 BACKENDS = ("auto", "fp32", "torch", "onnx", INT8)
+
+
+# ---------------------------------------------------------------- the seam
+class Embedder(Protocol):
+    """What a knowledge base needs from an embedding model. Real: SentenceTransformerEmbedder, OnnxEmbedder; tests: fakes."""
+
+    model_id: str
+    dimension: int
+
+    def embed_documents(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
 BACKEND_HELP = (
     "auto: int8 ONNX where the CPU has VNNI, else fp32 ONNX, else torch; fp32: ONNX or torch (same vectors); "
     "torch: plain sentence-transformers; onnx: fp32 ONNX Runtime; onnx-int8: dynamic int8 ONNX Runtime"
@@ -85,9 +99,10 @@ def has_vnni(flags: frozenset[str] | None = None) -> bool:
 
 
 def threads_for_load() -> int:
-    """1 thread when other jobs keep the cores busy (measured 3-15x better there), else all of them."""
-    cpus = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= 0.75 * cpus else cpus
+    """The cores nobody else is using (core.machine): 1 thread on shared cores measured 3-15x better than all."""
+    from core.machine import torch_threads
+
+    return torch_threads()
 
 
 def onnxruntime_available() -> bool:
@@ -339,6 +354,19 @@ def _export_into(source: Path, staging: Path) -> None:
 
 
 # ---------------------------------------------------------------- loading
+_REGISTERED: dict[str, Callable[[], Any]] = {}  # model id -> factory: how a test's fake embedder enters
+
+
+def register_embedder(model_id: str, factory: Callable[[], Any]) -> None:
+    """Serve `model_id` from `factory()` instead of loading a model. A fake enters here, under the model id a knowledge
+    base records, so every page, command and job that loads that knowledge base's embedder gets it."""
+    _REGISTERED[model_id] = factory
+
+
+def unregister_embedder(model_id: str) -> None:
+    _REGISTERED.pop(model_id, None)
+
+
 def load_sentence_embedder(spec=None, workspace: Workspace | None = None):
     """An embedding model behind the Embedder seam (default: the embedded MiniLM, backend auto).
 
@@ -349,6 +377,8 @@ def load_sentence_embedder(spec=None, workspace: Workspace | None = None):
 
     spec = spec or EmbedderSpec()
     model_id, recorded_backend = split_recorded_model(spec.model_id)
+    if model_id in _REGISTERED:
+        return _REGISTERED[model_id]()
     requested = INT8 if recorded_backend == INT8 else getattr(spec, "backend", "auto")
     on_cpu = spec.device == "cpu" or (spec.device == "auto" and not _cuda_visible())
     backend = resolve_backend(model_id, requested) if on_cpu or requested == INT8 else "torch"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from core.errors import StudioError
-from core.knowledge import Hit
+from core.retrieval import Hit
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from core.errors import StudioError
-from core.evaluation import CONTEXT_VARIANTS, VARIANT_LABELS, EvaluationJob, _now, get_job, load_results, read_jsonl, start_job
+from core.evaluation.store import load_results
+from core.jobs import Job, get_job, start_job, utc_now
 from core.settings import Workspace
-from core.storage import atomic_write_json, read_json
+from core.storage import atomic_write_json, read_json, read_jsonl
+from core.variants import USES_CONTEXT, VARIANT_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +187,7 @@ def plan_cells(rows: Sequence[dict], metrics: Sequence[str], has_embedder: bool,
             if metric not in ANSWER_METRICS:
                 continue
             skip = failed
-            if metric == "faithfulness" and row["variant"] not in CONTEXT_VARIANTS:
+            if metric == "faithfulness" and row["variant"] not in USES_CONTEXT:
                 skip = "no retrieved context (base and fine-tuned answer without documents)"
             elif metric == "faithfulness" and not contexts:
                 skip = skip or "the retrieved chunks were not stored with this evaluation (re-run it)"
@@ -269,7 +271,7 @@ def judge_evaluation(workspace: Workspace, evaluation_id: str, settings: JudgeSe
     state = {
         "judge": {"base_url": settings.base_url, "model": settings.model, "timeout_s": settings.timeout_s,
                   "metrics": list(settings.metrics), "limit": settings.limit},
-        "status": "running", "started_at": _now(), "finished_at": None, "done": 0, "total": len(cells), "error": None,
+        "status": "running", "started_at": utc_now(), "finished_at": None, "done": 0, "total": len(cells), "error": None,
     }
     atomic_write_json(folder / "ragas.json", state)
     results: list[dict] = []
@@ -316,10 +318,10 @@ def judge_evaluation(workspace: Workspace, evaluation_id: str, settings: JudgeSe
     try:
         cancelled = asyncio.run(run_all())
     except BaseException as error:
-        state.update(status="failed", finished_at=_now(), error=str(error))
+        state.update(status="failed", finished_at=utc_now(), error=str(error))
         atomic_write_json(folder / "ragas.json", state)
         raise
-    state.update(status="cancelled" if cancelled else "done", finished_at=_now(),
+    state.update(status="cancelled" if cancelled else "done", finished_at=utc_now(),
                  elapsed_s=round(time.perf_counter() - started, 2), scores=summarize_cells(results))
     atomic_write_json(folder / "ragas.json", state)
     if progress:
@@ -375,7 +377,7 @@ def _job_key(evaluation_id: str) -> str:
 
 
 def start_judge_job(workspace: Workspace, evaluation_id: str, settings: JudgeSettings,
-                    make_embedder: Callable[[], Any] | None = None) -> EvaluationJob:
+                    make_embedder: Callable[[], Any] | None = None) -> Job:
     """Judge in a daemon thread; the page polls `load_judgement` (progress lives in ragas.json)."""
     settings.validate()
     _folder(workspace, evaluation_id)
@@ -391,5 +393,5 @@ def start_judge_job(workspace: Workspace, evaluation_id: str, settings: JudgeSet
     return start_job(_job_key(evaluation_id), target)
 
 
-def get_judge_job(evaluation_id: str) -> EvaluationJob | None:
+def get_judge_job(evaluation_id: str) -> Job | None:
     return get_job(_job_key(evaluation_id))

@@ -2,33 +2,28 @@
 
 Sections (each an element with a stable id, so tests and readers can find them):
   decision, estimate, scoreboard, charts, retrieval, examples, training, latency, method, bottom (the measured bottom line).
-Every piece of user or model text goes through `html.escape`. The questionnaire section renders
+Every piece of user or model text goes through `html.escape`. core.report_pdf prints it to PDF. The questionnaire section renders
 whatever `decision` dict it is given (core.decision.decision_to_dict output fits); the lead can
 swap in the decide engineer's renderer at merge time.
 """
 from __future__ import annotations
 
 import html
-import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 from core import charts
-from core.errors import StudioError
-from core.evaluation import (
-    VARIANT_LABELS,
-    get_evaluation,
-    load_results,
-    load_retrieval,
-    load_summary,
-    read_jsonl,
-    resolve_adapter,
-)
-from core.settings import Workspace
 from core.adapters import adapter_name
-from core.storage import atomic_write_text, read_json
+from core.errors import StudioError
+from core.evaluation.bottom_line import bottom_line, bottom_line_text
+from core.evaluation.runner import resolve_adapter
+from core.evaluation.store import get_evaluation, load_results, load_retrieval, load_summary
+from core.evaluation.views import SCOREBOARD_COLUMNS
+from core.settings import Workspace
+from core.storage import atomic_write_text, read_json, read_jsonl
+from core.variants import VARIANT_LABELS
 
 SECTIONS = {
     "decision": "Questionnaire and recommendation",
@@ -293,13 +288,10 @@ def build_report(workspace: Workspace, evaluation_id: str, decision: Any = None,
     parts.append(_section("estimate", body))
 
     # -- scoreboard
-    header = "<thead><tr><th>Variant</th><th>n</th><th>Exact match</th><th>Token F1</th><th>ROUGE-L</th><th>Contains answer</th>" \
-             "<th>Lexical support</th><th>Unsupported claims</th><th>Format adherence</th><th>Refuses out-of-scope</th><th>p50 s</th><th>p95 s</th><th>tokens/s</th><th>errors</th></tr></thead>"
+    header = "<thead><tr><th>Variant</th>" + "".join(f"<th>{_e(c.label)}</th>" for c in SCOREBOARD_COLUMNS) + "</tr></thead>"
     body_rows = "".join(
-        f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th><td class=num>{_fmt(m.get('n'))}</td>"
-        + "".join(f"<td class=num>{_fmt(m.get(key))}</td>" for key in ("em", "f1", "rouge_l", "contains", "groundedness", "unsupported_rate", "style", "refusal_oos"))
-        + f"<td class=num>{_fmt(m.get('latency_p50_s'), 2)}</td><td class=num>{_fmt(m.get('latency_p95_s'), 2)}</td>"
-        f"<td class=num>{_fmt(m.get('tokens_per_s'), 1)}</td><td class=num>{_fmt(m.get('errors'))}</td></tr>"
+        f"<tr><th>{_e(VARIANT_LABELS.get(v, v))}</th>"
+        + "".join(f"<td class=num>{_fmt(m.get(c.key), c.digits)}</td>" for c in SCOREBOARD_COLUMNS) + "</tr>"
         for v, m in board.items()
     )
     parts.append(_section("scoreboard", f"<table>{header}{body_rows}</table>"
@@ -418,105 +410,6 @@ def _ragas_body(workspace: Workspace, evaluation_id: str) -> str:
     )
 
 
-# ---------------------------------------------------------------- bottom line
-# Metrics the bottom line compares, with the answer rows they are measured on. Binary ones get a Wilson interval,
-# the others a normal-approximation interval of the mean; n counts answers that could be scored (n/a cells excluded).
-BOTTOM_METRICS = {
-    "contains": ("contains the reference answer", True, False),
-    "f1": ("token F1", False, False),
-    "style": ("format adherence (complete answers)", True, False),
-    "groundedness": ("lexical support in the sources", False, False),
-    "refusal": ("refuses out-of-scope questions", True, True),
-}
-RECOMMENDED_VARIANT = {"rag": "rag", "finetune": "finetuned", "hybrid": "hybrid"}
-Z95 = 1.96
-
-
-def _values(rows: Sequence[dict], variant: str, key: str, out_of_scope: bool) -> list[float]:
-    values = []
-    for row in rows:
-        if row.get("variant") != variant or bool(row.get("out_of_scope")) != out_of_scope or row.get("error"):
-            continue
-        value = row.get(key)
-        if isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, (int, float)) and not math.isnan(value):
-            values.append(float(value))
-    return values
-
-
-def interval95(values: Sequence[float], binary: bool) -> tuple[float, float, float]:
-    """(mean, low, high): Wilson score interval for a rate, normal approximation for a mean of scores."""
-    n = len(values)
-    mean = sum(values) / n
-    if binary:
-        centre = (mean + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-        half = Z95 * math.sqrt(mean * (1 - mean) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-        return mean, max(0.0, centre - half), min(1.0, centre + half)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    half = Z95 * sd / math.sqrt(n)
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
-
-
-def bottom_line(rows: Sequence[dict], decision: dict | None = None) -> dict:
-    """Which variant wins each metric, on how many answers, with 95% intervals, and whether that matches Decide.
-
-    A winner is "clear" only when its interval lies above every other variant's; otherwise the sample cannot
-    separate them, and the text says so instead of naming a winner."""
-    variants = list(dict.fromkeys(row["variant"] for row in rows if row.get("variant")))
-    recommended = RECOMMENDED_VARIANT.get((decision or {}).get("recommendation") or "")
-    metrics_out = []
-    for key, (label, binary, oos) in BOTTOM_METRICS.items():
-        cells = {}
-        for variant in variants:
-            values = _values(rows, variant, key, oos)
-            if values:
-                mean, low, high = interval95(values, binary)
-                cells[variant] = {"mean": mean, "low": low, "high": high, "n": len(values)}
-        if len(cells) < 2:
-            continue
-        ranked = sorted(cells, key=lambda v: -cells[v]["mean"])
-        best, others = ranked[0], ranked[1:]
-        clear = all(cells[best]["low"] > cells[o]["high"] for o in others)
-        tied = cells[best]["mean"] == cells[ranked[1]]["mean"]
-        metrics_out.append({"metric": key, "label": label, "cells": cells, "winner": None if tied else best, "clear": clear and not tied,
-                            "agrees": None if recommended is None or tied else best == recommended})
-    agree = [m["label"] for m in metrics_out if m["agrees"] and m["clear"]]
-    disagree = [m["label"] for m in metrics_out if m["agrees"] is False and m["clear"]]
-    return {"metrics": metrics_out, "recommended": recommended, "agrees_on": agree, "disagrees_on": disagree}
-
-
-def bottom_line_text(line: dict) -> list[str]:
-    """Plain sentences of the bottom line (the report renders them; the page can too)."""
-    out = []
-    for m in line["metrics"]:
-        cells = m["cells"]
-        parts = ", ".join(f"{VARIANT_LABELS.get(v, v)} {c['mean']:.2f} [{c['low']:.2f}, {c['high']:.2f}] (n={c['n']})"
-                          for v, c in sorted(cells.items(), key=lambda kv: -kv[1]["mean"]))
-        if m["winner"] is None:
-            verdict = "a tie"
-        elif m["clear"]:
-            verdict = f"{VARIANT_LABELS.get(m['winner'], m['winner'])} wins"
-        else:
-            verdict = f"{VARIANT_LABELS.get(m['winner'], m['winner'])} leads, but the 95% intervals overlap: not separable at this sample size"
-        out.append(f"{m['label'][:1].upper()}{m['label'][1:]}: {verdict}. {parts}.")
-    if not out:
-        out.append("Fewer than two variants were scored on any metric, so there is nothing to compare.")
-    recommended = line["recommended"]
-    if recommended is None:
-        out.append("No Decide recommendation was attached, so agreement with it is not assessed.")
-    else:
-        name = VARIANT_LABELS.get(recommended, recommended)
-        if line["agrees_on"] or line["disagrees_on"]:
-            if line["agrees_on"]:
-                out.append(f"Agrees with the Decide recommendation ({name}) on: {', '.join(line['agrees_on'])}.")
-            if line["disagrees_on"]:
-                out.append(f"Disagrees with the Decide recommendation ({name}) on: {', '.join(line['disagrees_on'])}.")
-        else:
-            out.append(f"No metric separates the variants clearly enough to confirm or contradict the Decide recommendation ({name}).")
-    return out
-
-
 def _section(key: str, body: str) -> str:
     return f'<section id="{key}"><h2>{_e(SECTIONS[key])}</h2>{body}</section>'
 
@@ -526,126 +419,3 @@ def write_report(workspace: Workspace, evaluation_id: str, out: str | Path | Non
     path = Path(out) if out else workspace.reports / f"report-{evaluation_id}.html"
     atomic_write_text(path, build_report(workspace, evaluation_id, decision, estimate))
     return path
-
-
-def attach_context(workspace: Workspace, evaluation_id: str, decision: Any = None, estimate: Any = None) -> None:
-    """Save the questionnaire decision and estimate next to an evaluation, so the CLI report has them too."""
-    from core.storage import atomic_write_json
-
-    get_evaluation(workspace, evaluation_id)
-    folder = workspace.evaluations / evaluation_id
-    if decision is not None:
-        atomic_write_json(folder / "decision.json", json.loads(json.dumps(_as_dict(decision), default=str)))
-    if estimate is not None:
-        atomic_write_json(folder / "estimate.json", json.loads(json.dumps(_as_dict(estimate), default=str)))
-
-
-# ---------------------------------------------------------------- PDF (headless Chromium's own print-to-PDF)
-# The charts are plotly.js, so an HTML-to-PDF library without JavaScript (weasyprint, xhtml2pdf) would drop them;
-# the browser that draws them prints them. Chromium is a dev/test dependency (`make test` installs it), not a runtime
-# one: the HTML report is complete without it, and pdf_available() lets the UI say so.
-CHROMIUM_ENV = "STUDIO_CHROMIUM"
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-PAPER_SIZES = ("A4", "Letter")
-PDF_TIMEOUT_S = 90.0
-_INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install chromium) or set STUDIO_CHROMIUM to a Chrome/Chromium binary; the HTML report is complete without it"
-
-
-def find_chromium() -> str | None:
-    """The Chromium/Chrome binary: $STUDIO_CHROMIUM if set (a path or a name on PATH), else the first on PATH."""
-    import os
-    import shutil
-
-    override = os.environ.get(CHROMIUM_ENV, "").strip()
-    if override:
-        return shutil.which(override)
-    for name in CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-def pdf_available() -> bool:
-    """Whether write_report_pdf can run here (a PATH lookup; starts nothing)."""
-    return find_chromium() is not None
-
-
-def write_report_pdf(html_path: str | Path, pdf_path: str | Path | None = None, *, paper: str = "A4",
-                     timeout: float = PDF_TIMEOUT_S) -> Path:
-    """Print a report HTML file to PDF with headless Chromium; atomic. Returns the PDF path (default: beside the HTML).
-
-    Raises StudioError when there is no browser, it fails, it times out, or it writes no PDF.
-    """
-    import logging
-    import os
-    import shutil
-    import signal
-    import subprocess
-    import tempfile
-    import time
-
-    from core.storage import atomic_write_bytes
-
-    html_path = Path(html_path)
-    pdf_path = Path(pdf_path) if pdf_path else html_path.with_suffix(".pdf")
-    if paper not in PAPER_SIZES:
-        raise StudioError(f"Paper size {paper!r} is not supported; choose one of {', '.join(PAPER_SIZES)}.")
-    if not html_path.is_file():
-        raise StudioError(f"{html_path} does not exist; build the HTML report first.")
-    browser = find_chromium()
-    if browser is None:
-        override = os.environ.get(CHROMIUM_ENV, "").strip()
-        where = f"{CHROMIUM_ENV}={override} is not an executable" if override else "no Chromium or Chrome was found on PATH"
-        raise StudioError(f"The PDF report needs headless Chromium, and {where}: {_INSTALL_HINT}.")
-    log = logging.getLogger(__name__)
-    with tempfile.TemporaryDirectory(prefix="studio-pdf-") as tmp:
-        tmp_dir = Path(tmp)
-        # A copy that fixes the paper size: Chromium's command line has no paper option and its default depends on
-        # the locale; the saved HTML keeps `size` unset so a reader's own Print dialog picks their paper.
-        page = tmp_dir / "report.html"
-        text = html_path.read_text(encoding="utf-8")
-        page.write_text(text.replace("</head>", f"<style>@page{{size:{paper}}}</style></head>", 1), encoding="utf-8")
-        out = tmp_dir / "report.pdf"
-        # --no-sandbox: Chromium will not start as root (containers) with its sandbox; what it opens is our own
-        # escaped, self-contained HTML from a local file, with background networking off.
-        command = [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-extensions",
-            "--no-first-run", "--no-default-browser-check", "--mute-audio", "--hide-scrollbars",
-            f"--user-data-dir={tmp_dir / 'profile'}", "--no-pdf-header-footer",
-            # virtual time runs as fast as the page is idle: it lets plotly finish drawing without a fixed sleep
-            "--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw",
-            f"--print-to-pdf={out}", page.as_uri(),
-        ]
-        started = time.monotonic()
-        # own process group, so a timeout ends Chromium's helper processes too (and only those)
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
-        try:
-            _, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.communicate()
-            raise StudioError(f"Chromium did not finish printing the PDF within {timeout:.0f} s ({browser}); "
-                              "try again when the machine is less busy, or print the HTML report from a browser.") from None
-        elapsed = time.monotonic() - started
-        data = out.read_bytes() if out.exists() else b""
-        if process.returncode != 0 or not data.startswith(b"%PDF"):
-            detail = _last_error_line(stderr.decode("utf-8", "replace"))
-            what = f"exited with code {process.returncode}" if process.returncode != 0 else "wrote no PDF"
-            raise StudioError(f"Chromium ({browser}) {what} while printing the report{': ' + detail if detail else ''}. "
-                              "Check that it starts (`chromium --headless --version`), or print the HTML report from a browser.")
-        atomic_write_bytes(pdf_path, data)
-        shutil.rmtree(tmp_dir / "profile", ignore_errors=True)
-    log.info("PDF report %s: %d bytes in %.1f s", pdf_path, len(data), elapsed)
-    return pdf_path
-
-
-def _last_error_line(stderr: str) -> str:
-    """Chromium's last meaningful stderr line (it logs harmless D-Bus noise on machines without a session bus)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip() and "dbus" not in line.lower()]
-    return lines[-1][:300] if lines else ""

@@ -9,7 +9,8 @@ from typing import Callable
 
 from core.compare import save_demo_questions
 from core.errors import StudioError
-from core.knowledge import Embedder, IngestProgress, IngestResult, ingest_files
+from core.embedding import Embedder
+from core.ingest import IngestProgress, IngestResult, ingest_files
 from core.settings import Workspace
 
 log = logging.getLogger(__name__)

@@ -250,6 +250,24 @@ def read_json_or_default(path: Path, default: Any = None) -> Any:
         return default
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSON-lines file written as it runs (results, progress, judge cells); a missing file is
+    empty, and a line cut short by a crash (or anything not an object) is skipped."""
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
 def build_folder_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
     """Build the folder `target` once across processes (the app, the CLI, a training run, tests).
 

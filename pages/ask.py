@@ -1,31 +1,15 @@
 """Ask: a chat over one knowledge base. Answers stream in and cite their sources as [1], [2]."""
+from __future__ import annotations
+
 import streamlit as st
 
-from core.ask import GroundedAnswer, retrieve_sources, stream_grounded_answer
+from core.ask import GroundedAnswer, stream_grounded_answer
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
-from core.knowledge import RetrievalSettings
+from core.retrieval import RetrievalSettings, retrieve
 from ui.support_view import render_source_text, render_support_badge
-from ui.common import similarity_note, embedder_for, get_engine, knowledge_base_picker, md_escape, show_error, workspace
-
-st.title("Ask your documents")
-st.caption("Retrieval-augmented answers: the model reads the most relevant chunks and cites them. "
-           "If nothing relevant is found, it says so instead of guessing.")
-
-kb = knowledge_base_picker()
-if kb is None:
-    st.stop()
-if kb.chunk_count == 0:
-    st.info("This knowledge base has no documents yet. Add some on the **Documents** page.")
-    st.stop()
-
-with st.expander("Answer settings"):
-    col1, col2, col3 = st.columns(3)
-    k = col1.slider("Sources per answer (k)", 1, 10, 4)
-    max_new = col2.slider("Max new tokens", 16, 512, 150, 8)
-    temperature = col3.slider("Temperature", 0.0, 1.5, 0.0, 0.1, help="0 = deterministic")
-
-history: list[GroundedAnswer] = st.session_state.setdefault("ask_history", {}).setdefault(kb.name, [])
+from ui.common import similarity_note, knowledge_base_picker, md_escape, show_error, workspace
+from ui.models import embedder_for, get_engine
 
 
 def render_sources(answer: GroundedAnswer) -> None:
@@ -51,7 +35,7 @@ def render_timing(answer: GroundedAnswer) -> None:
         st.caption(f"{first}{stats.total_s:.1f} s · {stats.new_tokens} tokens · {stats.tokens_per_s:.1f} tokens/s{engine}")
 
 
-for answer in history:
+def render_answer(answer: GroundedAnswer) -> None:
     with st.chat_message("user"):
         st.text(answer.question)
     with st.chat_message("assistant"):
@@ -59,31 +43,64 @@ for answer in history:
         render_timing(answer)
         render_sources(answer)
 
-question = st.chat_input(f"Ask about {kb.name}…", disabled=st.session_state.get("ask_busy", False))
-if question:
+
+def answer_settings() -> tuple[RetrievalSettings, DecodingSettings]:
+    with st.expander("Answer settings"):
+        col1, col2, col3 = st.columns(3)
+        k = col1.slider("Sources per answer (k)", 1, 10, 4)
+        max_new = col2.slider("Max new tokens", 16, 512, 150, 8)
+        temperature = col3.slider("Temperature", 0.0, 1.5, 0.0, 0.1, help="0 = deterministic")
+    return RetrievalSettings(k=k), DecodingSettings(max_new_tokens=max_new, temperature=temperature)
+
+
+def answer_question(kb, question: str, retrieval: RetrievalSettings, decoding: DecodingSettings) -> GroundedAnswer | None:
+    """Retrieve, stream the answer into the chat and show its sources; None when it failed (the error is shown)."""
     with st.chat_message("user"):
         st.text(question)
     with st.chat_message("assistant"):
         try:
             st.session_state["ask_busy"] = True
             with st.spinner("Searching the documents…"):
-                sources = retrieve_sources(workspace(), kb.name, question, embedder_for(kb), RetrievalSettings(k=k))
+                sources = retrieve(workspace(), kb.name, question, embedder_for(kb), retrieval)
             engine = get_engine() if sources else None  # the sidebar's engine; nothing to load when nothing is relevant
             stats = GenerationStats()
-            decoding = DecodingSettings(max_new_tokens=max_new, temperature=temperature)
             text = st.write_stream(stream_grounded_answer(engine, question, sources, decoding, stats))
             answer = GroundedAnswer(question, str(text).strip(), sources, stats,
                                     getattr(engine, "name", ""), getattr(engine, "model", ""))
-            history.append(answer)
             render_timing(answer)
             render_sources(answer)
+            return answer
         except StudioError as error:
             show_error(error)
+            return None
         finally:
             st.session_state["ask_busy"] = False
 
-# After the conversation, so it also shows right after the first answer
-if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
-                         help="Start again on this knowledge base (the documents are not touched)."):
-    history.clear()
-    st.rerun()
+
+def main() -> None:
+    st.title("Ask your documents")
+    st.caption("Retrieval-augmented answers: the model reads the most relevant chunks and cites them. "
+               "If nothing relevant is found, it says so instead of guessing.")
+    kb = knowledge_base_picker()
+    if kb is None:
+        return
+    if kb.chunk_count == 0:
+        st.info("This knowledge base has no documents yet. Add some on the **Documents** page.")
+        return
+    retrieval, decoding = answer_settings()
+    history: list[GroundedAnswer] = st.session_state.setdefault("ask_history", {}).setdefault(kb.name, [])
+    for answer in history:
+        render_answer(answer)
+    question = st.chat_input(f"Ask about {kb.name}…", disabled=st.session_state.get("ask_busy", False))
+    if question:
+        answer = answer_question(kb, question, retrieval, decoding)
+        if answer is not None:
+            history.append(answer)
+    # After the conversation, so it also shows right after the first answer
+    if history and st.button("Clear conversation", icon=":material/delete_sweep:", key="ask_clear",
+                             help="Start again on this knowledge base (the documents are not touched)."):
+        history.clear()
+        st.rerun()
+
+
+main()

@@ -9,17 +9,14 @@ import time
 
 import streamlit as st
 
+from ui import state
 from ui.support_view import render_source_text, render_support_badge
-from ui.common import embedder_for, get_engine, md_escape, md_model_text, similarity_note
-from ui.engine_picker import column_engine
+from ui.common import md_escape, md_model_text, similarity_note
+from ui.engine_picker import engines_per_variant
+from ui.models import embedder_for, get_engine
 
 from core.adapters import find_adapters
 from core.compare import (
-    USES_ADAPTER,
-    USES_CONTEXT,
-    VARIANT_BLURBS,
-    VARIANT_LABELS,
-    VARIANTS,
     Comparison,
     export_html,
     export_markdown,
@@ -28,6 +25,7 @@ from core.compare import (
     stream_comparison,
 )
 from core.errors import StudioError
+from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANT_BLURBS, VARIANT_TITLES, VARIANTS
 from core.generation import DecodingSettings
 from core.knowledge import RetrievalSettings, list_knowledge_bases
 from core.settings import get_workspace
@@ -39,11 +37,12 @@ ICONS = {"base": ":material/smart_toy:", "rag": ":material/menu_book:", "finetun
 
 
 def _retrieve(workspace, kb_name: str, question: str, retrieval: RetrievalSettings):
-    from core.knowledge import get_knowledge_base, relevant, search
+    from core.knowledge import get_knowledge_base
+    from core.retrieval import retrieve
 
     # Queries must use the embedding model the knowledge base was built with.
     embedder = embedder_for(get_knowledge_base(workspace, kb_name))
-    return relevant(search(workspace, kb_name, question, embedder, retrieval), retrieval)
+    return retrieve(workspace, kb_name, question, embedder, retrieval)
 
 
 def _timing_line(answer) -> str:
@@ -87,7 +86,7 @@ def _render_answer(answer) -> None:
 
 
 def _column_header(variant: str) -> None:
-    st.markdown(f"#### {ICONS[variant]} {VARIANT_LABELS[variant]}")
+    st.markdown(f"#### {ICONS[variant]} {VARIANT_TITLES[variant]}")
     st.caption(VARIANT_BLURBS[variant])
 
 
@@ -150,8 +149,8 @@ def _generate(workspace, question: str, options: dict) -> Comparison:
 def _settings_form(workspace) -> dict | None:
     kbs = list_knowledge_bases(workspace)
     adapters = find_adapters(workspace)
-    plan = st.session_state.get("decision_plan") or {}
-    preselect = [v for v in (plan.get("compare_variants") or []) if v in VARIANTS] or list(VARIANTS)
+    plan = state.applied_plan()
+    preselect = [v for v in (plan.compare_variants if plan else []) if v in VARIANTS] or list(VARIANTS)
 
     top = st.columns(2)
     kb_names = [kb.name for kb in kbs]
@@ -166,7 +165,7 @@ def _settings_form(workspace) -> dict | None:
     )
     variants = st.pills(
         "Columns", list(VARIANTS), selection_mode="multi", default=preselect, key="compare_variants",
-        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_LABELS[v]),
+        format_func=lambda v: {"hybrid": "Hybrid"}.get(v, VARIANT_TITLES[v]),
     )
     if not kb_names:
         st.info("No knowledge base yet: RAG and hybrid will say so. Add documents on the **Documents** page.", icon=":material/info:")
@@ -188,21 +187,13 @@ def _settings_form(workspace) -> dict | None:
                  "or a number) the documents never mention; chunks lacking a number the question asks about are dropped",
         )
         system = st.text_area("System voice (optional)", "", key="compare_system", placeholder="e.g. You are our support desk. Answer in two sentences.")
-    engines = {}
-    with st.expander("Engine per column", icon=":material/memory:"):
-        st.caption("Each column can answer from its own engine: e.g. base and RAG from your team's Ollama or vLLM model, "
-                   "the fine-tune from the local adapter. A server column's model is what answers (serve your fine-tune under "
-                   "its own name for the fine-tuned column).")
-        chosen_columns = [v for v in VARIANTS if v in (variants or [])]
-        for column, variant in zip(st.columns(max(1, len(chosen_columns))), chosen_columns):
-            with column:
-                try:
-                    spec = column_engine(variant, f"{VARIANT_LABELS[variant]} engine")
-                except StudioError as error:
-                    st.error(str(error))
-                    return None
-                if spec is not None:
-                    engines[variant] = spec
+    engines, problem = engines_per_variant(
+        [v for v in VARIANTS if v in (variants or [])], VARIANT_TITLES, "Engine per column",
+        "Each column can answer from its own engine: e.g. base and RAG from your team's Ollama or vLLM model, "
+        "the fine-tune from the local adapter. A server column's model is what answers (serve your fine-tune under "
+        "its own name for the fine-tuned column).")
+    if problem is not None:
+        return None
     try:
         decoding = DecodingSettings(max_new_tokens=int(max_new), temperature=float(temperature), top_p=float(top_p), seed=int(seed))
         decoding.validate()

@@ -1,18 +1,17 @@
 """Decide: questionnaire -> transparent recommendation, cost estimate, and a plan for the other pages.
 
 Thin view: widgets -> core.decision / core.estimate -> render. app.py sets the page config.
-Session state: "decide_answers" (question id -> answer), "decide_q_<id>" (widgets),
-"decide_est_*" (estimate inputs), "decision_plan" (asdict(PipelinePlan), written by Apply),
-"decision_markdown" (the export, for the report page).
+Session state of this page: "decide_answers" (question id -> answer), "decide_q_<id>" (widgets),
+"decide_est_*" (estimate inputs). What other pages read goes through ui.state: the current
+recommendation and estimate (the report's), and the plan Apply saves.
 """
 from __future__ import annotations
-
-from dataclasses import asdict
 
 import plotly.graph_objects as go  # not plotly.express: px.bar imports pandas+pyarrow (4 s of a cold start under load)
 import streamlit as st
 
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
+from ui import state as shared
 
 from core.decision import (
     OPTION_LABELS,
@@ -28,8 +27,7 @@ from core.decision import (
     render_markdown,
 )
 from core.errors import StudioError
-from core.decision import decision_to_dict
-from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, estimate_to_dict, human_bytes, human_seconds, summary_lines
+from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, human_bytes, human_seconds, summary_lines
 
 COLORS = {"RAG": "#0EA5E9", "Fine-tune": "#F59E0B", "Hybrid": "#4F46E5"}
 ANSWERS_KEY = "decide_answers"
@@ -152,16 +150,8 @@ def estimate_panel(answers):
 
 
 # ------------------------------------------------------------------ page
-
-if ANSWERS_KEY not in state:
-    state[ANSWERS_KEY] = default_answers()
-
-st.title("Decide: RAG, fine-tuning, or both?")
-st.caption("Answer the questions on the left. Every point behind the recommendation is shown, and the weights "
-           "live in one file (core/decision_weights.json).")
-
-left, right = st.columns([5, 7], gap="large")
-with left:
+def questionnaire() -> dict:
+    """The questions in their tabs; returns the answers (also kept for the next visit)."""
     tabs = st.tabs([name for name, _ in QUESTION_GROUPS])
     answers = {}
     for tab, (_, ids) in zip(tabs, QUESTION_GROUPS):
@@ -170,11 +160,11 @@ with left:
                 answers[qid] = ask(qid)
     state[ANSWERS_KEY] = dict(answers)
     st.button("Reset answers", on_click=reset_answers, icon=":material/restart_alt:")
+    return answers
 
-decision = decide(answers)
-plan = plan_pipelines(decision)
 
-with right:
+def recommendation_card(decision):
+    """Headline, scores and reasons; returns the container the Apply and download buttons go into."""
     with st.container(border=True):
         st.markdown(f"### {decision.headline}")
         cols = st.columns(3)
@@ -185,33 +175,53 @@ with right:
         st.markdown("\n".join(f"{i}. {r.text}" for i, r in enumerate(decision.reasons, 1))
                     or "No answer favours one option strongly.")
         st.info(decision.sensitivity_text, icon=":material/balance:")
-        actions = st.container()  # filled below, once the estimate for the export exists
+        return st.container()  # filled once the estimate for the export exists
 
-    chart_tab, cost_tab, plan_tab = st.tabs(["What each answer contributed", "Cost & feasibility", "Pipeline plan"])
-    with chart_tab:
-        st.plotly_chart(contribution_chart(decision), width="stretch", config={"displayModeBar": False})
-    with cost_tab:
-        est = estimate_panel(answers)
-    with plan_tab:
-        st.markdown(f"**Chunks:** {plan.chunk_size} characters, {plan.chunk_overlap} overlap  \n"
-                    f"**LoRA preset:** {plan.lora_preset}  \n"
-                    f"**Compare:** {', '.join(plan.compare_variants)}")
-        st.markdown("**Evaluation plan**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(plan.eval_plan, 1)))
 
-markdown = render_markdown(decision, plan, est)
-# The Evaluate page's decision report includes the current questionnaire and estimate.
-state["decision"] = decision_to_dict(decision)
-state["estimate"] = estimate_to_dict(est) if est is not None else None
-with actions:
+def render_plan(plan) -> None:
+    st.markdown(f"**Chunks:** {plan.chunk_size} characters, {plan.chunk_overlap} overlap  \n"
+                f"**LoRA preset:** {plan.lora_preset}  \n"
+                f"**Compare:** {', '.join(plan.compare_variants)}")
+    st.markdown("**Evaluation plan**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(plan.eval_plan, 1)))
+
+
+def apply_buttons(decision, plan, markdown: str) -> None:
     b1, b2 = st.columns(2)
     if b1.button("Apply to the other pages", type="primary", icon=":material/check_circle:", key="decide_apply",
                  help="Pre-fills chunking, the LoRA preset, the Compare columns and the evaluation plan."):
-        state["decision_plan"] = asdict(plan)
-        state["decision_markdown"] = markdown
+        shared.apply_plan(plan, markdown)
         st.success(f"Applied: {decision.label} plan. Documents, Fine-tune, Compare and Evaluate are pre-filled. "
                    "Next: create a knowledge base from your files on the **Documents** page.")
-    elif "decision_plan" in state and state["decision_plan"] != asdict(plan):
+    elif shared.applied_plan() not in (None, plan):
         st.caption("The answers changed since the last Apply; apply again to update the other pages.")
     b2.download_button("Download (Markdown)", markdown, file_name="decision.md", mime="text/markdown",
                        icon=":material/download:", key="decide_download",
                        help="The recommendation, reasons, estimate and plan as a Markdown file (decision.md).")
+
+
+def main() -> None:
+    if ANSWERS_KEY not in state:
+        state[ANSWERS_KEY] = default_answers()
+    st.title("Decide: RAG, fine-tuning, or both?")
+    st.caption("Answer the questions on the left. Every point behind the recommendation is shown, and the weights "
+               "live in one file (core/decision_weights.json).")
+    left, right = st.columns([5, 7], gap="large")
+    with left:
+        answers = questionnaire()
+    decision = decide(answers)
+    plan = plan_pipelines(decision)
+    with right:
+        actions = recommendation_card(decision)
+        chart_tab, cost_tab, plan_tab = st.tabs(["What each answer contributed", "Cost & feasibility", "Pipeline plan"])
+        with chart_tab:
+            st.plotly_chart(contribution_chart(decision), width="stretch", config={"displayModeBar": False})
+        with cost_tab:
+            est = estimate_panel(answers)
+        with plan_tab:
+            render_plan(plan)
+    shared.set_decide_result(shared.DecideResult(decision, est))  # the Evaluate page's report includes them
+    with actions:
+        apply_buttons(decision, plan, render_markdown(decision, plan, est))
+
+
+main()

@@ -1,4 +1,6 @@
 """Documents: knowledge bases. Upload, chunk, embed and index; list, inspect, remove and search."""
+from __future__ import annotations
+
 import pandas as pd
 import streamlit as st
 
@@ -25,27 +27,17 @@ from core.knowledge import (
     search,
     validate_kb_name,
 )
+from ui import state
 from ui.samples import sample_block  # the one-click sample knowledge base (its own block)
-from ui.common import similarity_note, embedder_for, embedder_spec, get_embedder, md_escape, show_error, workspace
+from ui.common import similarity_note, md_escape, show_error, workspace
+from ui.models import embedder_for, get_embedder
 
-st.title("Documents")
-st.caption("Build knowledge bases from your PDFs, text and Word files. Every answer on the Ask and Compare pages cites them.")
-
-ws = workspace()
-bases = list_knowledge_bases(ws)
-sample_block(ws, has_knowledge_bases=bool(bases))
 NEW = "+ New knowledge base"  # plain text: an emoji showed as an empty box where Chromium has no emoji font
-names = [kb.name for kb in bases]
-current = st.session_state.get("active_kb")
-choice = st.selectbox(
-    "Knowledge base", names + [NEW], index=names.index(current) if current in names else 0,
-    help="Each knowledge base has its own documents, chunking settings and vector index.",
-)
 
-plan = st.session_state.get("decision_plan") or {}
-defaults = ChunkingSettings(**{k: plan[k] for k in ("chunk_size", "chunk_overlap") if k in plan})
-
-if choice == NEW:
+def new_kb_form(ws, names: list[str]) -> None:
+    """Name and chunking of a new knowledge base; chunking pre-filled from the Decide page's applied plan."""
+    plan = state.applied_plan()
+    defaults = ChunkingSettings(plan.chunk_size, plan.chunk_overlap) if plan else ChunkingSettings()
     with st.form("new_kb"):
         name = st.text_input("Name", value="my-docs" if "my-docs" not in names else "", max_chars=64)
         col1, col2 = st.columns(2)
@@ -61,33 +53,26 @@ if choice == NEW:
 
                 settings = ChunkingSettings(int(size), int(overlap))
                 create_knowledge_base(ws, validate_kb_name(name), get_embedder(), settings)
-                st.session_state["active_kb"] = name.strip()
+                state.set_active_kb(name.strip())
                 st.rerun()
             except StudioError as error:
                 show_error(error)
-    st.stop()
 
-kb = get_knowledge_base(ws, choice)
-st.session_state["active_kb"] = kb.name
-c1, c2, c3 = st.columns(3)
-c1.metric("Documents", kb.document_count)
-c2.metric("Chunks", kb.chunk_count)
-c3.metric("Chunk size / overlap", f"{kb.chunk_size} / {kb.chunk_overlap}", help="characters")
-st.caption(f"Embeddings: {md_escape(kb.embedding_model.split(':')[-1])} · {kb.dimension} dimensions · "
-           "hybrid retrieval (dense + BM25)")
-if kb.chunk_count:
-    details = index_details(ws, kb)
-    st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
-               f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · keyword index: SQLite FTS5 in the catalogue")
 
-add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
+def kb_header(ws, kb) -> None:
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Documents", kb.document_count)
+    c2.metric("Chunks", kb.chunk_count)
+    c3.metric("Chunk size / overlap", f"{kb.chunk_size} / {kb.chunk_overlap}", help="characters")
+    st.caption(f"Embeddings: {md_escape(kb.embedding_model.split(':')[-1])} · {kb.dimension} dimensions · "
+               "hybrid retrieval (dense + BM25)")
+    if kb.chunk_count:
+        details = index_details(ws, kb)
+        st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
+                   f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · keyword index: SQLite FTS5 in the catalogue")
 
-with add_tab:
-    uploads = st.file_uploader(
-        "Drop files here", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES], accept_multiple_files=True,
-        help=f"PDF, TXT, Markdown or DOCX, up to {MAX_FILE_BYTES // 2**20} MB each. Re-uploading the same file is detected.",
-        key=f"uploader_{kb.name}_{st.session_state.get('upload_round', 0)}",
-    )
+
+def reading_limits() -> ExtractionLimits:
     with st.expander("Reading limits", expanded=False):
         field_help = {f: ExtractionLimits.__dataclass_fields__[f].metadata["help"]
                       for f in ("seconds_per_file", "max_page_stream_mb", "max_total_chars", "max_memory_mb")}
@@ -97,10 +82,19 @@ with add_tab:
         page_mb = l2.number_input("Page content (MB)", 0.1, 4096.0, base.max_page_stream_mb, 8.0, help=field_help["max_page_stream_mb"])
         max_chars = l3.number_input("Characters per file", 1000, 500_000_000, base.max_total_chars, 1_000_000, help=field_help["max_total_chars"])
         memory_mb = l4.number_input("Reader memory (MB)", 256, 1_048_576, base.max_memory_mb, 512, help=field_help["max_memory_mb"])
+    return ExtractionLimits(seconds_per_file=float(read_seconds), max_page_stream_mb=float(page_mb), max_total_chars=int(max_chars),
+                            max_memory_mb=int(memory_mb))
+
+
+def add_documents(ws, kb) -> None:
+    uploads = st.file_uploader(
+        "Drop files here", type=[s.lstrip(".") for s in SUPPORTED_SUFFIXES], accept_multiple_files=True,
+        help=f"PDF, TXT, Markdown or DOCX, up to {MAX_FILE_BYTES // 2**20} MB each. Re-uploading the same file is detected.",
+        key=f"uploader_{kb.name}_{st.session_state.get('upload_round', 0)}",
+    )
+    limits = reading_limits()
     if st.button("Add to knowledge base", type="primary", disabled=not uploads):
         bar = st.progress(0.0, text="Starting…")
-        limits = ExtractionLimits(seconds_per_file=float(read_seconds), max_page_stream_mb=float(page_mb), max_total_chars=int(max_chars),
-                                  max_memory_mb=int(memory_mb))
         spool = tempfile.TemporaryDirectory(dir=ws.root, prefix=".uploads-")
 
         def spooled():
@@ -135,20 +129,26 @@ with add_tab:
             st.success(f"{md_escape(result.message)} ({result.seconds:.1f} s)", icon=icon)
         elif result.status == "duplicate":
             st.info(md_escape(result.message), icon=icon)
-    failures = list_ingest_failures(ws, kb.name)
-    if failures:
-        st.markdown(f"**Files that could not be added ({len(failures)})**: they stay listed until you dismiss them.")
-        for failure in failures:
-            message_col, dismiss_col = st.columns([6, 1])
-            message_col.error(md_escape(failure.message), icon=":material/error:")
-            if dismiss_col.button("Dismiss", key=f"dismiss_{failure.id}"):
-                dismiss_ingest_failures(ws, kb.name, failure.id)
-                st.rerun()
-        if len(failures) > 1 and st.button("Dismiss all"):
-            dismiss_ingest_failures(ws, kb.name)
-            st.rerun()
+    ingest_failures(ws, kb)
 
-with docs_tab:
+
+def ingest_failures(ws, kb) -> None:
+    failures = list_ingest_failures(ws, kb.name)
+    if not failures:
+        return
+    st.markdown(f"**Files that could not be added ({len(failures)})**: they stay listed until you dismiss them.")
+    for failure in failures:
+        message_col, dismiss_col = st.columns([6, 1])
+        message_col.error(md_escape(failure.message), icon=":material/error:")
+        if dismiss_col.button("Dismiss", key=f"dismiss_{failure.id}"):
+            dismiss_ingest_failures(ws, kb.name, failure.id)
+            st.rerun()
+    if len(failures) > 1 and st.button("Dismiss all"):
+        dismiss_ingest_failures(ws, kb.name)
+        st.rerun()
+
+
+def documents_and_chunks(ws, kb) -> None:
     documents = list_documents(ws, kb.name)
     if not documents:
         st.info("No documents yet. Add some on the first tab.")
@@ -180,10 +180,11 @@ with docs_tab:
     with st.expander("Danger zone"):
         if st.button(f"Delete knowledge base “{kb.name}”", icon=":material/delete_forever:"):
             delete_knowledge_base(ws, kb.name)
-            st.session_state.pop("active_kb", None)
+            state.set_active_kb(None)
             st.rerun()
 
-with search_tab:
+
+def search_chunks(ws, kb) -> None:
     col_q, col_k, col_mode = st.columns([4, 1, 1])
     query = col_q.text_input("Search the chunks", placeholder="e.g. When did the oil crisis begin?")
     k = col_k.number_input("Top k", 1, 50, 5)
@@ -202,3 +203,33 @@ with search_tab:
                 pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}–{hit.page_end}"
                 with st.expander(f"#{hit.rank} · {md_escape(hit.document)} · {pages} · similarity {hit.score:.2f}", expanded=hit.rank <= 2):
                     st.text(hit.text)
+
+
+def main() -> None:
+    st.title("Documents")
+    st.caption("Build knowledge bases from your PDFs, text and Word files. Every answer on the Ask and Compare pages cites them.")
+    ws = workspace()
+    bases = list_knowledge_bases(ws)
+    sample_block(ws, has_knowledge_bases=bool(bases))
+    names = [kb.name for kb in bases]
+    current = state.active_kb()
+    choice = st.selectbox(
+        "Knowledge base", names + [NEW], index=names.index(current) if current in names else 0,
+        help="Each knowledge base has its own documents, chunking settings and vector index.",
+    )
+    if choice == NEW:
+        new_kb_form(ws, names)
+        return
+    kb = get_knowledge_base(ws, choice)
+    state.set_active_kb(kb.name)
+    kb_header(ws, kb)
+    add_tab, docs_tab, search_tab = st.tabs(["Add documents", "Documents and chunks", "Search"])
+    with add_tab:
+        add_documents(ws, kb)
+    with docs_tab:
+        documents_and_chunks(ws, kb)
+    with search_tab:
+        search_chunks(ws, kb)
+
+
+main()

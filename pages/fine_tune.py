@@ -18,16 +18,15 @@ from core.datasets import list_datasets
 from core.errors import StudioError
 from core.models import GENERATOR_CHOICES
 from core.settings import get_workspace
-from ui.common import fmt_number
 from core.run_view import cpu_probe, progress_label, speed_now
-from ui.tune_helpers import format_seconds, model_facts_for
+from ui import state
+from ui.common import fmt_number, format_seconds
+from ui.models import model_facts_for
 
-ws = get_workspace()
-st.title("Fine-tune")
-st.caption("Teach the model a voice, a format or a vocabulary with a LoRA adapter. The run is a separate process: it survives reloads and can be cancelled and resumed.")
-
-datasets = list_datasets(ws)
-qlora_ok, qlora_reason = T.qlora_support()
+PRESET_BLURBS = {
+    "demo": "Quick: a few minutes on this CPU, enough to teach a format or a voice.",
+    "quality": "Thorough: several times longer, more capacity for vocabulary and style.",
+}
 
 
 def _help(cls, name: str) -> str:
@@ -35,14 +34,79 @@ def _help(cls, name: str) -> str:
 
 
 # ---------------------------------------------------------------- preset + Start up front, the knobs under "Advanced"
-PRESET_BLURBS = {
-    "demo": "Quick: a few minutes on this CPU, enough to teach a format or a voice.",
-    "quality": "Thorough: several times longer, more capacity for vocabulary and style.",
-}
-if not datasets:
-    st.info("No training dataset yet: build or upload rows on the Training data page first.")
-else:
-    plan_hint = (st.session_state.get("decision_plan") or {}).get("lora_preset")
+def advanced_settings(facts, base_model: str, lora0, train0, k: str):
+    """The LoRA and training knobs (widget keys per preset, so switching preset resets them); returns (lora, training)."""
+    qlora_ok, qlora_reason = T.qlora_support()
+    st.markdown("**LoRA**")
+    c1, c2, c3 = st.columns(3)
+    r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
+    alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
+    dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
+    targets = st.multiselect("Target modules", list(facts.linear_names), list(T.resolve_lora(lora0, facts).target_modules),
+                             key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
+    st.markdown("**Training**")
+    c1, c2, c3, c4 = st.columns(4)
+    lr = c1.number_input("Learning rate", 0.0, 0.1, float(train0.learning_rate), format="%.5f", key=k + "lr", help=_help(T.TrainingSettings, "learning_rate"))
+    epochs = c2.number_input("Epochs", 0.0, 100.0, float(train0.epochs), 0.5, key=k + "epochs", help=_help(T.TrainingSettings, "epochs"))
+    max_steps = c3.number_input("Max steps (0 = epochs)", 0, 100_000, train0.max_steps, key=k + "steps", help=_help(T.TrainingSettings, "max_steps"))
+    save_steps = c4.number_input("Checkpoint every", 1, 10_000, train0.save_steps, key=k + "save", help=_help(T.TrainingSettings, "save_steps"))
+    c1, c2, c3, c4 = st.columns(4)
+    batch = c1.number_input("Batch size", 0, 256, train0.batch_size, key=k + "batch", help=_help(T.TrainingSettings, "batch_size"))
+    accum = c2.number_input("Grad accumulation", 1, 256, train0.grad_accum, key=k + "accum", help=_help(T.TrainingSettings, "grad_accum"))
+    max_length = c3.number_input("Max length", 32, 131_072, train0.max_length, key=k + "maxlen", help=_help(T.TrainingSettings, "max_length"))
+    seed = c4.number_input("Seed", 0, 1_000_000, train0.seed, key=k + "seed")
+    c1, c2, c3 = st.columns(3)
+    packing = c1.checkbox("Packing", train0.packing, key=k + "packing", help=_help(T.TrainingSettings, "packing"))
+    completion_only = c2.checkbox("Completion-only loss", train0.completion_only_loss, key=k + "col", help=_help(T.TrainingSettings, "completion_only_loss"))
+    qlora = c3.checkbox("QLoRA (4-bit)", False, key=k + "qlora", disabled=not qlora_ok, help=qlora_reason)
+    if not qlora_ok:
+        st.caption(f"QLoRA is off: {qlora_reason}")
+    lora = T.LoraSettings(r=int(r), alpha=int(alpha), dropout=float(dropout), target_modules=tuple(targets))
+    training = dataclasses.replace(
+        train0, base_model=base_model, learning_rate=float(lr), epochs=float(epochs), max_steps=int(max_steps), batch_size=int(batch),
+        grad_accum=int(accum), max_length=int(max_length), packing=bool(packing), seed=int(seed),
+        completion_only_loss=bool(completion_only), qlora=bool(qlora), save_steps=int(save_steps),
+    )
+    return lora, training
+
+
+def plan_and_start(ws, dataset_id: str, lora, training, facts) -> None:
+    """The pre-launch estimate (steps, time at today's load, memory) and the Start button."""
+    plan = None
+    try:
+        plan = T.plan_run(ws, dataset_id, lora, training, facts=facts)
+    except StudioError as error:
+        st.error(str(error))
+    if plan:
+        probe = st.session_state.get("ft_probe")
+        if not probe or time.time() - probe[0] > 30:  # a 0.25 s CPU probe, at most twice a minute
+            probe = st.session_state["ft_probe"] = (time.time(), cpu_probe())
+        now = speed_now(ws, plan, training.base_model, probe_now=probe[1])
+        m1, m2, m3, m4 = st.columns(4)
+        # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
+        m1.metric("Estimated time", format_seconds(now.seconds), f"~{now.tokens_per_s:.0f} tokens/s at today's load",
+                  delta_color="off", delta_arrow="off", help="minutes:seconds, at the machine load right now")
+        m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off", delta_arrow="off")
+        m3.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M",
+                  delta_color="off", delta_arrow="off")
+        m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device.upper(), delta_color="off", delta_arrow="off")
+        st.caption(f"Time estimate: {now.basis}")
+    running = T.active_run(ws)
+    if st.button("Start training", type="primary", disabled=plan is None or running is not None, key="ft_start",
+                 icon=":material/play_arrow:", help="One run at a time per workspace." if running else None):
+        try:
+            run = T.start_run(ws, dataset_id, lora, training)
+        except StudioError as error:
+            st.error(str(error))
+        else:
+            st.session_state["ft_watch"] = run.id
+            st.toast(f"Started {run.id}")
+            st.rerun()  # so the button, the history and the live view below all show the new run
+
+
+def start_form(ws, datasets) -> None:
+    """Dataset and preset up front, the knobs under "Advanced", the estimate and Start in a box above them."""
+    plan_hint = getattr(state.applied_plan(), "lora_preset", None)
     names = list(T.PRESETS)
     c1, c2 = st.columns(2)
     dataset_id = c1.selectbox("Dataset", [d.id for d in datasets], key="ft_dataset",
@@ -52,89 +116,26 @@ else:
                            help="demo: a few minutes on a laptop CPU, enough to change the format; quality: slower, more capacity.")
     c2.caption(PRESET_BLURBS.get(preset_name, "") + (f" Preselected from your decision plan: **{plan_hint}**." if plan_hint in names else ""))
     lora0, train0 = T.preset(preset_name)
-    k = f"ft_{preset_name}_"  # widget keys per preset, so switching preset resets the fields
     summary = st.container(border=True)  # filled below, once the Advanced settings are read
     advanced = st.expander("Advanced: model, LoRA and training settings")
-
-    sidebar_model = getattr(st.session_state.get("generator_spec"), "model_id", None)  # the sidebar's model choice
-    choices = list(GENERATOR_CHOICES) + ([sidebar_model] if sidebar_model and sidebar_model not in GENERATOR_CHOICES else [])
-    base_model = advanced.selectbox("Base model", choices, index=choices.index(sidebar_model) if sidebar_model in choices else 0,
+    sidebar_model = state.generator_spec().model_id  # the sidebar's model choice
+    choices = list(GENERATOR_CHOICES) + ([sidebar_model] if sidebar_model not in GENERATOR_CHOICES else [])
+    base_model = advanced.selectbox("Base model", choices, index=choices.index(sidebar_model),
                                     key="ft_base", help=_help(T.TrainingSettings, "base_model"))
     try:
         facts = model_facts_for(ws, base_model)
     except StudioError as error:
-        facts = None
         summary.error(str(error))
-
-    if facts is not None:
-        with advanced:
-            st.markdown("**LoRA**")
-            c1, c2, c3 = st.columns(3)
-            r = c1.number_input("Rank r", 1, 256, lora0.r, key=k + "r", help=_help(T.LoraSettings, "r"))
-            alpha = c2.number_input("Alpha", 1, 512, lora0.alpha, key=k + "alpha", help=_help(T.LoraSettings, "alpha"))
-            dropout = c3.number_input("Dropout", 0.0, 0.9, float(lora0.dropout), 0.05, key=k + "dropout", help=_help(T.LoraSettings, "dropout"))
-            targets = st.multiselect("Target modules", list(facts.linear_names), list(T.resolve_lora(lora0, facts).target_modules),
-                                     key=k + "targets", help="The model's own Linear layer names. " + _help(T.LoraSettings, "target_modules"))
-            st.markdown("**Training**")
-            c1, c2, c3, c4 = st.columns(4)
-            lr = c1.number_input("Learning rate", 0.0, 0.1, float(train0.learning_rate), format="%.5f", key=k + "lr", help=_help(T.TrainingSettings, "learning_rate"))
-            epochs = c2.number_input("Epochs", 0.0, 100.0, float(train0.epochs), 0.5, key=k + "epochs", help=_help(T.TrainingSettings, "epochs"))
-            max_steps = c3.number_input("Max steps (0 = epochs)", 0, 100_000, train0.max_steps, key=k + "steps", help=_help(T.TrainingSettings, "max_steps"))
-            save_steps = c4.number_input("Checkpoint every", 1, 10_000, train0.save_steps, key=k + "save", help=_help(T.TrainingSettings, "save_steps"))
-            c1, c2, c3, c4 = st.columns(4)
-            batch = c1.number_input("Batch size", 0, 256, train0.batch_size, key=k + "batch", help=_help(T.TrainingSettings, "batch_size"))
-            accum = c2.number_input("Grad accumulation", 1, 256, train0.grad_accum, key=k + "accum", help=_help(T.TrainingSettings, "grad_accum"))
-            max_length = c3.number_input("Max length", 32, 131_072, train0.max_length, key=k + "maxlen", help=_help(T.TrainingSettings, "max_length"))
-            seed = c4.number_input("Seed", 0, 1_000_000, train0.seed, key=k + "seed")
-            c1, c2, c3 = st.columns(3)
-            packing = c1.checkbox("Packing", train0.packing, key=k + "packing", help=_help(T.TrainingSettings, "packing"))
-            completion_only = c2.checkbox("Completion-only loss", train0.completion_only_loss, key=k + "col", help=_help(T.TrainingSettings, "completion_only_loss"))
-            qlora = c3.checkbox("QLoRA (4-bit)", False, key=k + "qlora", disabled=not qlora_ok, help=qlora_reason)
-            if not qlora_ok:
-                st.caption(f"QLoRA is off: {qlora_reason}")
-
-        lora = T.LoraSettings(r=int(r), alpha=int(alpha), dropout=float(dropout), target_modules=tuple(targets))
-        training = dataclasses.replace(
-            train0, base_model=base_model, learning_rate=float(lr), epochs=float(epochs), max_steps=int(max_steps), batch_size=int(batch),
-            grad_accum=int(accum), max_length=int(max_length), packing=bool(packing), seed=int(seed),
-            completion_only_loss=bool(completion_only), qlora=bool(qlora), save_steps=int(save_steps),
-        )
-        with summary:
-            plan = None
-            try:
-                plan = T.plan_run(ws, dataset_id, lora, training, facts=facts)
-            except StudioError as error:
-                st.error(str(error))
-            if plan:
-                probe = st.session_state.get("ft_probe")
-                if not probe or time.time() - probe[0] > 30:  # a 0.25 s CPU probe, at most twice a minute
-                    probe = st.session_state["ft_probe"] = (time.time(), cpu_probe())
-                now = speed_now(ws, plan, base_model, probe_now=probe[1])
-                m1, m2, m3, m4 = st.columns(4)
-                # delta_arrow="off": these deltas are context (of what, at what speed), not changes up or down
-                m1.metric("Estimated time", format_seconds(now.seconds), f"~{now.tokens_per_s:.0f} tokens/s at today's load",
-                          delta_color="off", delta_arrow="off", help="minutes:seconds, at the machine load right now")
-                m2.metric("Steps", plan.total_steps, f"{plan.tokens:,} tokens", delta_color="off", delta_arrow="off")
-                m3.metric("Trainable parameters", f"{plan.trainable_params:,}", f"{plan.trainable_percent:.2f}% of {plan.total_params / 1e6:.0f}M",
-                          delta_color="off", delta_arrow="off")
-                m4.metric("Estimated memory", f"{plan.est_memory_gb:.1f} GB", plan.device.upper(), delta_color="off", delta_arrow="off")
-                st.caption(f"Time estimate: {now.basis}")
-            running = T.active_run(ws)
-            if st.button("Start training", type="primary", disabled=plan is None or running is not None, key="ft_start",
-                         icon=":material/play_arrow:", help="One run at a time per workspace." if running else None):
-                try:
-                    run = T.start_run(ws, dataset_id, lora, training)
-                except StudioError as error:
-                    st.error(str(error))
-                else:
-                    st.session_state["ft_watch"] = run.id
-                    st.toast(f"Started {run.id}")
-                    st.rerun()  # so the button, the history and the live view below all show the new run
+        return
+    with advanced:
+        lora, training = advanced_settings(facts, base_model, lora0, train0, f"ft_{preset_name}_")
+    with summary:
+        plan_and_start(ws, dataset_id, lora, training, facts)
 
 
 # ---------------------------------------------------------------- live view (state from the workspace)
 @st.fragment(run_every=2.0)
-def live_view() -> None:
+def live_view(ws) -> None:
     runs = T.list_runs(ws)
     if not runs:
         return
@@ -179,8 +180,6 @@ def live_view() -> None:
         st.code(T.read_log(ws, run.id, 15) or "(empty)", language=None)
 
 
-live_view()
-
 def serve_panel(ws, run_ids: list[str]) -> None:
     """Files and exact commands to serve a fine-tune with Ollama, vLLM or llama.cpp's server (core.engines.serve)."""
     from core.engines.serve import TARGETS, export_for_serving
@@ -203,11 +202,7 @@ def serve_panel(ws, run_ids: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- history and export
-st.subheader("Run history")
-runs = T.list_runs(ws)
-if not runs:
-    st.caption("No runs yet.")
-else:
+def run_history(ws, runs) -> None:
     st.dataframe(pd.DataFrame([{
         "adapter": adapter_name(ws, r.id), "run": r.id, "status": r.status, "dataset": r.dataset_id, "base model": r.base_model,
         "final loss": fmt_number(r.final_loss, 4),  # text, so a missing loss reads n/a
@@ -225,6 +220,8 @@ else:
         else:
             st.rerun()
 
+
+def export_panel(ws) -> None:
     adapters = find_adapters(ws)  # the same list as Compare and Evaluate (core/adapters.py)
     rename_adapter_form(ws, [a.run_id for a in adapters])
     st.subheader("Export")
@@ -246,3 +243,25 @@ else:
                     st.success(f"Merged model in {merged} with an Ollama Modelfile" + (f"; GGUF at {gguf_path}" if gguf_path else "") + ".")
         st.caption(f"Adapter folder for serving with peft or vLLM: {adapters[0].path}")
         serve_panel(ws, [a.run_id for a in adapters])
+
+
+def main() -> None:
+    ws = get_workspace()
+    st.title("Fine-tune")
+    st.caption("Teach the model a voice, a format or a vocabulary with a LoRA adapter. The run is a separate process: it survives reloads and can be cancelled and resumed.")
+    datasets = list_datasets(ws)
+    if not datasets:
+        st.info("No training dataset yet: build or upload rows on the Training data page first.")
+    else:
+        start_form(ws, datasets)
+    live_view(ws)
+    st.subheader("Run history")
+    runs = T.list_runs(ws)
+    if not runs:
+        st.caption("No runs yet.")
+        return
+    run_history(ws, runs)
+    export_panel(ws)
+
+
+main()

@@ -11,26 +11,18 @@ import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 from core import datasets as D
 from core.errors import StudioError
 from core.settings import get_workspace
+from ui import state
 from ui.common import md_escape
 
-ws = get_workspace()
-st.title("Training data")
-st.caption("Turn documents into instruction rows (or upload your own), check them, edit them, and keep held-out rows for evaluation.")
 
-if "tune_rows" not in st.session_state:
-    st.session_state["tune_rows"] = []
-
-build_tab, upload_tab = st.tabs(["From documents", "Upload JSONL / CSV"])
-
-with build_tab:
+def rows_from_documents(ws) -> None:
     from core.knowledge import list_knowledge_bases
 
     kbs = [kb.name for kb in list_knowledge_bases(ws)]
     if not kbs:
         st.info("No knowledge base yet: add documents on the Documents page, or upload rows in the next tab.")
     else:
-        active = st.session_state.get("active_kb")
-        active = getattr(active, "name", active)
+        active = state.active_kb()
         kb = st.selectbox("Knowledge base", kbs, index=kbs.index(active) if active in kbs else 0, key="td_kb")
         kind = st.radio("Kind of rows", ["qa", "summary", "style"], horizontal=True, key="td_kind",
                         format_func={"qa": "Question → answer", "summary": "Summary (3 bullets)", "style": "Voice / format"}.get)
@@ -50,7 +42,7 @@ with build_tab:
             if use_model:
                 from core.engines import generate_text
                 from core.generation import DecodingSettings
-                from ui.common import get_engine
+                from ui.models import get_engine
 
                 engine = get_engine()  # the sidebar's engine and model
                 generate = lambda prompt: generate_text(engine, [{"role": "user", "content": prompt}], DecodingSettings(max_new_tokens=80))  # noqa: E731
@@ -69,7 +61,8 @@ with build_tab:
                                                   "origin": f"kb:{kb}", "style": style if kind == "style" else None}
                 bar.progress(1.0, text=f"{len(rows)} rows built")
 
-with upload_tab:
+
+def rows_from_upload() -> None:
     upload = st.file_uploader("Rows file", type=["jsonl", "csv"], key="td_upload",
                               help="JSONL or CSV with instruction/input/output or prompt/completion columns.")
     max_length = st.number_input("Max length (tokens) to flag", 32, 8192, 512, key="td_max_length")
@@ -89,10 +82,9 @@ with upload_tab:
                 st.session_state.pop("td_skipped", None)
                 st.session_state["tune_meta"] = {"kind": "imported", "style_rule": None, "origin": f"file:{upload.name}"}
 
-rows = st.session_state["tune_rows"]
-if st.session_state.get("td_skipped"):
-    st.caption(st.session_state["td_skipped"] + " (boilerplate and passages without a stated risk make no row).")
-if rows:
+
+def preview_rows(rows: list[dict]) -> None:
+    """The rows, best first, and the picked one whole (a table cell cuts it)."""
     st.subheader(f"Rows ({len(rows)})")
     st.caption("Best rows first (mostly prose, whole sentences). Click a row to read it whole.")
     overview = pd.DataFrame([{"#": i + 1, "quality": r.get("source", {}).get("quality"), "document": r.get("source", {}).get("document", ""),
@@ -111,6 +103,10 @@ if rows:
             st.text(whole["input"])
         st.caption("Output (what the model learns to write)")
         st.text(whole["output"])
+
+
+def save_form(ws, rows: list[dict]) -> None:
+    """Edit the rows, split off the held-out share and save them as a dataset."""
     frame = pd.DataFrame(
         [{"instruction": r["instruction"], "input": r["input"], "output": r["output"],
           "document": r.get("source", {}).get("document", ""), "page": r.get("source", {}).get("page"),
@@ -157,14 +153,43 @@ if rows:
                        "Next: train an adapter on the **Fine-tune** page; the held-out rows are the questions on **Evaluate**.")
             st.download_button("Download training rows (JSONL)", D.export_rows(D.load_dataset_rows(ws, info.id), saved_fmt), f"{info.id}-train.jsonl")
 
-st.subheader("Saved datasets")
-saved = D.list_datasets(ws)
-if saved:
-    kinds = {"qa": "Question → answer", "summary": "Summary", "style": "Voice / format", "imported": "Imported"}
-    st.dataframe(pd.DataFrame([{
-        "Dataset": d.id, "Kind": kinds.get(d.kind, d.kind), "Format": d.format, "Style rule": d.style_rule or "n/a",
-        "From": d.origin or "n/a", "Training rows": d.train_rows, "Held-out rows": d.heldout_rows, "Seed": d.seed,
-        "Created": str(d.created_at or "")[:19].replace("T", " "),
-    } for d in saved]), hide_index=True, width="stretch")
-else:
-    st.caption("None yet.")
+
+def edit_and_save(ws) -> None:
+    rows = st.session_state["tune_rows"]
+    if st.session_state.get("td_skipped"):
+        st.caption(st.session_state["td_skipped"] + " (boilerplate and passages without a stated risk make no row).")
+    if rows:
+        preview_rows(rows)
+        save_form(ws, rows)
+
+
+def saved_datasets(ws) -> None:
+    st.subheader("Saved datasets")
+    saved = D.list_datasets(ws)
+    if saved:
+        kinds = {"qa": "Question → answer", "summary": "Summary", "style": "Voice / format", "imported": "Imported"}
+        st.dataframe(pd.DataFrame([{
+            "Dataset": d.id, "Kind": kinds.get(d.kind, d.kind), "Format": d.format, "Style rule": d.style_rule or "n/a",
+            "From": d.origin or "n/a", "Training rows": d.train_rows, "Held-out rows": d.heldout_rows, "Seed": d.seed,
+            "Created": str(d.created_at or "")[:19].replace("T", " "),
+        } for d in saved]), hide_index=True, width="stretch")
+    else:
+        st.caption("None yet.")
+
+
+def main() -> None:
+    ws = get_workspace()
+    st.title("Training data")
+    st.caption("Turn documents into instruction rows (or upload your own), check them, edit them, and keep held-out rows for evaluation.")
+    if "tune_rows" not in st.session_state:
+        st.session_state["tune_rows"] = []
+    build_tab, upload_tab = st.tabs(["From documents", "Upload JSONL / CSV"])
+    with build_tab:
+        rows_from_documents(ws)
+    with upload_tab:
+        rows_from_upload()
+    edit_and_save(ws)
+    saved_datasets(ws)
+
+
+main()

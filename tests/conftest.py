@@ -159,3 +159,14 @@ def tiny_family_models(tmp_path_factory):
     from tests.tune_support import MODEL_CACHE, converted_model_dir
 
     return cached_build(converted_model_dir(), MODEL_CACHE)
+
+
+def applied_plan(**fields):
+    """What Decide's "Apply to the other pages" saves (ui.state.AppliedPlan), with some plan fields set:
+    a page test's shortcut through the Decide page, typed like the real thing."""
+    import dataclasses
+
+    from core.decision import decide, default_answers, plan_pipelines
+    from ui.state import AppliedPlan
+
+    return AppliedPlan(dataclasses.replace(plan_pipelines(decide(default_answers())), **fields), markdown="")

@@ -1,5 +1,6 @@
 """Fake generation engines for fast tests. They enter through `core.engines.registry.register_engine`,
-the same door as transformers, llamacpp and openai, and are chosen by name like a user chooses an engine."""
+the same door as transformers, llamacpp and openai, and are chosen by name like a user chooses an engine.
+The fake embedder (tests.conftest.FakeEmbedder) enters the same way, by model id: `install_embedder`."""
 from __future__ import annotations
 
 import re
@@ -56,3 +57,12 @@ def install(monkeypatch, engine=None, kind: str = "fake"):
     monkeypatch.setitem(registry._FACTORIES, kind, lambda spec, workspace, generator=None: engine)
     monkeypatch.setenv("STUDIO_ENGINE", kind)
     return engine
+
+
+def install_embedder(monkeypatch, embedder):
+    """Register `embedder` under its model id (core.embedding.register_embedder), the door MiniLM comes through:
+    a knowledge base built with it, or a sidebar set to that model id, loads it. Undone by monkeypatch."""
+    from core import embedding
+
+    monkeypatch.setitem(embedding._REGISTERED, embedder.model_id, lambda: embedder)
+    return embedder

@@ -1,5 +1,5 @@
 from core.ask import GroundedAnswer
-from core.knowledge import Hit
+from core.retrieval import Hit
 
 
 def hit(text, n=1):

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.engines import StreamEvent
 from core.generation import GenerationStats
+from tests.conftest import applied_plan
 from tests.fake_engines import install
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "compare.py")
@@ -42,7 +43,7 @@ def _texts(at) -> str:
 
 def test_page_without_kb_or_adapter_explains_and_answers_base(fake_engine):
     at = AppTest.from_file(PAGE, default_timeout=30)
-    at.session_state["decision_plan"] = {"compare_variants": ["base", "finetuned"]}
+    at.session_state["decision_plan"] = applied_plan(compare_variants=["base", "finetuned"])
     at.run()
     assert not at.exception
     assert at.title[0].value == "Compare"

@@ -13,6 +13,7 @@ from core.engines import GenerationRequest, RoutedEngine, generate_many, generat
 from core.engines.registry import EngineSpec
 from core.errors import StudioError
 from core.generation import DecodingSettings
+from tests.conftest import applied_plan
 from tests.fake_engines import EchoEngine, install
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,15 +86,14 @@ def test_compare_page_column_on_its_own_engine(fake_engine, monkeypatch, tmp_pat
     """The sidebar's engine answers base; the RAG column picks another registered engine and the page shows which."""
     import streamlit as st
 
-    from core.engines import registry
-
     monkeypatch.setenv("STUDIO_WORKSPACE", str(tmp_path))
     other = EchoEngine("second-model")
     other.name = "second"
-    monkeypatch.setitem(registry._FACTORIES, "second", lambda spec, workspace, generator=None: other)
+    install(monkeypatch, other, kind="second")
+    monkeypatch.setenv("STUDIO_ENGINE", "fake")  # `auto` stays on the fixture's engine; "second" is a column's choice
     st.cache_resource.clear()
     at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=30)
-    at.session_state["decision_plan"] = {"compare_variants": ["base", "finetuned"]}
+    at.session_state["decision_plan"] = applied_plan(compare_variants=["base", "finetuned"])
     at.run()
     at.selectbox(key="column_engine_base").select("second").run()
     at.chat_input[0].set_value("Which engine?").run()
@@ -132,13 +132,13 @@ def test_serve_with_vllm_writes_the_adapter_and_the_command(workspace, capsys):
 
 def test_cli_evaluate_and_compare_take_an_engine_per_variant(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
     from core.cli import main
-    from core.engines import registry
+    from tests.fake_engines import install_embedder
 
-    local = install(monkeypatch)
     served = EchoEngine("served-3")
     served.name = "served"
-    monkeypatch.setitem(registry._FACTORIES, "served", lambda spec, ws, generator=None: served)
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    install(monkeypatch, served, kind="served")
+    local = install(monkeypatch)  # registered last: the one `auto` opens
+    install_embedder(monkeypatch, fake_embedder)
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))
     root = str(workspace.root)

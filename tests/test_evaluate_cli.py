@@ -1,16 +1,17 @@
-"""`python -m core evaluate` with the fakes entering through core.evaluation's factories."""
+"""`python -m core evaluate` with the fakes entering through the seams: the engine registry and the embedder's model id."""
 from __future__ import annotations
 
 import json
 
 from core import evaluation
 from tests.fake_engines import install as install_fake_engine
+from tests.fake_engines import install_embedder
 from core.cli import main
 from tests.test_evaluation import FakeRunner
 
 
 def test_cli_evaluate_prints_metrics_and_id(workspace, toy_kb, fake_embedder, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)
     install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     questions = tmp_path / "q.jsonl"
     questions.write_text("\n".join(json.dumps(r) for r in [

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import evaluation
 from tests.fake_engines import install as install_fake_engine
+from tests.fake_engines import install_embedder
 from core.evaluation import EvaluationSettings
 from tests.test_evaluation import QUESTIONS, FakeRunner
 
@@ -44,9 +45,13 @@ def test_page_shows_a_past_evaluation(workspace, toy_kb, fake_embedder):
 
 
 def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, fake_embedder, monkeypatch):
-    """Fakes enter where the real parts do: the page asks core.evaluation for its embedder and runner."""
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
+    """Fakes enter where the real parts do: the embedder by the model id the knowledge base records, the engine
+    through the registry; the page's runner, retrieval and copy are real."""
+    install_embedder(monkeypatch, fake_embedder)
+    engine = install_fake_engine(monkeypatch)
+    adapter = workspace.runs / "run-20260101-000000-aaaa" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
@@ -61,7 +66,13 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     assert not at.exception
     before, after = at.session_state["drill_before"], at.session_state["drill_after"]
     assert "1932" in before["rag"] and "1999" in after["rag"]  # RAG sees the new version at once
-    assert before["tuned"] == after["tuned"]  # the model's weights did not change
+    # The fine-tuned model answers from its weights: it got the adapter and never the documents, before or after
+    tuned = [r for batch in engine.batches for r in batch if r.adapter]
+    assert before["tuned_label"] == "Fine-tuned" and len(tuned) == 2
+    assert all(r.adapter == str(adapter.resolve()) and r.key.endswith("finetuned") for r in tuned)
+    prompts = [" ".join(m["content"] for m in r.messages) for r in tuned]
+    assert all("Harbor Bridge opened in" not in p and "1999" not in p for p in prompts), prompts
+    assert "1999" not in after["tuned"]
     assert any("Retrain" in c.value and "estimate" in c.value for c in at.caption)
     # the update went into a copy: the user's knowledge base still says 1932, and finishing removes the copy
     from core.knowledge import document_chunks, list_knowledge_bases
@@ -75,7 +86,7 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
 def test_start_an_evaluation_from_the_page(workspace, toy_kb, fake_embedder, monkeypatch):
     import time
 
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)
     install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
@@ -102,13 +113,14 @@ def test_page_judges_with_ragas_through_a_stub_endpoint(workspace, toy_kb, fake_
 
     if not judge.ragas_installed():
         pytest.skip("ragas is not installed")
-    import ui.judge_panel
+    from core.models import EmbedderSpec
 
-    monkeypatch.setattr(ui.judge_panel, "get_embedder", lambda: fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)
     eval_id = evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag"), min_score=0.05),
                                         kb=toy_kb, embedder=fake_embedder, question_source="toy")
     with JudgeStub("agree") as stub:
         at = AppTest.from_file(PAGE, default_timeout=60)
+        at.session_state["embedder_spec"] = EmbedderSpec(fake_embedder.model_id)  # the sidebar's embedding model
         at.run()
         assert any("Not judged yet" in c.value for c in at.caption)
         at.text_input(key="judge_url").input(stub.url).run()
@@ -191,14 +203,13 @@ def test_fmt_number_reads_n_a_for_missing_values():
 def test_a_variant_can_answer_from_its_own_engine(workspace, toy_kb, fake_embedder, monkeypatch):
     """Evaluate's 'Engine per variant', like Compare's columns: RAG from a second registered engine, the rest from the
     sidebar's; each answer records the engine that gave it, and each engine saw only its own variant's requests."""
-    from core.engines import registry
     from tests.fake_engines import EchoEngine
 
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
-    default = install_fake_engine(monkeypatch)
+    install_embedder(monkeypatch, fake_embedder)
     team = EchoEngine(model="team-server-model")
     team.name = "team"
-    monkeypatch.setitem(registry._FACTORIES, "team", lambda spec, workspace, generator=None: team)
+    install_fake_engine(monkeypatch, team, kind="team")
+    default = install_fake_engine(monkeypatch)  # registered last: the one `auto` (the sidebar's default) opens
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.selectbox[0].select("toy").run()

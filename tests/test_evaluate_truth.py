@@ -3,9 +3,10 @@ a measured bottom line, and an update drill that leaves the user's knowledge bas
 import math
 
 from core import evaluation
-from core.evaluation import EvaluationSettings, QuestionItem, VariantAnswer
+from core.evaluation import EvaluationSettings, QuestionItem
 from core.knowledge import Hit, list_documents, search
-from core.report import bottom_line, bottom_line_text, interval95
+from core.evaluation.bottom_line import bottom_line, bottom_line_text, interval95
+from tests.test_evaluation import timed
 
 STYLE_OUTPUT = ("- The 1973 oil crisis began in October 1973 when OAPEC proclaimed an oil embargo against the United States.\n"
                 "- By March 1974 the price of oil had risen from US$3 per barrel to nearly $12 globally.\n"
@@ -21,8 +22,8 @@ def test_cap_fits_the_taught_format_and_cut_answers_are_not_scored(workspace):
     assert same.max_new_tokens == 400 and "fits" in note  # never lowered
     item = QuestionItem(id="q1", question="Brief me.", answers=(STYLE_OUTPUT,))
     check = lambda text: 1.0  # noqa: E731
-    cut = evaluation.score_answer(item, "finetuned", VariantAnswer("- a\n- b", new_tokens=48), [], [], check, 0.5, cap=48)
-    whole = evaluation.score_answer(item, "finetuned", VariantAnswer(STYLE_OUTPUT, new_tokens=90), [], [], check, 0.5, cap=160)
+    cut = evaluation.score_answer(item, timed("finetuned", "- a\n- b", new_tokens=48), [], [], check, 0.5, cap=48)
+    whole = evaluation.score_answer(item, timed("finetuned", STYLE_OUTPUT, new_tokens=90), [], [], check, 0.5, cap=160)
     assert cut["cut"] and math.isnan(cut["style"]) and not whole["cut"] and whole["style"] == 1.0
     board = evaluation.summarize([cut, whole], [], ["finetuned"], 5)["variants"]["finetuned"]
     assert board["style"] == 1.0 and board["style_n"] == 1 and board["cut"] == 1
@@ -92,7 +93,12 @@ def test_scoreboard_tab_shows_the_bottom_line(workspace, toy_kb, fake_embedder):
 
     evaluation.run_evaluation(workspace, FakeRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag")), kb=toy_kb, embedder=fake_embedder)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "evaluate.py"), default_timeout=60)
-    at.session_state["decision"] = {"recommendation": "rag"}
+    from core.decision import decide, default_answers
+    from ui.state import DecideResult
+
+    decided = decide(default_answers())
+    assert decided.recommendation == "rag"
+    at.session_state["decision"] = DecideResult(decided, None)  # what the Decide page leaves for the report
     at.run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown).replace("\\", "")  # md_escape adds backslashes

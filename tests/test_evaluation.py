@@ -9,13 +9,20 @@ import pytest
 
 from core import evaluation
 from core.errors import StudioError
-from core.evaluation import EvaluationSettings, QuestionItem, VariantAnswer
+from core.evaluation import EvaluationSettings, QuestionItem
+from core.generation import GenerationStats
+from core.variants import Answer
 
 QUESTIONS = [
     QuestionItem("q1", "When did the Harbor Bridge open?", ("1932",), "harbor.txt", None),
     QuestionItem("q2", "Who was the chief engineer of the Harbor Bridge?", ("Ada Brennan",), "harbor.txt", None),
     QuestionItem("q3", "When was the oldest tree of the Linden Orchard planted?", ("1871",), "orchard.txt", None),
 ]
+
+
+def timed(variant: str, text: str, first_token_s: float | None = None, total_s: float = 0.0, new_tokens: int = 0) -> Answer:
+    """A fake's answer with its timings, as an engine would report them."""
+    return Answer(variant, text, stats=GenerationStats(new_tokens=new_tokens, first_token_s=first_token_s, total_s=total_s))
 
 
 class FakeRunner:
@@ -30,11 +37,11 @@ class FakeRunner:
             if not hits:
                 from core.generation import NO_CONTEXT_ANSWER
 
-                return VariantAnswer(NO_CONTEXT_ANSWER, 0.0, 0.0, 0)
-            return VariantAnswer(hits[0].text.split(". ")[0] + " [1].", 0.1, 0.5, 10)
+                return timed(variant, NO_CONTEXT_ANSWER, 0.0, 0.0, 0)
+            return timed(variant, hits[0].text.split(". ")[0] + " [1].", 0.1, 0.5, 10)
         if variant == "finetuned":
-            return VariantAnswer("- a guess\n- another\n- third", 0.1, 0.4, 8)
-        return VariantAnswer("I think it was long ago.", 0.1, 0.3, 6)
+            return timed(variant, "- a guess\n- another\n- third", 0.1, 0.4, 8)
+        return timed(variant, "I think it was long ago.", 0.1, 0.3, 6)
 
 
 def test_parse_squad_and_training_rows():
@@ -98,8 +105,8 @@ def test_background_job(workspace, toy_kb, fake_embedder):
                                           kb=toy_kb, embedder=fake_embedder, question_source="toy")
     job.thread.join(30)
     assert not job.running and job.error is None
-    assert evaluation.get_evaluation(workspace, job.evaluation_id).status == "done"
-    assert evaluation.get_job(job.evaluation_id) is job
+    assert evaluation.get_evaluation(workspace, job.key).status == "done"
+    assert evaluation.get_job(job.key) is job
 
 
 def test_failing_answer_is_recorded_not_fatal(workspace, toy_kb, fake_embedder):
@@ -161,25 +168,31 @@ def test_heldout_and_style_rule(workspace):
     assert check("- x\n- y\n- z") == 1.0 and check("prose") == 0.0 and "bullets:3" in note
 
 
+def _record_run(workspace, run_id, status, duration_s, created_at):
+    """A run as the training worker records it: its status and measured duration in the runs table."""
+    from core import training
+    from core.storage import connect, ensure_schema, transaction
+
+    with connect(workspace) as conn:
+        ensure_schema(conn, training.SCHEMA)
+        with transaction(conn):
+            conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, duration_s, created_at) "
+                         "VALUES (?, 'ds', 'm', '{}', ?, ?, ?)", (run_id, status, duration_s, created_at))
+
+
 def test_retrain_cost_measured_and_estimated(workspace):
     seconds, source = evaluation.retrain_cost(workspace, training_tokens=16500, epochs=1)
     assert seconds == pytest.approx(100.0) and source.startswith("estimate")
-    run = workspace.runs / "r1"
-    run.mkdir(parents=True)
-    (run / "progress.jsonl").write_text('{"step": 1, "loss": 2.0, "elapsed_s": 10}\n{"step": 2, "loss": 1.5, "elapsed_s": 42.5}\n')
+    _record_run(workspace, "r1", "completed", 42.5, "2026-12-01T10:00:00+00:00")
     seconds, source = evaluation.retrain_cost(workspace)
     assert seconds == pytest.approx(42.5) and "measured" in source and "r1" in source
-    # a newer cancelled run is skipped: its partial time would understate a retrain
-    import os
-    import time as _time
-
-    cancelled = workspace.runs / "r2"
-    cancelled.mkdir()
-    (cancelled / "progress.jsonl").write_text('{"event": "step", "step": 1, "elapsed_s": 3}\n{"event": "end", "status": "cancelled", "step": 1}\n')
-    later = _time.time() + 5
-    os.utime(cancelled / "progress.jsonl", (later, later))
+    # a newer cancelled or failed run is skipped: its partial time would understate a retrain
+    _record_run(workspace, "r2", "cancelled", 3.0, "2026-12-01T11:00:00+00:00")
+    _record_run(workspace, "r3", "failed", None, "2026-12-01T12:00:00+00:00")
     seconds, source = evaluation.retrain_cost(workspace)
-    assert seconds == pytest.approx(42.5) and "r1, 2 steps" in source
+    assert seconds == pytest.approx(42.5) and "(r1)" in source
+    _record_run(workspace, "r4", "completed", 61.0, "2026-12-01T13:00:00+00:00")
+    assert evaluation.retrain_cost(workspace)[0] == pytest.approx(61.0)  # the newest completed run counts
 
 
 def test_update_drill_reindex(workspace, toy_kb, fake_embedder):

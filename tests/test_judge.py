@@ -164,7 +164,9 @@ def test_cli_evaluate_with_a_judge(workspace, toy_kb, fake_embedder, monkeypatch
 
     from core.cli import main
 
-    monkeypatch.setattr(evaluation, "embedder_for_kb", lambda ws, kb: fake_embedder)
+    from tests.fake_engines import install_embedder
+
+    install_embedder(monkeypatch, fake_embedder)
     install_fake_engine(monkeypatch)  # the runner is real; its engine is a fake registered like any engine
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"question": "When did the Harbor Bridge open?", "answers": ["1932"], "source_doc": "harbor.txt"}))

@@ -4,20 +4,12 @@ import sqlite3
 import pytest
 
 from core.errors import StudioError
-from core.knowledge import (
-    ChunkingSettings,
-    RetrievalSettings,
-    chunk_document,
-    document_chunks,
-    get_knowledge_base,
-    ingest_files,
-    list_documents,
-    list_knowledge_bases,
-    load_index,
-    make_retriever,
-    remove_document,
-    search,
-)
+from core import index_cache
+from core.catalogue import document_chunks, get_knowledge_base, list_documents, list_knowledge_bases
+from core.chunking import ChunkingSettings, chunk_document
+from core.index_cache import load_index
+from core.ingest import ingest_files, remove_document
+from core.retrieval import RetrievalSettings, search
 from core.documents import extract_document
 from core.vector_index import VectorIndexSettings
 from tests.pdfs import make_pdf
@@ -76,24 +68,20 @@ def test_remove_document_removes_vectors(workspace, fake_embedder):
 
 
 def test_add_later_keeps_existing_and_survives_restart(workspace, fake_embedder):
-    import core.knowledge as knowledge
-
     ingest_files(workspace, "kb1", files()[:1], fake_embedder)
     ingest_files(workspace, "kb1", files()[1:], fake_embedder)
-    knowledge._INDEX_CACHE.clear()  # as after a restart: read the FAISS file from disk
+    index_cache._INDEX_CACHE.clear()  # as after a restart: read the FAISS file from disk
     kb = get_knowledge_base(workspace, "kb1")
     assert load_index(workspace, kb).ntotal == kb.chunk_count
     assert {d.name for d in list_documents(workspace, "kb1")} == {"alpha.pdf", "beta.txt"}
 
 
 def test_stale_index_file_is_rebuilt_from_sqlite(workspace, fake_embedder):
-    import core.knowledge as knowledge
-
     ingest_files(workspace, "kb1", files(), fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
     (workspace.indexes / str(kb.id) / "index.faiss").write_bytes(b"corrupt")
     (workspace.indexes / str(kb.id) / "manifest.json").write_text("{}")
-    knowledge._INDEX_CACHE.clear()
+    index_cache._INDEX_CACHE.clear()
     assert search(workspace, "kb1", "pump warranty", fake_embedder)[0].document == "alpha.pdf"
 
 
@@ -124,12 +112,10 @@ def test_several_knowledge_bases_and_names(workspace, fake_embedder):
         search(workspace, "missing", "q", fake_embedder)
 
 
-def test_chunk_view_and_retriever(workspace, fake_embedder):
+def test_chunk_view(workspace, fake_embedder):
     ingest_files(workspace, "kb1", files(), fake_embedder)
     chunks = document_chunks(workspace, "kb1", "alpha.pdf")
     assert chunks and chunks[0].page == 1
-    documents = make_retriever(workspace, "kb1", fake_embedder, RetrievalSettings(k=2)).invoke("pump warranty")
-    assert len(documents) == 2 and documents[0].metadata["source"] == "alpha.pdf" and "page" in documents[0].metadata
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
@@ -164,7 +150,7 @@ def test_no_pickle_files_in_workspace(workspace, fake_embedder):
 
 
 def test_deleted_knowledge_base_leaves_no_stale_keyword_index(workspace, fake_embedder):
-    from core.knowledge import delete_knowledge_base
+    from core.ingest import delete_knowledge_base
 
     ingest_files(workspace, "kb1", files()[1:], fake_embedder)  # beta only
     assert search(workspace, "kb1", "sourdough", fake_embedder, RetrievalSettings(k=1, mode="lexical"))[0].document == "beta.txt"
@@ -229,7 +215,7 @@ def test_knowledge_base_names_are_normalised_alike_for_lookup_and_creation(works
 def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspace, fake_embedder):
     """FTS5 in studio.db: a new connection (a new process) queries without building; add/remove touch only their rows."""
     from core import lexical
-    from core.knowledge import open_catalogue
+    from core.catalogue import open_catalogue
 
     ingest_files(workspace, "kb1", files(), fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
@@ -249,7 +235,7 @@ def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspac
 
 def test_a_knowledge_base_from_before_the_lexical_index_gets_one_on_first_search(workspace, fake_embedder):
     from core import lexical
-    from core.knowledge import open_catalogue
+    from core.catalogue import open_catalogue
 
     ingest_files(workspace, "kb1", files(), fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
@@ -271,9 +257,9 @@ def test_ingest_extends_the_vector_index_and_large_bases_switch_to_hnsw(workspac
     import logging
 
     from core import vector_index
-    from core.knowledge import index_details
+    from core.index_cache import index_details
 
-    caplog.set_level(logging.INFO, logger="core.knowledge")
+    caplog.set_level(logging.INFO, logger="core.index_cache")
     ingest_files(workspace, "kb1", files()[:1], fake_embedder)
     ingest_files(workspace, "kb1", files()[1:], fake_embedder)
     assert "extended" in caplog.text

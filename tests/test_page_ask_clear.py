@@ -24,9 +24,9 @@ def test_clear_button_appears_with_the_first_answer(workspace, toy_kb, fake_embe
     """The button is drawn after the conversation, so the first answer brings it (it used to need another rerun)."""
     import streamlit as st
 
-    import ui.common
+    from tests.fake_engines import install_embedder
 
-    monkeypatch.setattr(ui.common, "embedder_for", lambda kb: fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)  # the knowledge base records the fake's model id: the page loads it
     st.cache_resource.clear()
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()

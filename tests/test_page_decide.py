@@ -41,14 +41,16 @@ def test_answers_change_the_recommendation_then_apply_writes_the_plan(at):
     assert at.session_state["decide_answers"]["style_importance"] == "critical"
 
     at.button(key="decide_apply").click().run()
-    plan = at.session_state["decision_plan"]
-    assert plan["recommendation"] == "finetune"
-    assert plan["lora_preset"] == "quality"
-    assert "finetuned" in plan["compare_variants"] and "base" in plan["compare_variants"]
-    assert isinstance(plan["chunk_size"], int) and isinstance(plan["eval_plan"], list)
+    applied = at.session_state["decision_plan"]  # ui.state.AppliedPlan: what the other pages read
+    plan = applied.plan
+    assert plan.recommendation == "finetune"
+    assert plan.lora_preset == "quality"
+    assert "finetuned" in plan.compare_variants and "base" in plan.compare_variants
+    assert isinstance(plan.chunk_size, int) and isinstance(plan.eval_plan, list)
     assert at.success and "Applied" in at.success[0].value
     assert "Documents" in at.success[0].value.split("Next:")[1]  # says where to go next
-    assert at.session_state["decision_markdown"].startswith("# Recommended: Fine-tune")
+    assert applied.markdown.startswith("# Recommended: Fine-tune")
+    assert at.session_state["decision"].decision.recommendation == "finetune"  # what the Evaluate report includes
 
 
 def test_reset_restores_defaults(at):
@@ -91,13 +93,13 @@ def test_compute_answer_sets_the_estimate_hardware_and_decision_md_agrees(at):
     assert any("from the compute answer “One small GPU" in c.value for c in at.caption)
     shown = next(m for m in at.metric if m.label == "LoRA training")
     at.button(key="decide_apply").click().run()
-    markdown = at.session_state["decision_markdown"]
+    markdown = at.session_state["decision_plan"].markdown
     assert f"hardware: {HARDWARE['t4'].label}" in markdown and "CPU (2 cores" not in markdown
     assert f"LoRA {shown.value}," in markdown  # the same figure as the cost tab
     # a hand-picked hardware stays, and decision.md says it differs from the answer
     at.selectbox(key="decide_est_hardware").set_value("a100-80gb").run()
     at.button(key="decide_apply").click().run()
-    assert "chosen by hand; the compute answer “One small GPU" in at.session_state["decision_markdown"]
+    assert "chosen by hand; the compute answer “One small GPU" in at.session_state["decision_plan"].markdown
     # a new compute answer takes over again
     at.selectbox(key="decide_q_compute_budget").set_value("cpu_only").run()
     assert at.selectbox(key="decide_est_hardware").value == "cpu"

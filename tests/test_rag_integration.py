@@ -7,7 +7,8 @@ import pytest
 
 from core.ask import ask
 from core.generation import NO_CONTEXT_ANSWER, DecodingSettings
-from core.knowledge import RetrievalSettings, ingest_files, search
+from core.ingest import ingest_files
+from core.retrieval import RetrievalSettings, search
 from tests.conftest import ROOT, SQUAD
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """The relevance gate (`relevant`) with the term check, on toy data and the fake embedder."""
 import pytest
 
-from core.knowledge import Hit, RetrievalSettings, question_terms, relevant, search, search_many
+from core.retrieval import Hit, RetrievalSettings, question_terms, relevant, search, search_many
 from tests.conftest import TOY_DOCS  # noqa: F401  (the toy_kb fixture's documents)
 
 NO_CHECK = RetrievalSettings(min_score=0.05, term_check=False)

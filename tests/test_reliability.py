@@ -22,19 +22,14 @@ from pathlib import Path
 
 import pytest
 
-import core.knowledge as knowledge
-from core import storage
-from core.documents import DocumentError, ExtractionLimits, extract_document, extract_document_bounded, safe_filename
+from core import index_cache, storage
+from core.bounded_reader import extract_document_bounded
+from core.catalogue import dismiss_ingest_failures, get_knowledge_base, list_documents, list_ingest_failures, list_knowledge_bases
+from core.documents import DocumentError, ExtractionLimits, extract_document, safe_filename
 from core.errors import StudioError
-from core.knowledge import (
-    get_knowledge_base,
-    ingest_files,
-    list_documents,
-    list_ingest_failures,
-    list_knowledge_bases,
-    load_index,
-    search,
-)
+from core.index_cache import load_index
+from core.ingest import ingest_files
+from core.retrieval import search
 from tests.conftest import ROOT
 from tests.pdfs import (
     make_deflate_bomb,
@@ -66,7 +61,7 @@ def _consistent(ws, kb_name: str) -> None:
     storage.check_catalogue(ws)
     kb = get_knowledge_base(ws, kb_name)
     assert kb.chunk_count == sum(d.chunk_count for d in list_documents(ws, kb_name))
-    knowledge._INDEX_CACHE.clear()
+    index_cache._INDEX_CACHE.clear()
     assert load_index(ws, kb).ntotal == kb.chunk_count
 
 
@@ -132,12 +127,12 @@ def test_huge_array_pdf_reproduces_the_pypdf_limit_and_ingests_through_pdfium():
 
 
 def test_huge_array_without_pdfium_gives_a_plain_message(monkeypatch):
-    import core.documents as documents
+    from core import pdf_reader
 
     def pdfium_cannot(*args, **kwargs):
-        raise documents._ReaderFailed("simulated", "the file structure is broken")
+        raise pdf_reader._ReaderFailed("simulated", "the file structure is broken")
 
-    monkeypatch.setattr(documents, "_pdfium_pages", pdfium_cannot)  # the seam the fallback enters through
+    monkeypatch.setattr(pdf_reader, "_pdfium_pages", pdfium_cannot)  # the seam the fallback enters through
     with pytest.raises(DocumentError) as caught:
         extract_document("10q-array.pdf", make_huge_array_pdf())
     message = str(caught.value)
@@ -229,7 +224,7 @@ def test_failed_files_stay_listed_until_dismissed(workspace, fake_embedder):
     assert [f.name for f in failures] == ["bomb.pdf"] and "max_page_stream_mb" in failures[0].message
     ingest_files(workspace, "kept", [("other.txt", b"Another document about lighthouses and tides. " * 5)], fake_embedder)
     assert len(list_ingest_failures(workspace, "kept")) == 1  # a later batch does not wipe it
-    assert knowledge.dismiss_ingest_failures(workspace, "kept", failures[0].id) == 1
+    assert dismiss_ingest_failures(workspace, "kept", failures[0].id) == 1
     assert list_ingest_failures(workspace, "kept") == []
 
 
@@ -259,8 +254,8 @@ def test_a_damaged_index_heals_on_the_next_search(healed_kb, fake_embedder, capl
         manifest_file.write_text(manifest_file.read_text()[:40])
     else:
         manifest_file.unlink()
-    knowledge._INDEX_CACHE.clear()  # as after a restart
-    with caplog.at_level("WARNING", logger="core.knowledge"):
+    index_cache._INDEX_CACHE.clear()  # as after a restart
+    with caplog.at_level("WARNING", logger="core.index_cache"):
         hits = search(workspace, "heal", "When did the Harbor Bridge open", fake_embedder)
     assert hits[0].document == "harbor.txt"
     assert any("rebuilt from the catalogue" in record.getMessage() for record in caplog.records)
@@ -291,7 +286,7 @@ def _blank(path: Path, how: str) -> None:
 def test_a_damaged_catalogue_gives_one_clear_message_and_restores(healed_kb, fake_embedder, how):
     workspace, kb, folder = healed_kb
     backup = storage.list_backups(workspace)[0]  # made by the successful ingest
-    knowledge._INDEX_CACHE.clear()
+    index_cache._INDEX_CACHE.clear()
     _blank(workspace.db_path, how)
     storage._CHECKED.clear()  # a new process: the check runs on first open
     with pytest.raises(storage.CatalogueError) as caught:
@@ -354,7 +349,7 @@ INGEST_SCRIPT = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from core.settings import get_workspace
-    from core.knowledge import ingest_files
+    from core.ingest import ingest_files
     from tests.conftest import FakeEmbedder
 
     class SlowEmbedder(FakeEmbedder):
@@ -414,7 +409,7 @@ def test_two_concurrent_ingests_into_one_new_knowledge_base(workspace, tmp_path)
 
 
 # ---------------------------------------------------------------- messages on the terminal
-def test_cli_search_strips_terminal_escapes(workspace, fake_embedder):
+def test_cli_search_strips_terminal_escapes(workspace, fake_embedder, monkeypatch):
     evil = "The lighthouse keeper \x1b]0;pwned\x07\x1b[2J logs every ship \x1b[31min red\x1b[0m at dawn. " * 4
     ingest_files(workspace, "term", [("evil.txt", evil.encode())], fake_embedder)
     from core.commands import knowledge as commands
@@ -426,14 +421,12 @@ def test_cli_search_strips_terminal_escapes(workspace, fake_embedder):
     Args = SimpleNamespace(workspace=str(workspace.root), kb="term", query="lighthouse keeper", k=3, mode="lexical",
                            queries=None, json=False)
 
+    from tests.fake_engines import install_embedder
+
+    install_embedder(monkeypatch, fake_embedder)  # the knowledge base records the fake's model id: the command loads it
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        original = commands._embedder_for_kb
-        commands._embedder_for_kb = lambda ws, name: fake_embedder
-        try:
-            assert commands.cmd_search(Args) == 0
-        finally:
-            commands._embedder_for_kb = original
+        assert commands.cmd_search(Args) == 0
     printed = buffer.getvalue()
     assert "lighthouse keeper" in printed and "in red" in printed
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", printed)
@@ -481,21 +474,22 @@ def test_payloads_in_file_names_and_text_are_inert_on_the_documents_page(workspa
 
 def test_payloads_in_questions_and_answers_are_escaped_in_the_compare_export_and_the_report(workspace, fake_embedder, tmp_path):
     from core import evaluation, report
-    from core.compare import Comparison, VariantAnswer, export_html, export_markdown
+    from core.compare import Comparison, export_html, export_markdown
+    from core.variants import Answer
     from core.evaluation import EvaluationSettings, QuestionItem
-    from core.knowledge import Hit
-    from tests.test_evaluation import FakeRunner
+    from core.retrieval import Hit
+    from tests.test_evaluation import FakeRunner, timed
     from ui.common import md_escape, md_model_text
 
     hit = Hit(1, PAYLOAD_NAME, 1, 1, 0.9, PAYLOAD)
-    comparison = Comparison(question=PAYLOAD, answers={"rag": VariantAnswer("rag", text=PAYLOAD, hits=[hit])}, kb="evil")
+    comparison = Comparison(question=PAYLOAD, answers={"rag": Answer("rag", text=PAYLOAD, hits=[hit])}, kb="evil")
     page = export_html([comparison])
     assert "<script>" not in page and "<img" not in page and "&lt;script&gt;" in page
     assert "](javascript" in export_markdown([comparison])  # markdown export is a text file: kept verbatim, never rendered here
 
     class EvilRunner(FakeRunner):
         def answer(self, question, variant, hits):
-            return evaluation.VariantAnswer(PAYLOAD, 0.1, 0.2, 5)
+            return timed(variant, PAYLOAD, 0.1, 0.2, 5)
 
     ingest_files(workspace, "evil", [(PAYLOAD_NAME, f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4)], fake_embedder)
     questions = [QuestionItem("q1", f"How long is the pier? {PAYLOAD}", ("300",), PAYLOAD_NAME, None)]
@@ -563,7 +557,7 @@ def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
 
 
 def _payload_history(workspace, fake_embedder):
-    from core.knowledge import Hit
+    from core.retrieval import Hit
 
     ingest_files(workspace, "evil", [("pier.txt", f"{PAYLOAD} The pier is 300 metres long. ".encode() * 4)], fake_embedder)
     return Hit(1, "pier [x](evil.example).txt", 1, 1, 0.9, PAYLOAD)
@@ -593,11 +587,12 @@ def test_payloads_in_questions_and_model_output_are_inert_on_the_ask_page(worksp
 def test_payloads_in_questions_and_model_output_are_inert_on_the_compare_page(workspace, fake_embedder):
     from streamlit.testing.v1 import AppTest
 
-    from core.compare import Comparison, VariantAnswer
+    from core.compare import Comparison
+    from core.variants import Answer
 
     hit = _payload_history(workspace, fake_embedder)
     comparison = Comparison(question=f"Question {PAYLOAD}", kb="evil", answers={
-        "base": VariantAnswer("base", text=f"Base {PAYLOAD}"), "rag": VariantAnswer("rag", text=f"RAG {PAYLOAD}", hits=[hit])})
+        "base": Answer("base", text=f"Base {PAYLOAD}"), "rag": Answer("rag", text=f"RAG {PAYLOAD}", hits=[hit])})
     at = AppTest.from_file(str(ROOT / "pages" / "compare.py"), default_timeout=60)
     at.session_state["compare_history"] = [comparison]
     at.run()

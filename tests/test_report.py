@@ -7,14 +7,14 @@ import subprocess
 import pytest
 
 from core import evaluation, report
-from core.evaluation import EvaluationSettings, QuestionItem, VariantAnswer
-from tests.test_evaluation import QUESTIONS, FakeRunner
+from core.evaluation import EvaluationSettings, QuestionItem
+from tests.test_evaluation import QUESTIONS, FakeRunner, timed
 
 
 class EvilRunner(FakeRunner):
     def answer(self, question, variant, hits):
         if variant == "base":
-            return VariantAnswer("<script>alert('x')</script> & more", 0.1, 0.2, 5)
+            return timed(variant, "<script>alert('x')</script> & more", 0.1, 0.2, 5)
         return super().answer(question, variant, hits)
 
 
@@ -24,7 +24,7 @@ def evaluated(workspace, toy_kb, fake_embedder):
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text("{}")
     (run / "config.json").write_text('{"lora": {"r": 8, "alpha": 16}, "epochs": 2}')
-    (run / "progress.jsonl").write_text("".join(f'{{"step": {i}, "loss": {3 - i * 0.2}, "elapsed_s": {i * 5}}}\n' for i in range(1, 8)))
+    (run / "progress.jsonl").write_text("".join(f'{{"event": "step", "step": {i}, "loss": {3 - i * 0.2}, "elapsed": {i * 5}}}\n' for i in range(1, 8)))
     eval_id = evaluation.run_evaluation(
         workspace, EvilRunner(), QUESTIONS, EvaluationSettings(variants=("base", "rag", "finetuned", "hybrid"), min_score=0.05, out_of_scope=1),
         kb=toy_kb, embedder=fake_embedder, adapter="run7", question_source="toy <b>set</b>",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core import report
+from core import report, report_pdf
 from core.errors import StudioError
 from core.evaluation import load_summary
 from tests.test_report import evaluated  # noqa: F401  (the fixture: a small evaluation with a training run)
@@ -52,11 +52,11 @@ def _text(pdf: Path) -> str:
 def test_pdf_has_every_section_the_scoreboard_and_the_charts(evaluated, tmp_path):  # noqa: F811
     from pypdf import PdfReader
 
-    if not report.pdf_available():
+    if not report_pdf.pdf_available():
         pytest.skip("no Chromium on this machine")
     workspace, eval_id = evaluated
     html = report.write_report(workspace, eval_id, tmp_path / "r.html", decision={"recommendation": "hybrid"})
-    pdf = report.write_report_pdf(html)
+    pdf = report_pdf.write_report_pdf(html)
     assert pdf == tmp_path / "r.pdf" and pdf.read_bytes().startswith(b"%PDF")
     text = _text(pdf)
     for label in report.SECTIONS.values():
@@ -69,7 +69,7 @@ def test_pdf_has_every_section_the_scoreboard_and_the_charts(evaluated, tmp_path
     assert "<script>alert('x')</script> & more" in text  # the evil answer was escaped: printed as text, never run
     page = PdfReader(str(pdf)).pages[0].mediabox
     assert (round(float(page.width)), round(float(page.height))) == (595, 842)  # A4 in points
-    letter = report.write_report_pdf(html, tmp_path / "letter.pdf", paper="Letter")
+    letter = report_pdf.write_report_pdf(html, tmp_path / "letter.pdf", paper="Letter")
     page = PdfReader(str(letter)).pages[0].mediabox
     assert (round(float(page.width)), round(float(page.height))) == (612, 792)
 
@@ -78,7 +78,7 @@ def test_pdf_has_every_section_the_scoreboard_and_the_charts(evaluated, tmp_path
 def test_cli_writes_a_pdf_when_out_ends_in_pdf(evaluated, tmp_path, capsys):  # noqa: F811
     from core.cli import main
 
-    if not report.pdf_available():
+    if not report_pdf.pdf_available():
         pytest.skip("no Chromium on this machine")
     workspace, eval_id = evaluated
     out = tmp_path / "out" / "decision.pdf"
@@ -92,15 +92,15 @@ def test_cli_writes_a_pdf_when_out_ends_in_pdf(evaluated, tmp_path, capsys):  # 
 def test_missing_browser_says_what_to_do(tmp_path, monkeypatch):
     html = tmp_path / "r.html"
     html.write_text("<html><head></head><body>x</body></html>")
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(tmp_path / "nowhere" / "chromium"))
-    assert not report.pdf_available()
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(tmp_path / "nowhere" / "chromium"))
+    assert not report_pdf.pdf_available()
     with pytest.raises(StudioError, match="STUDIO_CHROMIUM=.* is not an executable.*apt-get install chromium.*HTML report is complete"):
-        report.write_report_pdf(html)
-    monkeypatch.delenv(report.CHROMIUM_ENV)
+        report_pdf.write_report_pdf(html)
+    monkeypatch.delenv(report_pdf.CHROMIUM_ENV)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert not report.pdf_available()
+    assert not report_pdf.pdf_available()
     with pytest.raises(StudioError, match="no Chromium or Chrome was found on PATH.*apt-get install chromium"):
-        report.write_report_pdf(html)
+        report_pdf.write_report_pdf(html)
     assert not (tmp_path / "r.pdf").exists()
 
 
@@ -118,25 +118,25 @@ def test_browser_failures_raise_clear_errors_and_leave_no_pdf(tmp_path, monkeypa
     html = tmp_path / "r.html"
     html.write_text("<html><head></head><body>x</body></html>")
     (tmp_path / "r.pdf").write_bytes(b"%PDF old")  # a previous PDF survives a failed one
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(fake_browser(tmp_path, body)))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(fake_browser(tmp_path, body)))
     with pytest.raises(StudioError, match=message):
-        report.write_report_pdf(html, timeout=timeout)
+        report_pdf.write_report_pdf(html, timeout=timeout)
     assert (tmp_path / "r.pdf").read_bytes() == b"%PDF old"
 
 
 def test_pdf_gets_the_paper_size_and_the_flags(tmp_path, monkeypatch):
     html = tmp_path / "r.html"
     html.write_text("<html><head><title>t</title></head><body>report</body></html>")
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE + "Path(out + '.args').write_text('\\n'.join(args))\n")))
-    assert report.pdf_available()
-    pdf = report.write_report_pdf(html, tmp_path / "sub" / "letter.pdf", paper="Letter")
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE + "Path(out + '.args').write_text('\\n'.join(args))\n")))
+    assert report_pdf.pdf_available()
+    pdf = report_pdf.write_report_pdf(html, tmp_path / "sub" / "letter.pdf", paper="Letter")
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and b"@page{size:Letter}" in data and b"report" in data
     assert "@page{size" not in html.read_text()  # the saved HTML keeps the reader's own paper
     with pytest.raises(StudioError, match="Paper size"):
-        report.write_report_pdf(html, paper="A3")
+        report_pdf.write_report_pdf(html, paper="A3")
     with pytest.raises(StudioError, match="build the HTML report first"):
-        report.write_report_pdf(tmp_path / "missing.html")
+        report_pdf.write_report_pdf(tmp_path / "missing.html")
 
 
 def test_report_html_prints_well():
@@ -153,7 +153,7 @@ def test_cli_pdf_flag_json_and_errors(evaluated, tmp_path, monkeypatch, capsys):
     from core.cli import main
 
     workspace, eval_id = evaluated
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE)))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE)))
     out = tmp_path / "cli" / "r.html"
     assert main(["--workspace", str(workspace.root), "report", eval_id, "--out", str(out), "--pdf", "--paper", "Letter", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -165,7 +165,7 @@ def test_cli_pdf_flag_json_and_errors(evaluated, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == str(only)
     assert sorted(p.name for p in only.parent.iterdir()) == ["x.pdf"]
     # no browser: exit 2, and the message says the HTML is there
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(tmp_path / "nope"))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(tmp_path / "nope"))
     assert main(["--workspace", str(workspace.root), "report", eval_id, "--out", str(tmp_path / "e.html"), "--pdf"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The PDF report needs headless Chromium") and "The HTML report was written" in err
@@ -178,7 +178,7 @@ def test_page_offers_the_pdf_or_says_why_not(evaluated, tmp_path, monkeypatch): 
     from streamlit.testing.v1 import AppTest
 
     workspace, eval_id = evaluated
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE)))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(fake_browser(tmp_path, WRITES_PAGE)))
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     next(b for b in at.button if b.label == "Build the report").click().run()
@@ -190,13 +190,13 @@ def test_page_offers_the_pdf_or_says_why_not(evaluated, tmp_path, monkeypatch): 
     assert pdf == workspace.reports / f"report-{eval_id}.pdf" and pdf.read_bytes().startswith(b"%PDF")
     assert not any("No PDF here" in c.value for c in at.caption)
     # a failing browser: the error on the page, no PDF offered
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(fake_browser(tmp_path, "sys.exit(1)\n")))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(fake_browser(tmp_path, "sys.exit(1)\n")))
     next(b for b in at.button if b.label == "Build the report").click().run()
     next(b for b in at.button if b.label == "Make a PDF of the report").click().run()
     assert not at.exception and any("exited with code 1" in e.value for e in at.error)
     assert "report_pdf_path" not in at.session_state
 
-    monkeypatch.setenv(report.CHROMIUM_ENV, str(tmp_path / "nope"))
+    monkeypatch.setenv(report_pdf.CHROMIUM_ENV, str(tmp_path / "nope"))
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     next(b for b in at.button if b.label == "Build the report").click().run()

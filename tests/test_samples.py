@@ -34,10 +34,13 @@ def test_build_sample_knowledge_base_twice(workspace, fake_embedder):
 
 
 def test_documents_page_sample_button(workspace, fake_embedder, monkeypatch):
-    import ui.samples
+    from core.models import EmbedderSpec
+    from tests.fake_engines import install_embedder
 
-    monkeypatch.setattr(ui.samples, "get_embedder", lambda: fake_embedder)  # the page's embedder seam
-    at = AppTest.from_file(str(ROOT / "pages" / "documents.py"), default_timeout=60).run()
+    install_embedder(monkeypatch, fake_embedder)
+    at = AppTest.from_file(str(ROOT / "pages" / "documents.py"), default_timeout=60)
+    at.session_state["embedder_spec"] = EmbedderSpec(fake_embedder.model_id)  # the sidebar's embedding model: the fake
+    at.run()
     assert not at.exception
     button = next(b for b in at.button if b.label == "Try it with sample documents")
     button.click().run()

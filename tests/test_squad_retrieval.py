@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from core.knowledge import RetrievalSettings, ingest_files, relevant, search_many
+from core.ingest import ingest_files
+from core.retrieval import RetrievalSettings, relevant, search_many
 from tests.conftest import ROOT, needs_full_squad36
 from tests.conftest import SQUAD_FULL as SQUAD
 

@@ -86,12 +86,13 @@ def test_groundedness_toy_example():
 def test_evaluation_scores_the_unsupported_claim_rate_per_variant():
     from core import evaluation
     from core.knowledge import Hit
+    from core.variants import Answer
 
     item = evaluation.QuestionItem("q1", "What was revenue?", ("$13,507 million",))
     given = [Hit(1, "10q.pdf", 5, 5, 0.8, MDNA)]
     rows = [
-        evaluation.score_answer(item, "rag", evaluation.VariantAnswer("Revenue was $13,507 million."), given, given, None, SUPPORT_THRESHOLD),
-        evaluation.score_answer(item, "base", evaluation.VariantAnswer("Revenue was 2.2 billion at Nvidia."), given, [], None, SUPPORT_THRESHOLD),
+        evaluation.score_answer(item, Answer("rag", "Revenue was $13,507 million."), given, given, None, SUPPORT_THRESHOLD),
+        evaluation.score_answer(item, Answer("base", "Revenue was 2.2 billion at Nvidia."), given, [], None, SUPPORT_THRESHOLD),
     ]
     assert rows[0]["unsupported"] == [] and rows[1]["unsupported"] == ["2.2 billion", "Nvidia"]
     board = evaluation.summarize(rows, [], ["base", "rag"], 5)["variants"]

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import datasets as D
 from core import training as T
+from tests.conftest import applied_plan
 from tune_support import style_rows, workspace_with_model
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
@@ -43,7 +44,7 @@ def test_training_data_page_edits_splits_and_saves(ws):
 def test_fine_tune_page_form_estimate_and_qlora_reason(ws):
     D.save_dataset(ws, "style", style_rows(10), kind="style")
     at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90)
-    at.session_state["decision_plan"] = {"lora_preset": "quality"}
+    at.session_state["decision_plan"] = applied_plan(lora_preset="quality")
     at.run()
     assert not at.exception
     assert at.radio(key="ft_preset").value == "quality"

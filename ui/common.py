@@ -1,6 +1,7 @@
-"""Cached model loaders, the shared sidebar and small rendering helpers.
+"""The shared sidebar, the workspace check and small rendering helpers.
 
-Heavy objects live in st.cache_resource (one per server); per-user choices live in st.session_state.
+Heavy objects are loaded in ui/models.py (the one cache); per-user choices shared by pages are read
+and written through ui/state.py.
 """
 from __future__ import annotations
 
@@ -26,15 +27,16 @@ from core.models import (
 )
 from core.settings import Workspace, get_workspace
 
+from ui import state
+
 if TYPE_CHECKING:  # the knowledge stack (numpy, SQLite FTS, FAISS glue) loads with the first page that needs it
-    from core.embedding import SentenceTransformerEmbedder
-    from core.knowledge import KnowledgeBase
+    from core.catalogue import KnowledgeBase
 
 OTHER = "Other (Hugging Face id or folder)…"
 
 
 def similarity_note(mode: str = "hybrid") -> str:
-    """core.knowledge.search: every hit's score is its cosine similarity, whatever the ranking mode."""
+    """core.retrieval.search: every hit's score is its cosine similarity, whatever the ranking mode."""
     if mode == "dense":
         return "Ranked by similarity: how close each passage's meaning is to the question (cosine, 0-1)."
     ranking = "keywords (BM25)" if mode == "lexical" else "meaning and keywords together (hybrid: dense + BM25)"
@@ -62,72 +64,19 @@ def workspace() -> Workspace:
     return ws
 
 
-def generator_spec() -> GeneratorSpec:
-    return st.session_state.get("generator_spec") or GeneratorSpec()
-
-
-def embedder_spec() -> EmbedderSpec:
-    return st.session_state.get("embedder_spec") or EmbedderSpec()
-
-
-def engine_spec():
-    """The sidebar's engine (core.engines.registry.EngineSpec); `auto` until the user picks one."""
-    from core.engines.registry import EngineSpec
-
-    return st.session_state.get("engine_spec") or EngineSpec()
-
-
-@st.cache_resource(show_spinner="Loading the language model… (the first time on a new workspace converts it: ~20 s, longer on a busy CPU)")
-def _cached_engine(kind: str, target: str, model: str, api_key_env: str, model_id: str, device: str, dtype: str, root: str):
-    from core.engines.registry import EngineSpec, open_engine
-
-    return open_engine(EngineSpec(kind, target, model, api_key_env), get_workspace(root), GeneratorSpec(model_id, device, dtype))
-
-
-@st.cache_resource(show_spinner="Loading the embedding model… (the first time on a new workspace exports it to ONNX: ~20 s)")
-def _cached_embedder(model_id: str, device: str, backend: str, root: str) -> SentenceTransformerEmbedder:
-    from core.embedding import load_sentence_embedder
-
-    return load_sentence_embedder(EmbedderSpec(model_id, device, backend), get_workspace(root))
-
-
-def get_engine(spec=None, generator: GeneratorSpec | None = None):
-    """The engine `spec` names (default: the sidebar's), loaded once per server and shared by every page."""
-    from core.engines.registry import EngineSpec, resolve_kind
-
-    spec = spec or engine_spec()
-    generator = generator or generator_spec()
-    kind = resolve_kind(spec, generator)  # `auto` and its concrete engine share one cached copy
-    concrete = spec if kind == spec.kind else EngineSpec(kind, spec.target, spec.model, spec.api_key_env)
-    return _cached_engine(concrete.kind, concrete.target, concrete.model, concrete.api_key_env,
-                          generator.model_id, generator.device, generator.dtype, str(workspace().root))
-
-
-def get_embedder(spec: EmbedderSpec | None = None) -> SentenceTransformerEmbedder:
-    spec = spec or embedder_spec()
-    return _cached_embedder(spec.model_id, spec.device, spec.backend, str(workspace().root))
-
-
-def embedder_for(kb: KnowledgeBase) -> SentenceTransformerEmbedder:
-    """The embedding model a knowledge base was built with (queries must use the same one)."""
-    from core.embedding import spec_for_recorded
-
-    return get_embedder(spec_for_recorded(kb.embedding_model, embedder_spec().device))
-
-
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:
     """A select box over the workspace's knowledge bases, remembered across pages."""
-    from core.knowledge import list_knowledge_bases
+    from core.catalogue import list_knowledge_bases
 
     bases = list_knowledge_bases(workspace())
     if not bases:
         st.info("No knowledge base yet. Create one on the **Documents** page by uploading a few PDFs.")
         return None
     names = [kb.name for kb in bases]
-    current = st.session_state.get("active_kb")
+    current = state.active_kb()
     index = names.index(current) if current in names else 0
     chosen = st.selectbox(label, names, index=index, key=key, help="Documents you uploaded, indexed for retrieval.")
-    st.session_state["active_kb"] = chosen
+    state.set_active_kb(chosen)
     return next(kb for kb in bases if kb.name == chosen)
 
 
@@ -150,14 +99,13 @@ def render_sidebar() -> None:
     with st.sidebar:
         st.caption(f"Workspace: `{workspace().root}`")
         with st.expander("Models and hardware", expanded=False):
-            gen = generator_spec()
-            emb = embedder_spec()
+            gen = state.generator_spec()
+            emb = state.embedder_spec()
             model_id = _model_picker("Generator", GENERATOR_CHOICES, gen.model_id, "generator")
             device = st.selectbox("Device", DEVICES, index=DEVICES.index(gen.device))
             dtype = st.selectbox("Precision", DTYPES, index=DTYPES.index(gen.dtype), help="auto: bf16 on CUDA, fp32 on CPU")
             emb_id = _model_picker("Embeddings (new knowledge bases)", EMBEDDER_CHOICES, emb.model_id, "embedder")
-            st.session_state["generator_spec"] = GeneratorSpec(model_id, device, dtype)
-            st.session_state["embedder_spec"] = EmbedderSpec(emb_id, emb.device)
+            state.set_sidebar_models(GeneratorSpec(model_id, device, dtype), EmbedderSpec(emb_id, emb.device))
             from ui.engine_picker import sidebar_engine
 
             sidebar_engine()
@@ -190,6 +138,14 @@ def fmt_number(value, digits: int = 3) -> str:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return f"{float(value):.{digits}f}"
     return str(value)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration as m:ss, or XhYYm from an hour on; "–" when unknown."""
+    if seconds is None:
+        return "–"
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def md_escape(text: str) -> str:

@@ -1,7 +1,7 @@
 """Engine choice widgets: the sidebar's default engine, and one engine per Compare column.
 
 The choice is an `EngineSpec` (core.engines.registry); pages get the engine itself from
-`ui.common.get_engine(spec)`, which loads it once per server.
+`ui.models.get_engine(spec)`, which loads it once per server.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.engines.registry import AUTO, ENGINE_HELP, EngineSpec, engine_kinds, resolve_kind
 from core.errors import StudioError
+from ui import state
 
 SERVER_URL = "engine_server_url"
 SERVER_MODEL = "engine_server_model"
@@ -29,10 +30,8 @@ def _spec_inputs(kind: str, key: str, current: EngineSpec) -> EngineSpec:
 
 
 def sidebar_engine() -> EngineSpec:
-    """The default engine for every page; saved as st.session_state["engine_spec"]."""
-    from ui.common import generator_spec
-
-    current: EngineSpec = st.session_state.get("engine_spec") or EngineSpec()
+    """The default engine for every page (ui.state.engine_spec)."""
+    current = state.engine_spec()
     kinds = engine_kinds()
     kind = st.selectbox("Engine", kinds, index=kinds.index(current.kind) if current.kind in kinds else 0, key="engine_kind",
                         help="\n".join(f"- **{k}**: {ENGINE_HELP.get(k, 'registered engine')}" for k in kinds))
@@ -44,15 +43,15 @@ def sidebar_engine() -> EngineSpec:
         spec = current if current.kind != kind else EngineSpec()
     if spec.kind == "openai":
         st.session_state[SERVER_URL], st.session_state[SERVER_MODEL] = spec.target, spec.model
-    st.session_state["engine_spec"] = spec
+    state.set_engine_spec(spec)
     if spec.kind == AUTO:
-        st.caption(f"auto answers with **{resolve_kind(spec, generator_spec())}** on this machine.")
+        st.caption(f"auto answers with **{resolve_kind(spec, state.generator_spec())}** on this machine.")
     return spec
 
 
 def column_engine(variant: str, label: str) -> EngineSpec | None:
     """One Compare column's engine: None means the sidebar's default."""
-    default = st.session_state.get("engine_spec") or EngineSpec()
+    default = state.engine_spec()
     choices = ["default", *[k for k in engine_kinds() if k != AUTO]]
     kind = st.selectbox(label, choices, key=f"column_engine_{variant}",
                         format_func=lambda k: f"sidebar default ({default.kind})" if k == "default" else k)
@@ -61,3 +60,23 @@ def column_engine(variant: str, label: str) -> EngineSpec | None:
     spec = _spec_inputs(kind, f"column_engine_{variant}", EngineSpec(kind))
     spec.validate()  # a StudioError the page shows next to the form
     return spec
+
+
+def engines_per_variant(variants: list[str], labels: dict[str, str], title: str, caption: str) -> tuple[dict, str | None]:
+    """One engine choice per chosen variant (Compare's columns, Evaluate's variants) in an expander.
+
+    Returns ({variant: EngineSpec} for those given their own engine, the first invalid choice's message or None)."""
+    engines, problem = {}, None
+    with st.expander(title, icon=":material/memory:"):
+        st.caption(caption)
+        for column, variant in zip(st.columns(max(1, len(variants))), variants):
+            with column:
+                try:
+                    chosen = column_engine(variant, f"{labels[variant]} engine")
+                except StudioError as error:
+                    st.error(str(error))
+                    problem = problem or str(error)
+                    continue
+                if chosen is not None:
+                    engines[variant] = chosen
+    return engines, problem

@@ -10,7 +10,8 @@ from core import judge
 from core.errors import StudioError
 from core.evaluation import get_evaluation
 from core.settings import Workspace
-from ui.common import fmt_number, get_embedder, md_escape
+from ui.common import fmt_number, md_escape
+from ui.models import get_embedder
 
 DEFAULT_URL = os.environ.get("STUDIO_JUDGE_URL", "http://127.0.0.1:11434/v1")  # Ollama's OpenAI-compatible API
 STATUS_HELP = "Means cover scored cells only. NaN, timeouts and errors are counted in their own columns, never scored."
@@ -70,7 +71,7 @@ def judge_panel(workspace: Workspace, evaluation_id: str) -> None:
                                                tuple(metrics), int(limit) or None)
                 settings.validate()
                 judge.check_endpoint(settings.base_url)  # a clear error now rather than a column of errors later
-                embedder = get_embedder()  # loaded here: st.cache_resource needs the script thread
+                embedder = get_embedder()  # loaded here: the model cache (ui/models.py) needs the script thread
                 judge.start_judge_job(workspace, evaluation_id, settings, lambda: embedder)
             except StudioError as error:
                 st.error(str(error))

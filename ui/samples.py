@@ -4,9 +4,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import StudioError
-from core.knowledge import IngestProgress
+from core.ingest import IngestProgress
 from core.samples import SAMPLE_KB, SampleSettings, build_sample_knowledge_base, sample_documents
-from ui.common import get_embedder, md_escape, show_error
+from ui import state
+from ui.common import md_escape, show_error
+from ui.models import get_embedder
 
 
 def sample_block(ws, has_knowledge_bases: bool) -> None:
@@ -40,7 +42,7 @@ def sample_block(ws, has_knowledge_bases: bool) -> None:
     failed = [r.message for r in build.results if r.status == "failed"]
     for message in failed:
         st.error(md_escape(message), icon=":material/error:")
-    st.session_state["active_kb"] = build.kb_name
+    state.set_active_kb(build.kb_name)
     st.session_state["sample_build_message"] = (
         f"Knowledge base “{build.kb_name}”: {build.added} sample documents added"
         f"{f', {len(build.results) - build.added - len(failed)} already there' if len(build.results) - build.added - len(failed) else ''}; "

@@ -26,11 +26,12 @@ def register(subparsers) -> None:
 
 def handle(args) -> int:
     from core.adapters import resolve_adapter
-    from core.compare import USES_ADAPTER, USES_CONTEXT, parse_variants, run_comparison
+    from core.compare import run_comparison
+    from core.variants import USES_ADAPTER, USES_CONTEXT, parse_variants
     from core.cli import column_engine_specs, engine_from_args, open_column_engines
     from core.errors import StudioError
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings, relevant, search
+    from core.retrieval import RetrievalSettings, retrieve
     from core.settings import get_workspace
 
     workspace = get_workspace(args.workspace)
@@ -48,7 +49,7 @@ def handle(args) -> int:
         from core.evaluation import embedder_for_kb
 
         embedder = embedder_for_kb(workspace, args.kb)  # the kb's own model and precision
-        hits = relevant(search(workspace, args.kb, args.question, embedder, retrieval), retrieval)
+        hits = retrieve(workspace, args.kb, args.question, embedder, retrieval)
     engine = engine_from_args(args, workspace)
     engines = open_column_engines(args, workspace)
     comparison = run_comparison(engine, args.question, variants, hits=hits, adapter=adapter, settings=settings, system=args.system,
@@ -61,7 +62,7 @@ def handle(args) -> int:
         return 0
     print(f"Q: {comparison.question}   (all variants in {comparison.wall_s:.1f} s)")
     for answer in comparison.answers.values():
-        print(f"\n=== {answer.label} ({answer.engine_label}) ===")
+        print(f"\n=== {answer.title} ({answer.engine_label}) ===")
         if answer.error:
             print(f"error: {answer.error}")
             continue

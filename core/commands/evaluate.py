@@ -34,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _variants(args: argparse.Namespace) -> tuple[str, ...]:
-    from core.evaluation import VARIANTS
+    from core.variants import USES_ADAPTER, USES_CONTEXT, VARIANTS
 
     if args.variants:
         chosen = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     else:
-        chosen = tuple(v for v in VARIANTS if (args.kb or v in ("base", "finetuned")) and (args.adapter or v in ("base", "rag")))
-    if any(v in ("finetuned", "hybrid") for v in chosen) and not args.adapter:
+        chosen = tuple(v for v in VARIANTS if (args.kb or v not in USES_CONTEXT) and (args.adapter or v not in USES_ADAPTER))
+    if any(v in USES_ADAPTER for v in chosen) and not args.adapter:
         raise StudioError("The fine-tuned and hybrid variants need --adapter (a run id or an adapter folder).")
     return chosen
 
@@ -87,7 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     judged = None
     if judge_settings is not None:
         from core import judge
-        from core.knowledge import load_sentence_embedder
+        from core.embedding import load_sentence_embedder
 
         judged = judge.judge_evaluation(workspace, evaluation_id, judge_settings, embedder or load_sentence_embedder())
     if args.json:

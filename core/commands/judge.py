@@ -39,7 +39,7 @@ def run_judge(args: argparse.Namespace) -> int:
     embedder = None
     if "answer_relevancy" in settings.metrics:
         from core.evaluation import embedder_for_kb, get_evaluation
-        from core.knowledge import load_sentence_embedder
+        from core.embedding import load_sentence_embedder
 
         kb = get_evaluation(workspace, args.evaluation_id).kb
         embedder = embedder_for_kb(workspace, kb) if kb else load_sentence_embedder()

@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _embedder(ws=None, kb_name=None):
     """The kb's own embedder (model and precision) when it exists, else the default for a new one."""
-    from core.knowledge import list_knowledge_bases, load_sentence_embedder, normalize_kb_name
+    from core.catalogue import list_knowledge_bases, normalize_kb_name
+    from core.embedding import load_sentence_embedder
 
     if ws is not None and any(kb.name == normalize_kb_name(kb_name) for kb in list_knowledge_bases(ws)):
         return _embedder_for_kb(ws, kb_name)
@@ -97,7 +98,8 @@ def _print(payload, as_json: bool, text: str) -> None:
 
 def cmd_ingest(args) -> int:
     from core.documents import ExtractionLimits
-    from core.knowledge import ChunkingSettings, IngestProgress, ingest_files
+    from core.chunking import ChunkingSettings
+    from core.ingest import IngestProgress, ingest_files
 
     ws = get_workspace(args.workspace)
     missing = [str(path) for path in args.files if not path.is_file()]
@@ -126,7 +128,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from core.knowledge import RetrievalSettings, search_many
+    from core.retrieval import RetrievalSettings, search_many
 
     ws = get_workspace(args.workspace)
     if args.queries:
@@ -167,7 +169,7 @@ def cmd_ask(args) -> int:
     from core.ask import ask
     from core.cli import engine_from_args
     from core.generation import DecodingSettings
-    from core.knowledge import RetrievalSettings
+    from core.retrieval import RetrievalSettings
 
     ws = get_workspace(args.workspace)
     embedder = _embedder_for_kb(ws, args.kb)
@@ -183,7 +185,7 @@ def cmd_ask(args) -> int:
 
 
 def cmd_kb_list(args) -> int:
-    from core.knowledge import list_knowledge_bases
+    from core.catalogue import list_knowledge_bases
 
     bases = list_knowledge_bases(get_workspace(args.workspace))
     text = "\n".join(f"{kb.name}: {kb.document_count} documents, {kb.chunk_count} chunks, {kb.embedding_model}" for kb in bases)
@@ -192,7 +194,7 @@ def cmd_kb_list(args) -> int:
 
 
 def cmd_kb_docs(args) -> int:
-    from core.knowledge import list_documents, list_ingest_failures
+    from core.catalogue import list_documents, list_ingest_failures
 
     ws = get_workspace(args.workspace)
     documents = list_documents(ws, args.name)
@@ -205,7 +207,7 @@ def cmd_kb_docs(args) -> int:
 
 
 def cmd_kb_remove(args) -> int:
-    from core.knowledge import remove_document
+    from core.ingest import remove_document
 
     removed = remove_document(get_workspace(args.workspace), args.name, args.document)
     print(f"Removed {args.document} ({removed} chunks) from {args.name}.")

@@ -42,7 +42,8 @@ def _read(path: str | None):
 
 def run_report(args: argparse.Namespace) -> int:
     from core.cli import print_json
-    from core.report import write_report, write_report_pdf
+    from core.report import write_report
+    from core.report_pdf import write_report_pdf
 
     workspace = get_workspace(args.workspace)
     decision, estimate = _read(args.decision), _read(args.estimate)

@@ -62,7 +62,7 @@ def fast_cpu_dtype() -> str:
 
     Quiet 2-core AMX machine, 4 columns x 150 tokens, same run: fp32 14.0 / 14.3 s, bf16 11.6 / 11.8 s.
     But bf16 kernels collapse when the cores are shared (4 rows x 32 tokens: fp32 2 threads 2.1 s, bf16
-    2 threads 21 s under load), so a busy machine (1-minute load >= cores) gets fp32. Decided once, when
+    2 threads 21 s under load), so a machine with a core in use elsewhere gets fp32 (core.machine). Decided once, when
     the model loads; GeneratorSpec(dtype=...) overrides it.
     """
     try:
@@ -70,8 +70,9 @@ def fast_cpu_dtype() -> str:
     except OSError:
         return "float32"
     native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
-    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-    return "bfloat16" if native_bf16 and not busy else "float32"
+    from core.machine import machine_is_quiet
+
+    return "bfloat16" if native_bf16 and machine_is_quiet() else "float32"
 
 
 def _buffer_cache(keys_values: list[tuple], capacity: int, filled: int):
@@ -111,12 +112,9 @@ def cpu_threads() -> int:
     load ~3 -> 32 tokens x 4 rows: 2 threads 2.1 s, 1 thread 3.4 s. OpenMP threads that lose their core
     stall each other at every barrier, so a busy machine is faster with one.
     """
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover
-        return cores
-    return 1 if load >= cores + 1 else cores
+    from core.machine import torch_threads
+
+    return torch_threads(sample_s=0.1)  # once per generation: a short sample
 
 
 def _stopping_on(event: threading.Event):

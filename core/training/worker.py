@@ -177,16 +177,10 @@ def training_device(precision: str) -> tuple[str, str]:
 
 
 def choose_threads() -> int:
-    """All cores on an idle machine, one when it is busy.
+    """The cores nobody else is using (core.machine), sampled for half a second once per run; STUDIO_TRAIN_THREADS overrides."""
+    from core.machine import torch_threads
 
-    Measured on the 2-core box with other jobs running (load ~10): LoRA forward+backward on
-    SmolLM2-135M ran 117-122 tokens/s with 1 thread and 15-33 with 2, because OpenMP threads
-    spin at barriers while the OS runs someone else. STUDIO_TRAIN_THREADS overrides.
-    """
-    if os.environ.get("STUDIO_TRAIN_THREADS"):
-        return max(1, int(os.environ["STUDIO_TRAIN_THREADS"]))
-    cpus = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= 0.75 * cpus else cpus
+    return torch_threads(sample_s=0.5, override_env="STUDIO_TRAIN_THREADS")
 
 
 def main(run_dir: str) -> int:

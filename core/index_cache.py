@@ -1,0 +1,206 @@
+"""The FAISS file of a knowledge base: a verified cache of the vectors SQLite holds.
+
+The file in `indexes/<kb id>/` is written with `faiss.write_index` (never pickled), next to a manifest
+with its size and SHA-256; when the manifest disagrees with SQLite (a crash between the two writes)
+or the file with its manifest, it is rebuilt from the stored vectors. Which kind of index a base
+gets (flat or HNSW) is core/vector_index.py's choice; this module keeps it on disk and in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from core import vector_index
+from core.catalogue import KnowledgeBase, open_catalogue
+from core.settings import Workspace
+from core.storage import atomic_write_json, read_json_or_default
+
+log = logging.getLogger(__name__)
+
+# Per-process caches of derived indexes, keyed by (catalogue, kb id) and valid for one kb version.
+_INDEX_CACHE: dict[tuple[str, int], tuple[int, Any]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _cached(cache: dict, workspace: Workspace, kb: KnowledgeBase) -> Any | None:
+    with _INDEX_LOCK:
+        entry = cache.get((str(workspace.db_path), kb.id))
+    return entry[1] if entry and entry[0] == kb.version else None
+
+
+def _remember(cache: dict, workspace: Workspace, kb: KnowledgeBase, value: Any) -> Any:
+    with _INDEX_LOCK:
+        cache[(str(workspace.db_path), kb.id)] = (kb.version, value)
+    return value
+
+
+def delete_index(workspace: Workspace, kb_id: int) -> None:
+    """Remove a deleted knowledge base's files and cached index: SQLite may hand its id to the next one."""
+    folder = _index_folder(workspace, kb_id)
+    for path in folder.glob("*"):
+        path.unlink(missing_ok=True)
+    if folder.exists():
+        folder.rmdir()
+    with _INDEX_LOCK:
+        _INDEX_CACHE.pop((str(workspace.db_path), kb_id), None)
+
+
+def _index_folder(workspace: Workspace, kb_id: int) -> Path:
+    return workspace.indexes / str(int(kb_id))
+
+
+VECTOR_BATCH = 20_000  # rows read from SQLite at a time: a million-chunk base is never all in RAM as rows
+
+
+def _vector_batches(conn: sqlite3.Connection, kb: KnowledgeBase, after_id: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of the chunks with id > after_id, in id order, VECTOR_BATCH at a time (keyset paging)."""
+    while True:
+        rows = conn.execute(
+            "SELECT id, embedding FROM chunks WHERE kb_id = ? AND id > ? ORDER BY id LIMIT ?", (kb.id, after_id, VECTOR_BATCH)
+        ).fetchall()
+        if not rows:
+            return
+        ids = np.fromiter((row["id"] for row in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(row["embedding"] for row in rows), dtype=np.float32).reshape(len(rows), kb.dimension)
+        yield ids, vectors
+        after_id = int(ids[-1])
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_index_file(folder: Path) -> tuple[Any | None, dict, str]:
+    """(index, manifest, "") when index.faiss is the file its manifest describes (size and SHA-256), else (None, manifest, why)."""
+    import faiss
+
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if not isinstance(manifest, dict):
+        return None, {}, "the manifest is missing or unreadable"
+    if "file_sha256" not in manifest:
+        return None, manifest, "the manifest predates checksums"
+    path = folder / "index.faiss"
+    try:
+        size = path.stat().st_size
+        if size != manifest.get("file_bytes"):
+            return None, manifest, f"the index file has {size} bytes, the manifest says {manifest.get('file_bytes')}"
+        if _file_sha256(path) != manifest["file_sha256"]:
+            return None, manifest, "the index file's checksum does not match the manifest"
+    except OSError as error:
+        return None, manifest, f"the index file cannot be read ({error})"
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, ValueError, MemoryError) as error:  # faiss raises RuntimeError for a bad file
+        return None, manifest, f"FAISS cannot read the index file ({error})"
+    return vector_index.prepare_for_search(index), manifest, ""
+
+
+def write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False) -> Any:
+    """Bring the FAISS file and manifest up to date with SQLite (atomic renames), and refresh the cache.
+
+    `grown_only` (after an ingest): when the current file verifies and SQLite only gained chunks since,
+    the new vectors are added to it instead of rebuilding (an HNSW graph of a million vectors takes
+    minutes to build). Otherwise the index is rebuilt from SQLite in batches. The manifest records the
+    file's size and SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
+    """
+    import faiss
+
+    folder = _index_folder(workspace, kb.id)
+    settings = vector_index.VectorIndexSettings()
+    index, manifest, _ = _read_index_file(folder) if grown_only else (None, {}, "")
+    last_id = int(manifest.get("max_chunk_id", -1)) if index is not None else -1
+    new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0] if index is not None else 0
+    same_kind = index is not None and (kb.chunk_count > settings.flat_max_vectors) == ("HNSW" in vector_index.describe(index)["type"])
+    if index is not None and same_kind and index.ntotal + new_rows == kb.chunk_count and index.d == kb.dimension:
+        for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
+            index.add_with_ids(vectors, ids)
+        how = "extended"
+    else:
+        index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings)
+        how = "built"
+    max_id = conn.execute("SELECT MAX(id) FROM chunks WHERE kb_id = ?", (kb.id,)).fetchone()[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index.faiss.", suffix=".tmp")
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)  # straight to disk: no second in-memory copy of a large index
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        size, digest = os.path.getsize(tmp), _file_sha256(Path(tmp))
+        os.replace(tmp, folder / "index.faiss")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    description = vector_index.describe(index)
+    atomic_write_json(
+        folder / "manifest.json",
+        {
+            "knowledge_base": kb.name,
+            "version": kb.version,
+            "vectors": int(index.ntotal),
+            "max_chunk_id": int(max_id) if max_id is not None else -1,
+            "embedding_model": kb.embedding_model,
+            "dimension": kb.dimension,
+            "index_type": description["type"] + "; unit vectors: score = cosine similarity",
+            "memory_bytes": description["memory_bytes"],
+            "chunking": asdict(kb.chunking),
+            "file_bytes": size,
+            "file_sha256": digest,
+        },
+    )
+    log.info("Index of %s %s: %d vectors, %s", kb.name, how, index.ntotal, description["type"])
+    return _remember(_INDEX_CACHE, workspace, kb, index)
+
+
+def _read_verified_index(folder: Path, kb: KnowledgeBase) -> tuple[Any | None, str]:
+    """(index, "") when the file on disk is the one the manifest describes for this kb version, else (None, why)."""
+    manifest = read_json_or_default(folder / "manifest.json", default=None)
+    if isinstance(manifest, dict) and (manifest.get("version") != kb.version or manifest.get("vectors") != kb.chunk_count):
+        return None, f"the manifest is for version {manifest.get('version')}, the catalogue is at {kb.version}"
+    index, _, why = _read_index_file(folder)
+    if index is None:
+        return None, why
+    if index.ntotal != kb.chunk_count or index.d != kb.dimension:
+        return None, f"the index holds {index.ntotal} vectors of {index.d} dimensions, expected {kb.chunk_count} of {kb.dimension}"
+    return index, ""
+
+
+def index_details(workspace: Workspace, kb: KnowledgeBase) -> dict:
+    """What the Documents page shows about a knowledge base's vector index: type, vectors, memory, file size."""
+    manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default=None)
+    if not isinstance(manifest, dict) or manifest.get("version") != kb.version:
+        load_index(workspace, kb)  # verifies or rebuilds, and rewrites the manifest
+        manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default={}) or {}
+    return {key: manifest.get(key) for key in ("index_type", "vectors", "memory_bytes", "file_bytes", "embedding_model", "dimension")}
+
+
+def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:
+    """The FAISS index for this version of the knowledge base: memory cache, then verified file, then rebuild.
+
+    SQLite holds every vector, so any doubt about the file (torn manifest, wrong size or checksum,
+    a file FAISS cannot read) is settled by rebuilding it from the catalogue, with the reason logged.
+    """
+    cached = _cached(_INDEX_CACHE, workspace, kb)
+    if cached is not None:
+        return cached
+    folder = _index_folder(workspace, kb.id)
+    index, why = _read_verified_index(folder, kb)
+    if index is not None:
+        return _remember(_INDEX_CACHE, workspace, kb, index)
+    log.warning("Index of %s (%s) is rebuilt from the catalogue: %s", kb.name, folder, why)
+    with open_catalogue(workspace) as conn:
+        return write_index(workspace, conn, kb)
+

@@ -1,0 +1,39 @@
+"""The one thread policy (core.machine): other processes' CPU use counts, this process's own does not."""
+import subprocess
+import sys
+import threading
+import time
+
+from core import machine
+
+SPIN = "import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+
+
+def test_another_process_spinning_takes_a_core():
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=3)])
+    try:
+        time.sleep(0.3)  # the interpreter has started and spins
+        used = machine.cores_used_by_others(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert used >= 0.7, used
+    assert machine.free_cores(0.0001) >= 1
+
+
+def test_this_process_spinning_is_not_counted_as_someone_else():
+    baseline = machine.cores_used_by_others(0.5)
+    stop = time.time() + 1.5
+    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: time.time() < stop, False)])
+    spinner.start()
+    try:
+        time.sleep(0.1)
+        used = machine.cores_used_by_others(0.5)
+    finally:
+        spinner.join()
+    assert used < baseline + 0.5, (baseline, used)
+
+
+def test_the_override_wins(monkeypatch):
+    monkeypatch.setenv("STUDIO_TORCH_THREADS", "3")
+    assert machine.torch_threads() == 3
