@@ -85,11 +85,12 @@ def adapter_path(workspace: Workspace, run_id: str) -> Path:
     return path
 
 
-def resolve_adapter(workspace: Workspace, path_or_run_id: str) -> Path:
-    """A folder path (any peft folder), or the id of a run in this workspace whose adapter is offered, to the folder."""
+def resolve_adapter(workspace: Workspace, path_or_run_id: str | None) -> Path | None:
+    """A folder path (any peft folder), or the id of a run in this workspace whose adapter is offered, to the folder;
+    None when no adapter is given."""
     value = (path_or_run_id or "").strip()
     if not value:
-        raise StudioError("No adapter given; pass a run id or an adapter folder.")
+        return None
     candidate = Path(value).expanduser()
     if candidate.is_dir():
         return candidate.resolve()

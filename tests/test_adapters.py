@@ -49,6 +49,7 @@ def test_only_a_completed_runs_adapter_is_offered(ws):
         adapter_path(ws, "run-failed")
     with pytest.raises(StudioError, match="status completed"):
         adapter_path(ws, "run-empty")
+    assert resolve_adapter(ws, None) is None and resolve_adapter(ws, " ") is None  # no adapter chosen
     # an explicit folder is the user's choice, not a listing: it is taken as given
     assert resolve_adapter(ws, str(ws.runs / "stray" / "adapter")) == (ws.runs / "stray" / "adapter").resolve()
 
@@ -67,9 +68,8 @@ def test_compare_and_fine_tune_offer_the_same_adapters(ws):
     assert _offered(fine_tune, "Adapter") == [["run-done"], ["run-done"]]  # the rename form and the export form
 
 
-@pytest.mark.xfail(strict=True, reason="pages/evaluate.py lists core.evaluation.list_adapter_runs (every folder on disk); "
-                                       "switch it to core.adapters.find_adapters with the evaluation split, then drop this mark")
 def test_evaluate_offers_the_same_adapters(ws):
+    """Evaluate used to list every adapter folder on disk (failed runs and strays too)."""
     evaluate = AppTest.from_file(str(PAGES / "evaluate.py"), default_timeout=60).run()
     assert not evaluate.exception
     (offered,) = _offered(evaluate, "Adapter (training run)")
