@@ -19,9 +19,10 @@ from core.training.hparams import (  # noqa: F401
 from core.training.plan import RunPlan, measured_tokens_per_s, plan_run  # noqa: F401
 from core.training.records import (  # noqa: F401
     ACTIVE, LOCK_NAME, SCHEMA, STATUSES, RunInfo, acquire_lock, active_run, folder_size, get_run, last_checkpoint,
-    list_runs, lock_path, now_utc, open_runs_db, pid_alive, read_lock, read_log, read_progress, release_lock, run_dir, update_run,
+    list_runs, lock_path, open_runs_db, pid_alive, read_lock, read_log, read_progress, release_lock, run_dir, update_run,
 )
 from core.training.runs import (  # noqa: F401
     cancel_run, delete_run, new_run_id, process_count, resume_run, start_run, wait_for_run, worker_command,
 )
+from core.jobs import utc_now  # noqa: F401,E402  (the worker stamps its records with it)
 from core.export import export_gguf, export_lora_gguf, export_merged  # noqa: F401,E402  (pages call T.export_*)

@@ -9,11 +9,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.errors import StudioError
+from core.jobs import utc_now  # the one timestamp format of the workspace's records
 from core.settings import Workspace
 from core.storage import connect, ensure_schema, read_json, transaction
 
@@ -57,10 +57,6 @@ class RunInfo:
     adapter_size: int | None
     error: str | None
     created_at: str
-
-
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def open_runs_db(workspace: Workspace):
@@ -134,7 +130,7 @@ def _reconcile(workspace: Workspace, run: RunInfo) -> RunInfo:
         f"The training process (pid {run.pid}) ended without finishing: killed, crashed or out of memory. "
         f"Last log line: {last[:300]}. Checkpoints are kept; resume the run to continue."
     )
-    update_run(workspace, run.id, status="failed", error=error, finished_at=now_utc(), pid=None)
+    update_run(workspace, run.id, status="failed", error=error, finished_at=utc_now(), pid=None)
     release_lock(workspace, run.pid)
     log.warning("Run %s: %s", run.id, error)
     return replace(run, status="failed", error=error, pid=None)

@@ -22,13 +22,14 @@ from datetime import datetime
 from pathlib import Path
 
 from core.errors import StudioError
+from core.jobs import utc_now
 from core.settings import Workspace
 from core.storage import atomic_write_json, atomic_write_text, read_json, transaction
 from core.training.facts import model_facts, resolve_lora
 from core.training.hparams import LoraSettings, TrainingSettings, settings_from_dict
 from core.training.plan import plan_run
 from core.training.records import (
-    ACTIVE, RunInfo, lock_path, now_utc, open_runs_db, acquire_lock, get_run, last_checkpoint, read_progress, release_lock, run_dir, update_run,
+    ACTIVE, RunInfo, acquire_lock, lock_path, open_runs_db, get_run, last_checkpoint, read_progress, release_lock, run_dir, update_run,
 )
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def start_run(
             # The dataset's content hash names exactly the rows this run trained on (a used dataset is never replaced).
             "run_id": run_id, "dataset_id": dataset_id, "dataset_sha256": dataset_content_hash(workspace, dataset_id),
             "workspace": str(workspace.root),
-            "lora": asdict(lora), "training": asdict(training), "plan": asdict(plan), "created_at": now_utc(),
+            "lora": asdict(lora), "training": asdict(training), "plan": asdict(plan), "created_at": utc_now(),
             # which base this adapter belongs to: loading it on another base fails with both names (core/families.py)
             "base": {"model": training.base_model, "path": facts.path, "model_type": facts.model_type, "family": facts.family,
                      "config_hash": facts.config_hash},
@@ -118,7 +119,7 @@ def start_run(
         with open_runs_db(workspace) as conn, transaction(conn):
             conn.execute(
                 "INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
-                (run_id, dataset_id, training.base_model, json.dumps(config), now_utc()),
+                (run_id, dataset_id, training.base_model, json.dumps(config), utc_now()),
             )
     except BaseException:
         release_lock(workspace, os.getpid())
@@ -133,7 +134,7 @@ def cancel_run(workspace: Workspace, run_id: str) -> RunInfo:
     run = get_run(workspace, run_id)
     if run.status not in ACTIVE:
         raise StudioError(f"Run {run_id!r} is not running (status {run.status}).")
-    atomic_write_text(run_dir(workspace, run_id) / "STOP", now_utc())
+    atomic_write_text(run_dir(workspace, run_id) / "STOP", utc_now())
     return run
 
 

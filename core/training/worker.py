@@ -207,7 +207,7 @@ def main(run_dir: str) -> int:
     # SIGTERM (e.g. the machine shutting down) = a cancel: checkpoint after this step, then stop
     signal.signal(signal.SIGTERM, lambda *_: (run_path / "STOP").write_text("SIGTERM"))
     if main_process:
-        T.update_run(workspace, run_id, status="running", pid=owner_pid, started_at=T.get_run(workspace, run_id).started_at or T.now_utc())
+        T.update_run(workspace, run_id, status="running", pid=owner_pid, started_at=T.get_run(workspace, run_id).started_at or T.utc_now())
     try:
         import torch
 
@@ -309,7 +309,7 @@ def main(run_dir: str) -> int:
             return 0  # rank 0 records the end, saves the adapter and releases the lock
         if callback.stopped:
             writer.write({"event": "end", "status": "cancelled", "step": trainer.state.global_step, "time": time.time()})
-            T.update_run(workspace, run_id, status="cancelled", final_loss=final_loss, finished_at=T.now_utc(), duration_s=duration, pid=None)
+            T.update_run(workspace, run_id, status="cancelled", final_loss=final_loss, finished_at=T.utc_now(), duration_s=duration, pid=None)
             log.info("Run %s cancelled at step %d; checkpoint kept", run_id, trainer.state.global_step)
             return 0
         adapter = run_path / "adapter"
@@ -323,7 +323,7 @@ def main(run_dir: str) -> int:
         size = T.folder_size(adapter)
         writer.write({"event": "end", "status": "completed", "step": trainer.state.global_step, "loss": final_loss, "time": time.time()})
         T.update_run(
-            workspace, run_id, status="completed", final_loss=final_loss, finished_at=T.now_utc(), duration_s=duration,
+            workspace, run_id, status="completed", final_loss=final_loss, finished_at=T.utc_now(), duration_s=duration,
             adapter_size=size, error=None, pid=None,
         )
         log.info("Run %s completed: final loss %.4f, adapter %d bytes", run_id, final_loss, size)
@@ -338,7 +338,7 @@ def main(run_dir: str) -> int:
             reason = "Out of memory: lower the batch size or max length. " + reason
         if main_process:
             writer.write({"event": "end", "status": "failed", "error": reason, "time": time.time()})
-            T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T.now_utc(), pid=None)
+            T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T.utc_now(), pid=None)
         return 1
     finally:
         if main_process:
