@@ -114,13 +114,13 @@ def run_llama_cpp_isolated(texts: dict, lora: Path | None, new_tokens: int) -> d
 
     The child runs under $LLAMA_PYTHON (e.g. a venv holding llama-cpp-python) or this interpreter.
     """
-    from core.engines.transformers import cpu_threads
+    from core.machine import generation_threads
 
     python = os.environ.get("LLAMA_PYTHON", sys.executable)
     probe = subprocess.run([python, "-c", "import llama_cpp"], capture_output=True, text=True)
     if probe.returncode != 0:
         return None
-    threads = cpu_threads()  # the same thread policy as our engine, decided now
+    threads = generation_threads()  # the same thread policy as our engine, decided now
     args = dict(texts=texts, gguf=str(embedded_generator_gguf()), lora_gguf=str(lora) if lora else None, new_tokens=new_tokens, threads=threads)
     result = subprocess.run([python, str(Path(__file__).with_name("llama_ref.py"))], input=json.dumps(args), capture_output=True, text=True, timeout=900)
     for line in result.stdout.splitlines():

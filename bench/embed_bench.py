@@ -90,7 +90,7 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=36, help="first N documents only (a smoke run; the table needs 36)")
     args = parser.parse_args()
 
-    from core import embedding
+    from core import embedding, machine
     from core.knowledge import ingest_files
     from core.models import EmbedderSpec, load_embedder
     from core.settings import get_workspace
@@ -152,7 +152,7 @@ def main() -> int:
     mixed = {mode: hit_at_5(workspace, "kb0", questions, dict(zip(query_texts, queries["onnx int8"])), mode) for mode in ("dense", "hybrid")}
 
     baseline = len(texts) / seconds["torch fp32 (plain encode)"]
-    flags = sorted(embedding.cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16", "avx2"})
+    flags = sorted(machine.cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16", "avx2"})
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
     lines = [
         "# Embedding backends on squad36 (bench/embed_bench.py)",

@@ -22,7 +22,6 @@ import os
 import shutil
 import threading
 import warnings
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -83,18 +82,9 @@ def spec_for_recorded(recorded: str, device: str = "auto"):
 
 
 # ---------------------------------------------------------------- the CPU, read at run time
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
 def has_vnni(flags: frozenset[str] | None = None) -> bool:
+    from core.machine import cpu_flags
+
     return bool(set(VNNI_FLAGS) & (cpu_flags() if flags is None else flags))
 
 

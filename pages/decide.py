@@ -13,21 +13,14 @@ import streamlit as st
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 from ui import state as shared
 
-from core.decision import (
-    OPTION_LABELS,
-    OPTIONS,
-    QUESTION_GROUPS,
-    QUESTIONS_BY_ID,
-    contribution_rows,
-    decide,
-    default_answers,
-    estimate_defaults,
-    hardware_note,
-    plan_pipelines,
-    render_markdown,
-)
+from core.decision.export import render_markdown
+from core.decision.plan import estimate_defaults, hardware_note, plan_pipelines
+from core.decision.questions import OPTION_LABELS, OPTIONS, QUESTION_GROUPS, QUESTIONS_BY_ID, default_answers
+from core.decision.scoring import contribution_rows, decide
 from core.errors import StudioError
-from core.estimate import HARDWARE, MODELS, EstimateInputs, estimate, human_bytes, human_seconds, summary_lines
+from core.estimate.formulas import EstimateInputs, estimate
+from core.estimate.specs import HARDWARE, MODELS
+from core.estimate.summary import human_bytes, human_seconds, summary_lines
 
 COLORS = {"RAG": "#0EA5E9", "Fine-tune": "#F59E0B", "Hybrid": "#4F46E5"}
 ANSWERS_KEY = "decide_answers"
@@ -143,7 +136,7 @@ def estimate_panel(answers):
     for note in est.notes:
         st.warning(note)
     with st.expander("How these are computed"):
-        st.caption("Formulas and constants: core/estimate.py. CPU figures are measured on a 2-core machine; "
+        st.caption("Formulas and constants: core/estimate/. CPU figures are measured on a 2-core machine; "
                    "GPU figures are vendor peaks x a utilisation constant.")
         st.text("\n".join(summary_lines(est)))
     return est
@@ -204,7 +197,7 @@ def main() -> None:
         state[ANSWERS_KEY] = default_answers()
     st.title("Decide: RAG, fine-tuning, or both?")
     st.caption("Answer the questions on the left. Every point behind the recommendation is shown, and the weights "
-               "live in one file (core/decision_weights.json).")
+               "live in one file (core/decision/weights.json).")
     left, right = st.columns([5, 7], gap="large")
     with left:
         answers = questionnaire()

@@ -8,27 +8,17 @@ from dataclasses import asdict
 
 import pytest
 
-from core.decision import (
-    OPTIONS,
-    QUESTIONS,
-    QUESTIONS_BY_ID,
-    VARIANTS,
-    PipelinePlan,
-    decide,
-    default_answers,
-    load_weights,
-    plan_pipelines,
-    render_markdown,
-    score,
-    validate_answers,
-)
+from core.decision.export import render_markdown
+from core.decision.plan import VARIANTS, PipelinePlan, plan_pipelines
+from core.decision.questions import OPTIONS, QUESTIONS, QUESTIONS_BY_ID, default_answers, validate_answers
+from core.decision.scoring import WEIGHTS_PATH, decide, load_weights, score
 from core.errors import StudioError
-from core.estimate import EstimateInputs, estimate
+from core.estimate.formulas import EstimateInputs, estimate
 
 W = load_weights()
 
 # (question, answer, option, sign, meaning). Each row is a claim about one weight in
-# core/decision_weights.json; change a weight's sign and its row fails with the meaning.
+# core/decision/weights.json; change a weight's sign and its row fails with the meaning.
 WEIGHT_MEANINGS = [
     ("knowledge_change", "daily", "rag", +1, "Knowledge that changes daily favours RAG: re-indexing takes minutes, re-training hours."),
     ("knowledge_change", "daily", "finetune", -1, "Daily changes count against fine-tuning: the weights go stale between runs."),
@@ -115,7 +105,7 @@ def test_priors_say_rag_is_the_cheap_start_and_hybrid_the_costly_one():
 
 
 def test_weights_file_is_one_json_with_every_answer():
-    raw = json.loads((__import__("core.decision").decision.WEIGHTS_PATH).read_text())
+    raw = json.loads(WEIGHTS_PATH.read_text())
     for q in QUESTIONS:
         assert set(raw["weights"][q.id]) == set(q.values)
 

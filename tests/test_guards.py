@@ -1,5 +1,5 @@
 """The loop guard (core.guards): a pure streaming filter, tested on text streams and engine event streams."""
-from core.engine import StreamEvent
+from core.engines import StreamEvent
 from core.guards import RepeatGuard, guard_events, guard_text, loops, no_repeat_ngram_bans, repeated_line_count
 
 LOOPING_LINE = "Revenue was 2.2 billion USD.\n" * 5

@@ -84,7 +84,7 @@ def test_estimate_inputs_have_short_labels():
 
 def test_compute_answer_sets_the_estimate_hardware_and_decision_md_agrees(at):
     """Walk: "One small GPU" -> the cost tab estimates for a T4 and the exported decision.md says the same."""
-    from core.estimate import HARDWARE
+    from core.estimate.specs import HARDWARE
 
     at.selectbox(key="decide_q_compute_budget").set_value("small_gpu").run()
     assert not at.exception

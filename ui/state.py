@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 if TYPE_CHECKING:  # core.decision/estimate load with the pages that use them, not with the sidebar
-    from core.decision import Decision, PipelinePlan
+    from core.decision.plan import PipelinePlan
+    from core.decision.scoring import Decision
     from core.engines.registry import EngineSpec
-    from core.estimate import Estimate
+    from core.estimate.formulas import Estimate
     from core.models import EmbedderSpec, GeneratorSpec
 
 ACTIVE_KB = "active_kb"

@@ -7,9 +7,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.cli import print_json
-from core.decision import OPTION_LABELS, OPTIONS, decide, decision_to_dict, plan_pipelines
+from core.decision.export import decision_to_dict
+from core.decision.plan import plan_pipelines
+from core.decision.questions import OPTION_LABELS, OPTIONS
+from core.decision.scoring import decide
 from core.errors import StudioError
-from core.estimate import HARDWARE, EstimateInputs, estimate, estimate_to_dict, summary_lines
+from core.estimate.formulas import EstimateInputs, estimate
+from core.estimate.specs import HARDWARE
+from core.estimate.summary import estimate_to_dict, summary_lines
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +64,7 @@ def run_decide(args: argparse.Namespace) -> int:
 def run_estimate(args: argparse.Namespace) -> int:
     model = None
     if args.model:
-        from core.estimate import model_from_config
+        from core.estimate.specs import model_from_config
         from core.settings import get_workspace
 
         model = model_from_config(args.model, get_workspace(args.workspace))

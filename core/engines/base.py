@@ -7,10 +7,13 @@ A failure in one chat (a broken adapter, a server that refused) is an `error` ev
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import queue
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Mapping, Protocol, Sequence
 
 from core.errors import StudioError
@@ -70,6 +73,33 @@ def check_keys(requests: Sequence[GenerationRequest]) -> None:
     keys = [request.key for request in requests]
     if len(set(keys)) != len(keys):
         raise StudioError("Two requests share a key; give every column its own key.")
+
+
+def check_adapter_folder(path: str | Path) -> Path:
+    """A readable peft LoRA folder (what `GenerationRequest.adapter` names), or a StudioError that says what is wrong."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise StudioError(f"The adapter folder {folder} does not exist; train one on the Fine-tune page or pick another adapter.")
+    config_file = folder / "adapter_config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudioError(f"{folder} has no adapter_config.json; it is not a peft adapter folder.") from None
+    except (OSError, ValueError) as error:
+        raise StudioError(f"The adapter config {config_file} is unreadable ({error}); retrain or pick another adapter.") from None
+    if str(config.get("peft_type", "")).upper() != "LORA":
+        raise StudioError(f"The adapter in {folder} is {config.get('peft_type')!r}, not LoRA; only LoRA adapters can be compared.")
+    if not any((folder / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise StudioError(f"{folder} has no adapter_model.safetensors; the training run may not have finished.")
+    return folder.resolve()
+
+
+def adapter_fingerprint(folder: Path) -> str:
+    """Names one version of an adapter (an engine's adapter name, a converted file). A retrained run replaces the
+    weights in place: their mtime makes it a new adapter."""
+    weights = folder / "adapter_model.safetensors"
+    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
+    return hashlib.sha1(f"{folder}|{stamp}".encode()).hexdigest()
 
 
 def collect(events: Iterator[StreamEvent], keys: Sequence[str]) -> dict[str, GenerationResult]:

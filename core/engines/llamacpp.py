@@ -9,7 +9,8 @@ The build (Makefile `install`) uses ggml's dynamic CPU backends (GGML_BACKEND_DL
 one libggml-cpu-<variant>.so per CPU generation, the best one chosen at run time. 0.3.36 built with
 -march=native crashed on an AMX Xeon and an AVX-512 build died with "Illegal instruction" on Zen 4.
 llama-cpp-python does not load those backends itself (abetlen/llama-cpp-python#2069), so
-`load_backends()` does, from the package's lib folder, before the first model.
+`load_backends()` does, before the first model: the best-scored variant that survives a probe run in a child
+process (cached per machine), because a CPU can advertise instructions it does not run (see working_variant).
 
 A peft adapter becomes a GGUF LoRA through llama.cpp's own `convert_lora_to_gguf.py`, from the same
 pinned sdist (Makefile: extracted to ~/.cache/studio/llama.cpp-<version>/).
@@ -17,7 +18,6 @@ pinned sdist (Makefile: extracted to ~/.cache/studio/llama.cpp-<version>/).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import sys
@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from core.engines.base import GenerationRequest, StreamEvent, check_keys
+from core.engines.base import GenerationRequest, StreamEvent, adapter_fingerprint, check_adapter_folder, check_keys
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
+from core.machine import generation_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +46,103 @@ def library_folder() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "lib"
 
 
+def _ggml() -> ctypes.CDLL:
+    ggml = ctypes.CDLL(str(_loaded_ggml() or library_folder() / "libggml.so"))
+    ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    ggml.ggml_backend_dev_description.restype = ctypes.c_char_p
+    ggml.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
+    ggml.ggml_backend_load.restype = ctypes.c_void_p
+    ggml.ggml_backend_load.argtypes = [ctypes.c_char_p]
+    return ggml
+
+
 def load_backends() -> list[str]:
-    """Load ggml's CPU backend (the best variant for this CPU) once per process; the devices it gives."""
+    """Load ggml's CPU backend (the best variant that runs on this CPU) once per process; the devices it gives."""
     with _BACKENDS_LOCK:
-        lib = library_folder()
-        ggml = ctypes.CDLL(str(_loaded_ggml() or lib / "libggml.so"))
-        ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
-        ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        ggml.ggml_backend_dev_description.restype = ctypes.c_char_p
-        ggml.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
-        if ggml.ggml_backend_reg_count() == 0 and any(lib.glob("libggml-cpu*.so")):
-            ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-            ggml.ggml_backend_load_all_from_path(str(lib).encode())
+        ggml = _ggml()
+        if ggml.ggml_backend_reg_count() == 0:
+            variant = working_variant()
+            if variant is not None and not ggml.ggml_backend_load(str(variant).encode()):
+                raise StudioError(f"llama.cpp could not load its CPU backend {variant.name}; reinstall llama-cpp-python with `make llama-cpp`.")
         devices = [ggml.ggml_backend_dev_description(ggml.ggml_backend_dev_get(i)).decode(errors="replace")
                    for i in range(ggml.ggml_backend_dev_count())]
         if not devices:
-            raise StudioError(f"llama.cpp found no CPU backend in {lib}; reinstall llama-cpp-python with `make llama-cpp`.")
+            raise StudioError(f"llama.cpp found no CPU backend in {library_folder()}; reinstall llama-cpp-python with `make llama-cpp`.")
         return devices
+
+
+def ranked_variants(lib: Path) -> list[Path]:
+    """The CPU variants this CPU says it supports, best first: ggml's own score (what ggml_backend_load_best uses)."""
+    _loaded_ggml()  # the variants link against libggml-base, which libllama brings in: without it dlopen fails
+    scored = []
+    for path in lib.glob("libggml-cpu-*.so"):
+        try:
+            score = ctypes.CDLL(str(path)).ggml_backend_score
+        except (OSError, AttributeError):
+            continue
+        score.restype = ctypes.c_int
+        if score() > 0:
+            scored.append((score(), path.name, path))
+    return [path for _, _, path in sorted(scored, reverse=True)]
+
+
+# Runs one variant on a real prompt in a child process: a variant whose instructions the CPU advertises but does
+# not run (an AMX Xeon VM here: `tilezero` raised SIGILL in libggml-cpu-sapphirerapids.so) kills only the child.
+_PROBE = """
+import sys
+import llama_cpp
+from core.engines.llamacpp import _ggml
+if not _ggml().ggml_backend_load(sys.argv[1].encode()):
+    sys.exit(3)
+llm = llama_cpp.Llama(sys.argv[2], n_ctx=128, n_threads=1, n_batch=64, verbose=False)
+llm("The history of the city begins with a small harbour, a market and a bridge over the river. Its people " * 2, max_tokens=4)
+"""
+
+
+def working_variant() -> Path | None:
+    """The best CPU variant that really runs here, probed once per machine and build (cached in ~/.cache/studio)."""
+    import hashlib
+    import json
+    import subprocess
+
+    from core.models import embedded_generator_gguf
+
+    lib = library_folder()
+    ranked = ranked_variants(lib)
+    if not ranked:
+        return None  # a build without dynamic backends: the CPU code is inside libggml itself
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:  # pragma: no cover - not Linux
+        flags = ""
+    build = "|".join(f"{p.name}:{p.stat().st_size}" for p in ranked)
+    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON_VERSION}|{build}|{flags}".encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / f"ggml-cpu-variant-{key}.json"
+    try:
+        chosen = lib / json.loads(cache.read_text())["variant"]
+        if chosen.exists():
+            return chosen
+    except (OSError, ValueError, KeyError):
+        pass
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    for variant in ranked:
+        try:
+            probe = subprocess.run([sys.executable, "-c", _PROBE, str(variant), str(embedded_generator_gguf())], env=env,
+                                   capture_output=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            log.warning("llama.cpp CPU variant %s did not answer a probe in 300 s; trying the next", variant.name)
+            continue
+        if probe.returncode == 0:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"variant": variant.name, "skipped": [p.name for p in ranked[: ranked.index(variant)]]}))
+            return variant
+        log.warning("llama.cpp CPU variant %s failed a probe on this CPU (exit %s): %s; trying the next", variant.name,
+                    probe.returncode, probe.stderr.decode(errors="replace")[-300:])
+    raise StudioError("No llama.cpp CPU variant runs on this CPU (each probe crashed); use the transformers engine.")
 
 
 def _loaded_ggml() -> Path | None:
@@ -104,7 +183,24 @@ def server_command(gguf: str | Path, port: int, alias: str, lora: str | Path | N
             "--interrupt_requests", "False"]
     if lora:
         argv += ["--lora_path", str(Path(lora).resolve())]
-    return argv, library_folder()
+    return argv, backend_folder()
+
+
+def backend_folder() -> Path:
+    """A folder holding only the CPU variant that runs here (a link): ggml in a server process loads the best variant
+    it finds in its working directory, and the best by score may be one this CPU does not run (see working_variant)."""
+    variant = working_variant()
+    if variant is None:
+        return library_folder()
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / "ggml-backend" / variant.stem
+    link = folder / variant.name
+    if not (link.exists() and link.resolve() == variant.resolve()):
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{variant.name}.{os.getpid()}"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(variant)
+        temporary.replace(link)
+    return folder
 
 
 # ---------------------------------------------------------------- LoRA: peft folder -> GGUF
@@ -135,14 +231,10 @@ def adapter_base_dir(adapter_dir: Path, workspace, generator=None) -> Path:
 
 def gguf_adapter(adapter: str | Path, workspace, generator=None) -> Path:
     """The GGUF LoRA for a peft adapter folder, converted once (keyed by the adapter's weights' mtime)."""
-    from core.engines.transformers import check_adapter_folder
-
     folder = check_adapter_folder(adapter)
     if folder.suffix == ".gguf":  # pragma: no cover - folders only
         return folder
-    weights = folder / "adapter_model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-    digest = hashlib.sha1(f"{folder}|{stamp}".encode()).hexdigest()[:16]
+    digest = adapter_fingerprint(folder)[:16]
     target = workspace.models / "lora-gguf" / f"{folder.parent.name}-{digest}.gguf"
     if target.exists():
         return target
@@ -157,8 +249,6 @@ class LlamaCppEngine:
     loads_adapters = True
 
     def __init__(self, gguf: str | Path, workspace=None, generator=None, n_ctx: int = 4096, threads: int | None = None):
-        from core.engines.transformers import cpu_threads
-
         path = Path(gguf).expanduser()
         if not path.is_file():
             raise StudioError(f"The GGUF file {path} does not exist; give a .gguf file (or leave it empty for the embedded model).")
@@ -170,7 +260,7 @@ class LlamaCppEngine:
         self.model = path.name
         self.workspace, self.generator = workspace, generator
         self.fixed_threads = threads  # None: decided per request by load, like the transformers engine
-        self.threads = threads or cpu_threads()
+        self.threads = threads or generation_threads()
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.threads, n_threads_batch=self.threads,
                              n_batch=512, seed=0, verbose=False)
@@ -236,12 +326,10 @@ class LlamaCppEngine:
                 yield from self._stream_one(request, settings)
 
     def _threads(self) -> None:
-        """All cores, or 1 when other processes already load them (measured: core.engines.transformers.cpu_threads)."""
+        """All cores, or 1 when other processes already load them (core.machine.generation_threads)."""
         from llama_cpp import llama_cpp as C
 
-        from core.engines.transformers import cpu_threads
-
-        wanted = self.fixed_threads or cpu_threads()
+        wanted = self.fixed_threads or generation_threads()
         if wanted != self.threads:
             C.llama_set_n_threads(self.llm._ctx.ctx, wanted, wanted)
             self.threads = wanted

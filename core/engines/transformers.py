@@ -5,6 +5,7 @@ for rows that must be the plain base model (peft applies each LoRA only to its o
 rows compute exactly `base_layer(x)`). Rows are prefilled per length group and decoded together, so four
 columns cost little more than one on a CPU (bench/RESULTS_compare.md). On CUDA the same code runs in bf16.
 The prompt is the tokenizer's own chat template (`apply_chat_template`), never one written here.
+The batch's key/value cache is built in torch_cache.py; threads and the CPU dtype come from core.machine.
 
 Pitfall (peft 0.21, lora/layer.py `_mixed_batch_forward`): an adapter name that is not loaded is
 skipped without a word, which silently gives base output. We only pass names we loaded ourselves and
@@ -12,120 +13,26 @@ verify each adapter injected LoRA weights (> 0 parameters) before using it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import queue
 import threading
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from core.engines.base import GenerationRequest, StreamEvent, check_keys
+from core.engines.base import GenerationRequest, StreamEvent, adapter_fingerprint, check_adapter_folder, check_keys
+from core.engines.torch_cache import prefill_left_padded
 from core.errors import StudioError
 from core.generation import DecodingSettings, GenerationStats
+from core.machine import fast_cpu_dtype, generation_threads
 
 log = logging.getLogger(__name__)
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
-def check_adapter_folder(path: str | Path) -> Path:
-    """A readable peft LoRA folder, or a StudioError that says what is wrong."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise StudioError(f"The adapter folder {folder} does not exist; train one on the Fine-tune page or pick another adapter.")
-    config_file = folder / "adapter_config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudioError(f"{folder} has no adapter_config.json; it is not a peft adapter folder.") from None
-    except (OSError, ValueError) as error:
-        raise StudioError(f"The adapter config {config_file} is unreadable ({error}); retrain or pick another adapter.") from None
-    if str(config.get("peft_type", "")).upper() != "LORA":
-        raise StudioError(f"The adapter in {folder} is {config.get('peft_type')!r}, not LoRA; only LoRA adapters can be compared.")
-    if not any((folder / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
-        raise StudioError(f"{folder} has no adapter_model.safetensors; the training run may not have finished.")
-    return folder.resolve()
-
-
 def _adapter_name(folder: Path) -> str:
-    weights = folder / "adapter_model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-    # A retrained run replaces the file in place: the mtime makes it a new adapter.
-    return "a" + hashlib.sha1(f"{folder}|{stamp}".encode()).hexdigest()[:12]
-
-
-def fast_cpu_dtype() -> str:
-    """bf16 on a CPU with native bf16 (AMX / AVX512-BF16) that is not busy, else fp32; by measurement.
-
-    Quiet 2-core AMX machine, 4 columns x 150 tokens, same run: fp32 14.0 / 14.3 s, bf16 11.6 / 11.8 s.
-    But bf16 kernels collapse when the cores are shared (4 rows x 32 tokens: fp32 2 threads 2.1 s, bf16
-    2 threads 21 s under load), so a machine with a core in use elsewhere gets fp32 (core.machine). Decided once, when
-    the model loads; GeneratorSpec(dtype=...) overrides it.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
-    from core.machine import machine_is_quiet
-
-    return "bfloat16" if native_bf16 and machine_is_quiet() else "float32"
-
-
-def _buffer_cache(keys_values: list[tuple], capacity: int, filled: int):
-    """A transformers Cache over preallocated [rows, heads, capacity, dim] buffers, `filled` positions used.
-
-    DynamicLayer grows by torch.cat, copying the whole cache at every step (4 rows x 830 tokens x 30 layers:
-    ~150 MB a step); this layer writes the new position in place and hands attention a view.
-    """
-    from transformers.cache_utils import Cache, DynamicLayer
-
-    class _BufferLayer(DynamicLayer):
-        def __init__(self, keys, values):
-            super().__init__()
-            self.buf_k, self.buf_v, self.used = keys, values, filled
-            self.dtype, self.device = keys.dtype, keys.device
-            self.keys, self.values = keys[:, :, :filled], values[:, :, :filled]
-            self.is_initialized = True
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            end = self.used + key_states.shape[-2]
-            self.buf_k[:, :, self.used : end] = key_states
-            self.buf_v[:, :, self.used : end] = value_states
-            self.used = end
-            self.keys, self.values = self.buf_k[:, :, :end], self.buf_v[:, :, :end]
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.used
-
-    return Cache(layers=[_BufferLayer(k, v) for k, v in keys_values])
-
-
-def cpu_threads() -> int:
-    """Torch threads for the next generation on CPU: all cores, or 1 when other processes already load them.
-
-    Measured on the 2-core box (prefill of 625 tokens, fp32): load ~5 -> 2 threads 5.2 s, 1 thread 2.9 s;
-    load ~3 -> 32 tokens x 4 rows: 2 threads 2.1 s, 1 thread 3.4 s. OpenMP threads that lose their core
-    stall each other at every barrier, so a busy machine is faster with one.
-    """
-    from core.machine import torch_threads
-
-    return torch_threads(sample_s=0.1)  # once per generation: a short sample
-
-
-def _stopping_on(event: threading.Event):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _Cancelled(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_Cancelled()])
+    return "a" + adapter_fingerprint(folder)[:12]
 
 
 class TorchEngine:
@@ -240,7 +147,7 @@ class TorchEngine:
             try:
                 with self.lock, torch.inference_mode():
                     if self.loaded.device == "cpu":
-                        torch.set_num_threads(cpu_threads())
+                        torch.set_num_threads(generation_threads())
                     if settings.temperature > 0:
                         torch.manual_seed(settings.seed)
                     self._decode(prompt_ids, names, settings, stop_ids, sink, cancel)
@@ -308,25 +215,13 @@ class TorchEngine:
             yield StreamEvent(key, "done", "", stats[row])
 
     def _decode(self, prompt_ids: list[list[int]], names: list[str], settings: DecodingSettings, stop_ids: set[int], sink, cancel) -> None:
-        """Prefill each group of equal-length prompts unpadded, then decode every row together.
-
-        Prefill work is the sum of the real prompt lengths (RAG 817 + hybrid 817 + base 37 + ft 37 = 1,708
-        tokens), not rows x the longest (3,268). The per-group caches are copied into one left-padded
-        buffer (masked zeros on the left), and decoding runs as one batch with per-row positions, so each
-        row sees exactly its own prompt, as if it had been generated alone.
-        """
+        """Prefill by length group into one left-padded cache (torch_cache.py), then decode every row together."""
         import torch
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
         model = self._peft if self._peft is not None else self.loaded.model
         device = self.loaded.device
         rows = len(prompt_ids)
-        lengths = [len(ids) for ids in prompt_ids]
-        longest = max(lengths)
-        capacity = longest + settings.max_new_tokens
-        groups: dict[int, list[int]] = {}
-        for row, length in enumerate(lengths):
-            groups.setdefault(length, []).append(row)
 
         def forward(input_ids, cache, rows_names, **extra):
             kwargs = dict(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1, **extra)
@@ -335,34 +230,11 @@ class TorchEngine:
                 kwargs["adapter_names"] = rows_names
             return model(**kwargs)
 
-        buffers = None
-        first_logits = [None] * rows
-        for length, members in sorted(groups.items(), reverse=True):
-            if cancel.is_set():
-                return
-            ids = torch.tensor([prompt_ids[r] for r in members], device=device)
-            from transformers import DynamicCache
-
-            out = forward(ids, DynamicCache(), [names[r] for r in members])
-            for slot, row in enumerate(members):
-                first_logits[row] = out.logits[slot, -1].float()
-            cache = out.past_key_values
-            if buffers is None:
-                buffers = []
-                for layer in cache.layers:
-                    k, v = layer.keys, layer.values
-                    buffers.append((k.new_zeros(rows, k.shape[1], capacity, k.shape[3]), v.new_zeros(rows, v.shape[1], capacity, v.shape[3])))
-            index = torch.tensor(members, device=device)
-            for (buf_k, buf_v), layer in zip(buffers, cache.layers):
-                buf_k[index, :, longest - length : longest] = layer.keys
-                buf_v[index, :, longest - length : longest] = layer.values
-            del out, cache
-        mask = torch.ones(rows, capacity, dtype=torch.long, device=device)
-        mask[:, :longest] = 0
-        for row, length in enumerate(lengths):
-            mask[row, longest - length : longest] = 1
-        cache = _buffer_cache(buffers, capacity, longest)
-        positions = torch.tensor(lengths, device=device).unsqueeze(1)
+        capacity = max(len(ids) for ids in prompt_ids) + settings.max_new_tokens
+        batch = prefill_left_padded(forward, prompt_ids, names, capacity, device, cancel)
+        if batch is None:
+            return
+        cache, mask, positions, longest = batch.cache, batch.mask, batch.positions, batch.longest
 
         processors = LogitsProcessorList()
         history = None
@@ -378,7 +250,7 @@ class TorchEngine:
         pad = self.loaded.tokenizer.pad_token_id
         pad = int(pad) if pad is not None else int(stop[0])
         finished = torch.zeros(rows, dtype=torch.bool, device=device)
-        logits = torch.stack(first_logits)
+        logits = batch.first_logits
         answers: list[list[int]] = [[] for _ in range(rows)]  # each row's own tokens, for the no-repeat n-gram ban
         for step in range(settings.max_new_tokens):
             if step < settings.min_new_tokens:

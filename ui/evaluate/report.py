@@ -12,8 +12,8 @@ from ui.evaluate.shared import evaluation_picker
 
 def _decide_dicts() -> tuple[dict | None, dict | None]:
     """The Decide page's current recommendation and estimate as the report records them (None: not answered)."""
-    from core.decision import decision_to_dict
-    from core.estimate import estimate_to_dict
+    from core.decision.export import decision_to_dict
+    from core.estimate.summary import estimate_to_dict
 
     decided = state.decide_result()
     if decided is None:

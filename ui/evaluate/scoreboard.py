@@ -43,7 +43,7 @@ def retrieval_and_methods(summary: dict) -> None:
 
 def bottom_line_box(rows: list[dict]) -> None:
     """The same measured bottom line the report ends with, against the Decide page's current recommendation."""
-    from core.decision import decision_to_dict
+    from core.decision.export import decision_to_dict
     from core.evaluation import bottom_line, bottom_line_text
 
     decided = state.decide_result()
