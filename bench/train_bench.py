@@ -1,4 +1,4 @@
-"""Training throughput: our runner (transformers Trainer + peft, core.train_worker's data path) vs the
+"""Training throughput: our runner (transformers Trainer + peft, core.training.worker's data path) vs the
 recipe practitioners copy (TRL SFTTrainer + peft_config, prompt/completion data), same LoRA config,
 same rows, same process and thread count; plus the fraction of the CPU's fp32 matmul peak reached.
 
@@ -60,7 +60,7 @@ def run_ours(path, rows, lora, training, out):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-    from core.train_worker import TokenCountingCollator, build_examples
+    from core.training.worker import TokenCountingCollator, build_examples
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path), LoraConfig(
@@ -117,7 +117,7 @@ def main() -> int:
     import torch
 
     from core import training as T
-    from core.train_worker import choose_threads
+    from core.training.worker import choose_threads
     from tests.conftest import SQUAD, SQUAD_FULL
     from tune_support import converted_model_dir, style_rows
 

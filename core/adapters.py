@@ -1,6 +1,8 @@
-"""Find LoRA adapters in the workspace: `runs/<run_id>/adapter/adapter_config.json`, and their human names.
+"""The one home of LoRA adapter listing and lookup, and of adapters' human names.
 
-Works before and after core.training lands (it only scans the folders a training run writes).
+An adapter is `runs/<run_id>/adapter/` (adapter_config.json + weights), written by the training worker.
+Every page, the CLI and the exports ask here, so they all offer the same adapters:
+`find_adapters` lists them, `adapter_path` gives a run's folder, `resolve_adapter` accepts a run id or a folder.
 An adapter's name ("squad-style · demo · 2 Dec 14:04": dataset, preset, date) is made from the run's
 config.json until someone renames it; a new name is kept with the run, in `runs/<run_id>/name.json`.
 """
@@ -15,6 +17,8 @@ from pathlib import Path
 from core.errors import StudioError
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
+from core.training.hparams import PRESETS
+from core.training.records import RunInfo, get_run, list_runs, run_dir
 
 NAME_FILE = "name.json"
 MAX_NAME = 80
@@ -49,30 +53,53 @@ def _info(run_id: str, folder: Path, workspace: Workspace) -> AdapterInfo | None
                        adapter_name(workspace, run_id))
 
 
+def offers_adapter(run: RunInfo) -> bool:
+    """The one rule for which runs' adapters are offered: a run that completed.
+
+    The worker saves the adapter as the run's last step and only then records 'completed' (with the final loss and
+    the adapter's size). A failed run's folder is an adapter nobody saw finish: killed or crashed during or after the
+    save (half-written weights, or weights the record and the loss curve do not describe), and a cancelled run saves
+    none. Compare used to list every folder on disk (failed runs too) and Fine-tune only completed runs.
+    """
+    return run.status == "completed"
+
+
 def find_adapters(workspace: Workspace) -> list[AdapterInfo]:
-    """Every adapter folder under runs/, newest first."""
+    """The adapters every page offers: completed runs with a readable adapter folder, newest run first."""
     found = []
-    if workspace.runs.is_dir():
-        for config_file in workspace.runs.glob("*/adapter/adapter_config.json"):
-            info = _info(config_file.parent.parent.name, config_file.parent, workspace)
+    for run in list_runs(workspace):
+        if offers_adapter(run):
+            info = _info(run.id, run_dir(workspace, run.id) / "adapter", workspace)
             if info is not None:
                 found.append(info)
-    return sorted(found, key=lambda info: info.modified, reverse=True)
+    return found
 
 
-def resolve_adapter(workspace: Workspace, path_or_run_id: str) -> Path:
-    """A folder path, or a run id in this workspace, to the adapter folder."""
+def adapter_path(workspace: Workspace, run_id: str) -> Path:
+    """A run's adapter folder (adapter_config.json + adapter_model.safetensors), when the run offers one."""
+    run = get_run(workspace, run_id)
+    path = run_dir(workspace, run_id) / "adapter"
+    if not offers_adapter(run) or not (path / "adapter_config.json").exists():
+        raise StudioError(f"Run {run_id!r} has no adapter to use (status {run.status}); only a completed run's adapter is. "
+                          "Finish or resume it first.")
+    return path
+
+
+def resolve_adapter(workspace: Workspace, path_or_run_id: str | None) -> Path | None:
+    """A folder path (any peft folder), or the id of a run in this workspace whose adapter is offered, to the folder;
+    None when no adapter is given."""
     value = (path_or_run_id or "").strip()
     if not value:
-        raise StudioError("No adapter given; pass a run id or an adapter folder.")
+        return None
     candidate = Path(value).expanduser()
     if candidate.is_dir():
         return candidate.resolve()
-    run_folder = workspace.runs / value / "adapter"
-    if run_folder.is_dir():
-        return run_folder.resolve()
-    known = ", ".join(info.run_id for info in find_adapters(workspace)) or "none yet (train one on the Fine-tune page)"
-    raise StudioError(f"No adapter {value!r}: it is neither a folder nor a run id in this workspace. Known runs: {known}.")
+    offered = find_adapters(workspace)
+    for info in offered:
+        if info.run_id == value:
+            return info.path.resolve()
+    known = ", ".join(info.run_id for info in offered) or "none yet (train one on the Fine-tune page)"
+    raise StudioError(f"No adapter {value!r}: it is neither a folder nor a completed run in this workspace. Runs with adapters: {known}.")
 
 
 # ---------------------------------------------------------------- human names
@@ -80,10 +107,6 @@ def _preset_of(config: dict) -> str:
     """The training preset a run used ("demo", "quality"), or "custom" when its settings match none."""
     if config.get("preset"):
         return str(config["preset"])
-    try:
-        from core.training import PRESETS
-    except ImportError:  # pragma: no cover
-        return "custom"
     lora, training = config.get("lora") or {}, config.get("training") or {}
     for name, (preset_lora, preset_training) in PRESETS.items():
         if (lora.get("r") == preset_lora.r and training.get("learning_rate") == preset_training.learning_rate

@@ -60,10 +60,28 @@ def _copy_tokenizer_files(workspace: Workspace, run_id: str, target: Path) -> No
             shutil.copyfile(source, target / name)
 
 
+def load_base_and_adapter(workspace: Workspace, run_id: str):
+    """(tokenizer, PeftModel) on CPU in fp32: what the merge starts from."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from core.families import check_adapter_base, load_tokenizer, read_config
+    from core.models import GeneratorSpec, resolve_generator_path
+    from core.adapters import adapter_path
+    from core.training import get_run
+
+    run = get_run(workspace, run_id)
+    adapter = adapter_path(workspace, run_id)
+    path = resolve_generator_path(GeneratorSpec(model_id=run.base_model), workspace)
+    check_adapter_base(adapter, run.base_model, read_config(path))  # the base was replaced since the run
+    tokenizer = load_tokenizer(path)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return tokenizer, PeftModel.from_pretrained(base, str(adapter))
+
+
 def export_merged(workspace: Workspace, run_id: str, out_dir: str | os.PathLike) -> Path:
     """Merge the adapter into the base weights (merge_and_unload) and save a full safetensors model + Modelfile."""
-    from core.training import load_base_and_adapter
-
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise StudioError(f"{out} is not empty; choose a new folder for the merged model.")
@@ -169,7 +187,8 @@ def export_ggufs(workspace: Workspace, run_id: str, merged_dir: str | os.PathLik
     (the others still get written). Every file gets an Ollama Modelfile with the family's TEMPLATE and stops.
     """
     from core.models import GeneratorSpec, resolve_generator_path
-    from core.training import adapter_path, get_run
+    from core.adapters import adapter_path
+    from core.training import get_run
 
     if outtype not in GGUF_TYPES:
         raise StudioError(f"Unknown GGUF type {outtype!r}; choose one of {', '.join(GGUF_TYPES)}.")

@@ -13,7 +13,7 @@ from typing import Sequence
 from core import training as T
 from core.settings import Workspace
 
-IDLE_LOAD = 1.0  # the reference speed (core.training.DEFAULT_CPU_TOKENS_PER_S) was measured with only the run itself busy
+IDLE_LOAD = 1.0  # the reference speed (core.estimate.CPU_LORA_TOKENS_PER_S) was measured with only the run itself busy
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def cpu_probe(seconds: float = 0.25, threads: int | None = None) -> float:
     CPU this machine gives a job right now. The worker records it when a run starts; the page compares."""
     import torch
 
-    from core.train_worker import choose_threads
+    from core.training.worker import choose_threads
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads or choose_threads())

@@ -10,7 +10,7 @@ import streamlit as st
 
 import ui  # noqa: F401  (first import leaves Streamlit's legacy pages/ router)
 
-from core import evaluation
+from core.adapters import find_adapters
 from core.errors import StudioError
 from core.knowledge import list_knowledge_bases
 from core.settings import get_workspace
@@ -26,7 +26,7 @@ def main() -> None:
     try:
         workspace = get_workspace()
         kbs = [kb.name for kb in list_knowledge_bases(workspace)]
-        adapters = evaluation.list_adapter_runs(workspace)
+        adapters = [info.run_id for info in find_adapters(workspace)]  # the list every page offers (core/adapters.py)
     except StudioError as error:
         st.error(str(error))
         return

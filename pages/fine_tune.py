@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.adapters import adapter_name
+from core.adapters import adapter_name, find_adapters
 from ui.adapter_names import rename_adapter_form
 
 from core import training as T
@@ -222,14 +222,14 @@ def run_history(ws, runs) -> None:
 
 
 def export_panel(ws) -> None:
-    adapters = T.list_adapters(ws)
-    rename_adapter_form(ws, [a.id for a in adapters])
+    adapters = find_adapters(ws)  # the same list as Compare and Evaluate (core/adapters.py)
+    rename_adapter_form(ws, [a.run_id for a in adapters])
     st.subheader("Export")
     if not adapters:
         st.caption("Finish a run to export its adapter.")
     else:
         with st.form("ft_export"):
-            run_id = st.selectbox("Adapter", [a.id for a in adapters], format_func=lambda i: adapter_name(ws, i))
+            run_id = st.selectbox("Adapter", [a.run_id for a in adapters], format_func=lambda i: adapter_name(ws, i))
             folder = st.text_input("Merged model folder", str(ws.root / "exports" / "merged"))
             gguf = st.checkbox("Also write a GGUF file (llama.cpp's converter; says why when it cannot)")
             if st.form_submit_button("Merge and export"):
@@ -241,8 +241,8 @@ def export_panel(ws) -> None:
                     st.error(str(error))
                 else:
                     st.success(f"Merged model in {merged} with an Ollama Modelfile" + (f"; GGUF at {gguf_path}" if gguf_path else "") + ".")
-        st.caption(f"Adapter folder for serving with peft or vLLM: {T.run_dir(ws, adapters[0].id) / 'adapter'}")
-        serve_panel(ws, [a.id for a in adapters])
+        st.caption(f"Adapter folder for serving with peft or vLLM: {adapters[0].path}")
+        serve_panel(ws, [a.run_id for a in adapters])
 
 
 def main() -> None:

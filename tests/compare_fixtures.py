@@ -23,7 +23,10 @@ def make_adapter(workspace: Workspace, run_id: str = "fixture-run") -> Path:
 
     from core.models import GeneratorSpec, load_generator
 
+    from tests.tune_support import record_run
+
     target = workspace.runs / run_id / "adapter"
+    record_run(workspace, run_id)  # what the pages offer: a completed run's adapter
     if (target / "adapter_config.json").exists():
         return target
     torch.manual_seed(1234)

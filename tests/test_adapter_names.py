@@ -8,6 +8,7 @@ import pytest
 from core.adapters import adapter_name, default_adapter_name, find_adapters, rename_adapter
 from core.errors import StudioError
 from core.training import PRESETS
+from tests.tune_support import record_run
 
 
 def _fake_run(ws, run_id="run-20261202-140405-fb9d", preset="demo"):
@@ -19,7 +20,7 @@ def _fake_run(ws, run_id="run-20261202-140405-fb9d", preset="demo"):
     (folder / "config.json").write_text(json.dumps({"run_id": run_id, "dataset_id": "squad-style", "lora": asdict(lora),
                                                     "training": asdict(training), "created_at": "2026-12-02T14:04:05+00:00"}))
     (folder / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": lora.r, "target_modules": ["q_proj"]}))
-    return run_id
+    return record_run(ws, run_id)
 
 
 def test_default_name_is_dataset_preset_and_date(workspace):

@@ -116,12 +116,15 @@ def test_demo_questions_persist_per_knowledge_base(tmp_path):
 
 def test_find_adapters_and_resolve(tmp_path):
     from core.adapters import find_adapters, resolve_adapter
+    from tests.tune_support import record_run
 
     workspace = get_workspace(tmp_path)
     assert find_adapters(workspace) == []
     folder = workspace.runs / "run-1" / "adapter"
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4, "target_modules": ["q_proj", "v_proj"]}')
+    assert find_adapters(workspace) == []  # a folder without a completed run is not offered
+    record_run(workspace, "run-1")
     (infos,) = find_adapters(workspace)
     assert infos.run_id == "run-1" and infos.rank == 4 and infos.target_modules == ("q_proj", "v_proj")
     assert resolve_adapter(workspace, "run-1") == folder.resolve()

@@ -49,8 +49,10 @@ def test_follows_style_is_strict():
 
 
 def test_qa_uses_the_model_seam_and_falls_back_when_the_reply_is_unusable():
+    from core.datasets.build import _QA_PARSE
+
     replies = iter(["Q: When did it begin?\nA: October 1973", "I cannot do that"])
-    assert D._QA_PARSE.search("Question: What rose?\nAnswer: The price.")["a"] == "The price."
+    assert _QA_PARSE.search("Question: What rose?\nAnswer: The price.")["a"] == "The price."
     rows = D.build_rows(CHUNKS[:2], D.DatasetBuildSettings(kind="qa", use_model=True), generate=lambda prompt: next(replies))
     assert rows[0]["instruction"] == "When did it begin?" and rows[0]["output"] == "October 1973"
     assert rows[0]["source"]["method"] == "model"

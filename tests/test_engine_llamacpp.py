@@ -60,10 +60,10 @@ def test_embedded_gguf_answers_in_process_and_says_so(engine):
 
 
 def test_trained_adapter_changes_the_answer_and_base_stays_base(engine, trained):
-    from core import training as T
+    from core.adapters import adapter_path
 
     ws, run_id = trained
-    adapter = str(T.adapter_path(ws, run_id))
+    adapter = str(adapter_path(ws, run_id))
     prompt = build_messages("Summarise: The Harbor Bridge opened in 1932 and carries eight lanes of traffic.")
     results = generate_many(engine, [GenerationRequest("base", prompt), GenerationRequest("tuned", prompt, adapter),
                                      GenerationRequest("base_after", prompt)], SETTINGS)
@@ -151,7 +151,7 @@ def test_ask_compare_and_evaluate_through_a_real_llama_cpp_server(trained, serve
 
 def test_served_fine_tune_through_llama_cpp_matches_in_process(trained, engine, tmp_path):
     """export --serve llamacpp, then the printed llama_cpp.server command with the GGUF LoRA answers like the local adapter."""
-    from core import training as T
+    from core.adapters import adapter_path
     from core.engines.serve import export_for_serving
 
     ws, run_id = trained
@@ -169,7 +169,7 @@ def test_served_fine_tune_through_llama_cpp_matches_in_process(trained, engine, 
         served = open_engine(EngineSpec("openai", url, plan.name), ws)
         prompt = build_messages("Summarise: The Harbor Bridge opened in 1932 and carries eight lanes of traffic.")
         remote = generate_many(served, [GenerationRequest("ft", prompt)], SETTINGS)["ft"]
-        local = generate_many(engine, [GenerationRequest("ft", prompt, str(T.adapter_path(ws, run_id)))], SETTINGS)["ft"]
+        local = generate_many(engine, [GenerationRequest("ft", prompt, str(adapter_path(ws, run_id)))], SETTINGS)["ft"]
         assert remote.error is None and remote.text == local.text
     finally:
         process.terminate()

@@ -107,17 +107,13 @@ def test_compare_page_column_on_its_own_engine(fake_engine, monkeypatch, tmp_pat
 
 def _finished_run(workspace, run_id="run-x"):
     """A completed run row with a peft-shaped adapter folder (no training: the serving plan only copies it)."""
-    from core import training as T
-    from core.storage import transaction
+    from tests.tune_support import record_run
 
     adapter = workspace.runs / run_id / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}))
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    with T._open(workspace) as conn, transaction(conn):
-        conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) VALUES (?, 'd', ?, '{}', 'completed', 'now')",
-                     (run_id, "Qwen/Qwen2.5-0.5B-Instruct"))
-    return run_id
+    return record_run(workspace, run_id, base_model="Qwen/Qwen2.5-0.5B-Instruct")
 
 
 def test_serve_with_vllm_writes_the_adapter_and_the_command(workspace, capsys):

@@ -10,6 +10,7 @@ from tests.fake_engines import install as install_fake_engine
 from tests.fake_engines import install_embedder
 from core.evaluation import EvaluationSettings
 from tests.test_evaluation import QUESTIONS, FakeRunner
+from tests.tune_support import record_run
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "evaluate.py")
 
@@ -52,6 +53,7 @@ def test_update_drill_rag_reflects_change_finetuned_does_not(workspace, toy_kb, 
     adapter = workspace.runs / "run-20260101-000000-aaaa" / "adapter"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
+    record_run(workspace, "run-20260101-000000-aaaa")  # only a completed run's adapter is offered
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
     at.text_input(key="drill_question").input("When did the Harbor Bridge open?").run()
@@ -183,6 +185,7 @@ def test_update_drill_preselects_the_newest_adapter(workspace, toy_kb):
     for run in ("run-20260101-000000-aaaa", "run-20260102-000000-bbbb"):
         (workspace.runs / run / "adapter").mkdir(parents=True)
         (workspace.runs / run / "adapter" / "adapter_config.json").write_text("{}")
+        record_run(workspace, run)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.selectbox(key="drill_adapter").value == "run-20260102-000000-bbbb"

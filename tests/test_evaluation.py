@@ -143,17 +143,6 @@ def test_generate_questions(workspace, toy_kb):
         assert item.answers[0] in item.source_passage
 
 
-def test_resolve_adapter(workspace, tmp_path):
-    run = workspace.runs / "run1" / "adapter"
-    run.mkdir(parents=True)
-    (run / "adapter_config.json").write_text("{}")
-    assert evaluation.resolve_adapter(workspace, "run1") == run.resolve()
-    assert evaluation.resolve_adapter(workspace, str(run)) == run.resolve()
-    assert evaluation.resolve_adapter(workspace, None) is None
-    with pytest.raises(StudioError, match="run1"):
-        evaluation.resolve_adapter(workspace, "missing")
-
-
 def test_heldout_and_style_rule(workspace):
     folder = workspace.datasets / "ds1"
     folder.mkdir(parents=True)

@@ -149,10 +149,10 @@ def test_ollama_modelfile_uses_the_family_template(tiny_family_models, key, mark
 
 
 def test_one_process_runs_the_worker_several_run_under_accelerate_launch(tmp_path):
-    assert T.worker_command(tmp_path, 1)[1:] == ["-m", "core.train_worker", str(tmp_path)]
+    assert T.worker_command(tmp_path, 1)[1:] == ["-m", "core.training.worker", str(tmp_path)]
     command = T.worker_command(tmp_path, 2)
     assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
-    assert command[command.index("--num_processes") + 1] == "2" and command[-2:] == ["core.train_worker", str(tmp_path)]
+    assert command[command.index("--num_processes") + 1] == "2" and command[-2:] == ["core.training.worker", str(tmp_path)]
     assert T.process_count(T.TrainingSettings(processes=3)) == 3
     import torch
 
@@ -163,7 +163,7 @@ def test_device_and_precision_choice():
     import torch
 
     from core.models import resolve_dtype_name
-    from core.train_worker import training_device
+    from core.training.worker import training_device
 
     device, dtype = training_device("auto")
     if torch.cuda.is_available():

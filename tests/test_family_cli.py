@@ -15,6 +15,7 @@ import pytest
 
 from core import families as F
 from core import training as T
+from core.adapters import adapter_path
 from core.cli import main
 from tests.tiny_families import FAMILY_KEYS
 
@@ -76,7 +77,7 @@ def test_family_end_to_end_through_the_cli(ws, tiny_family_models, tmp_path, cap
     assert run.status == "completed" and run.base_model == folder
     assert run.config["base"]["config_hash"] == F.config_hash(F.read_config(folder))
     assert [e["step"] for e in T.read_progress(ws, run.id) if e.get("event") == "step"] == [1, 2, 3]
-    adapter = T.adapter_path(ws, run.id)
+    adapter = adapter_path(ws, run.id)
     targets = tuple(json.loads((adapter / "adapter_config.json").read_text())["target_modules"])
     assert set(targets) == set(family.all_linear_targets)
     result["train"] = "yes"

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from core import training as T
+from core.adapters import adapter_path
 
 
 def test_qlora_config_is_4bit_nf4_with_double_quantisation():
@@ -29,7 +30,7 @@ def test_qlora_is_offered_with_the_pinned_bitsandbytes():
     ok, reason = T.qlora_support()
     assert metadata.version("bitsandbytes") == "0.50.2"
     assert ok, reason
-    assert T._bnb_4bit_problem("cpu") is None
+    assert T.bnb_4bit_problem("cpu") is None
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def _qlora_run(ws, folder):
     assert "gradient checkpointing on" in log
     steps = [e for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
     assert len(steps) == 3 and all(e["loss"] == e["loss"] for e in steps)
-    saved = json.loads((T.adapter_path(ws, run.id) / "adapter_config.json").read_text())
+    saved = json.loads((adapter_path(ws, run.id) / "adapter_config.json").read_text())
     assert set(saved["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     return run, log
 

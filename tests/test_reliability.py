@@ -506,7 +506,7 @@ def test_payloads_in_questions_and_answers_are_escaped_in_the_compare_export_and
 
 # ---------------------------------------------------------------- training: kill -9 of the worker, then resume
 def test_progress_rewinds_to_the_checkpoint_a_resume_starts_from(tmp_path):
-    from core.train_worker import ProgressWriter
+    from core.training.worker import ProgressWriter
 
     writer = ProgressWriter(tmp_path / "progress.jsonl")
     writer.write({"event": "start", "total": 20})

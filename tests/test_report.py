@@ -9,6 +9,7 @@ import pytest
 from core import evaluation, report
 from core.evaluation import EvaluationSettings, QuestionItem
 from tests.test_evaluation import QUESTIONS, FakeRunner, timed
+from tests.tune_support import record_run
 
 
 class EvilRunner(FakeRunner):
@@ -23,6 +24,7 @@ def evaluated(workspace, toy_kb, fake_embedder):
     run = workspace.runs / "run7"
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text("{}")
+    record_run(workspace, "run7")  # a completed run: the only kind whose adapter is offered (core/adapters.py)
     (run / "config.json").write_text('{"lora": {"r": 8, "alpha": 16}, "epochs": 2}')
     (run / "progress.jsonl").write_text("".join(f'{{"event": "step", "step": {i}, "loss": {3 - i * 0.2}, "elapsed": {i * 5}}}\n' for i in range(1, 8)))
     eval_id = evaluation.run_evaluation(

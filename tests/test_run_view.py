@@ -19,7 +19,7 @@ def plan(tokens=24_000, device="cpu"):
 
 
 def add_run(ws, run_id, status, events):
-    with T._open(ws) as conn:
+    with T.open_runs_db(ws) as conn:
         conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) VALUES (?, 'style', ?, '{}', ?, 'now')",
                      (run_id, T.TrainingSettings().base_model, status))
     (ws.runs / run_id).mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""Run settings, pre-launch refusals, the one-run lock and crash detection. Reads the model config only."""
+"""Run settings, pre-launch refusals, the one-run lock and crash detection. Reads the model config and tokenizer only
+(the workspace has no weights, so a check that started loading them would fail here)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +11,16 @@ import sys
 import pytest
 
 from core import training as T
+from core.adapters import adapter_path, find_adapters
 from core.datasets import save_dataset
 from core.errors import StudioError
-from tune_support import style_rows, workspace_with_model
+from tune_support import style_rows, workspace_with_model_config
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    ws = workspace_with_model(tmp_path_factory.mktemp("tune-unit"))
+    """The embedded model's config and tokenizer without weights: facts and plans must never need them."""
+    ws = workspace_with_model_config(tmp_path_factory.mktemp("tune-unit"))
     rows = style_rows(12, max_input_chars=300)
     save_dataset(ws, "style", rows, kind="style", style_rule="bullets3_risk")
     return ws
@@ -120,7 +123,7 @@ def test_one_run_at_a_time_and_stale_locks(ws):
 def test_a_dead_worker_is_recorded_as_failed(ws):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    with T._open(ws) as conn:
+    with T.open_runs_db(ws) as conn:
         conn.execute(
             "INSERT INTO runs (id, dataset_id, base_model, config, status, pid, created_at) VALUES ('crashed', 'style', 'x', '{}', 'running', ?, 'now')",
             (dead.pid,),
@@ -130,8 +133,8 @@ def test_a_dead_worker_is_recorded_as_failed(ws):
     run = T.get_run(ws, "crashed")
     assert run.status == "failed" and "ended without finishing" in run.error and "Killed" in run.error
     with pytest.raises(StudioError, match="no adapter"):
-        T.adapter_path(ws, "crashed")
-    assert T.list_adapters(ws) == []
+        adapter_path(ws, "crashed")
+    assert find_adapters(ws) == []
     T.delete_run(ws, "crashed")
     assert not (ws.runs / "crashed").exists()
     with pytest.raises(StudioError, match="No run"):

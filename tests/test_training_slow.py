@@ -13,9 +13,11 @@ import time
 import pytest
 
 from core import training as T
+from core.adapters import adapter_path, find_adapters
+from core.export import load_base_and_adapter
 from core.datasets import follows_style, load_dataset_rows, save_dataset
 from tests.conftest import SQUAD_FULL, needs_full_squad36
-from tune_support import style_rows, workspace_with_model
+from tune_support import style_follow_rates, style_rows, workspace_with_model
 
 pytestmark = pytest.mark.slow
 TINY = dataclasses.replace(T.TrainingSettings(), learning_rate=1e-3, max_steps=6, batch_size=1, max_length=160, save_steps=2, warmup_steps=0)
@@ -66,15 +68,15 @@ def test_short_run_trains_only_lora_and_merges_exactly(ws, tmp_path):
     first, last = (steps[0]["loss"] + steps[1]["loss"]) / 2, (steps[-1]["loss"] + steps[-2]["loss"]) / 2
     print(f"loss {first:.3f} -> {last:.3f}; {steps[-1]['tokens_per_s']:.0f} tokens/s")
     assert last < first
-    adapter = T.adapter_path(ws, run.id)
+    adapter = adapter_path(ws, run.id)
     saved = load_file(str(adapter / "adapter_model.safetensors"))
     assert saved and all("lora_" in name for name in saved)
     assert any(float(t.abs().max()) > 0 for name, t in saved.items() if "lora_B" in name)  # B starts at 0: it learned
-    assert [a.id for a in T.list_adapters(ws)] == [run.id] and run.adapter_size > 0
+    assert [a.run_id for a in find_adapters(ws)] == [run.id] and run.adapter_size > 0
     assert T.read_lock(ws) is None
 
     # only LoRA parameters changed: the base weights inside the PeftModel equal the original model's
-    tokenizer, peft_model = T.load_base_and_adapter(ws, run.id)
+    tokenizer, peft_model = load_base_and_adapter(ws, run.id)
     base = AutoModelForCausalLM.from_pretrained(T.model_facts(ws).path, dtype=torch.float32)
     base_state = base.state_dict()
     for name, tensor in peft_model.named_parameters():
@@ -142,7 +144,7 @@ def test_demo_preset_teaches_the_format(ws):
     """The demo preset on a squad36 style dataset: held-out format-following, base vs tuned."""
     import torch
 
-    from core.train_worker import choose_threads
+    from core.training.worker import choose_threads
 
     rows = style_rows(130, max_input_chars=400, root=SQUAD_FULL)
     save_dataset(ws, "squad-style", rows, kind="style", style_rule="bullets3_risk", heldout_fraction=0.1, seed=0)
@@ -156,7 +158,7 @@ def test_demo_preset_teaches_the_format(ws):
     # measurably pushes the tuned model to stop after 2 bullets (measured: tuned 0.0 at 1.1 vs 0.8 at 1.0 on one run).
     # All 13 held-out prompts, 170 new tokens: the tuned answers copy whole passage sentences, and at 110 tokens 2 of 13
     # were cut before their third bullet (measured on one run: 0.62 followed at 110 tokens, 0.69 at 170; base 0.00).
-    rates = T.style_follow_rates(ws, run.id, "squad-style", "bullets3_risk", limit=13, max_new_tokens=170, repetition_penalty=1.0)
+    rates = style_follow_rates(ws, run.id, "squad-style", "bullets3_risk", limit=13, max_new_tokens=170, repetition_penalty=1.0)
     print(f"demo preset: {run.duration_s:.0f} s training, {steps[-1]['tokens_per_s']:.0f} tokens/s, "
           f"format followed on {rates['n']} held-out prompts: base {rates['base']:.2f}, tuned {rates['tuned']:.2f} "
           f"(total {time.monotonic() - started:.0f} s)")

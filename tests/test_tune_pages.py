@@ -60,7 +60,7 @@ def test_fine_tune_page_form_estimate_and_qlora_reason(ws):
 
 def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
     D.save_dataset(ws, "style", style_rows(10), kind="style")
-    with T._open(ws) as conn:
+    with T.open_runs_db(ws) as conn:
         conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, final_loss, created_at) "
                      "VALUES ('run-x', 'style', 'embedded:SmolLM2-135M-Instruct', '{}', 'cancelled', 1.1, 'now')")
     (ws.runs / "run-x").mkdir()
@@ -80,7 +80,7 @@ def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeyp
     D.save_dataset(ws, "style", style_rows(10), kind="style")
 
     def fake_start(workspace, dataset_id, lora, training):
-        with T._open(workspace) as conn:
+        with T.open_runs_db(workspace) as conn:
             conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) "
                          "VALUES ('run-new', ?, ?, '{}', 'queued', '2026-01-02T03:04:05+00:00')", (dataset_id, training.base_model))
         return T.get_run(workspace, "run-new")

@@ -31,6 +31,48 @@ def workspace_with_model(root: Path):
     return ws
 
 
+def record_run(workspace, run_id: str, status: str = "completed", base_model: str = "HuggingFaceTB/SmolLM2-135M-Instruct",
+               dataset_id: str = "d") -> str:
+    """A row in the runs table, as the worker leaves it (no training): only a completed run's adapter is offered."""
+    from core.storage import transaction
+    from core.training import open_runs_db
+
+    with open_runs_db(workspace) as conn, transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO runs (id, dataset_id, base_model, config, status, created_at) VALUES (?, ?, ?, '{}', ?, ?)",
+                     (run_id, dataset_id, base_model, status, run_id))
+    return run_id
+
+
+def model_config_dir() -> Path:
+    """SmolLM2's config.json and tokenizer, no weights: all that model facts and pre-launch plans read.
+
+    Read from the embedded GGUF's metadata once per machine (~20 s, no weight conversion). A test on a workspace
+    with this folder fails if model_facts or plan_run ever start loading weights."""
+    from core.models import embedded_generator_gguf
+    from core.storage import build_folder_once
+
+    def build(staging: Path) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        gguf = embedded_generator_gguf()
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config.save_pretrained(staging)
+
+    return build_folder_once(MODEL_CACHE / "models" / "SmolLM2-135M-Instruct-config-only", "config.json", build)
+
+
+def workspace_with_model_config(root: Path):
+    """A fresh workspace whose embedded model is its config and tokenizer only (see model_config_dir)."""
+    from core.settings import get_workspace
+
+    ws = get_workspace(root)
+    target = ws.models / "SmolLM2-135M-Instruct"
+    if not target.exists():
+        target.symlink_to(model_config_dir(), target_is_directory=True)
+    return ws
+
+
 def squad_passages(count: int, stride: int = 7, root: Path = SQUAD) -> list[dict]:
     """Distinct gold paragraphs of squad36 (one per source_passage), spread over the articles (in-repo samples by default)."""
     seen, passages = set(), []
@@ -58,3 +100,32 @@ def style_rows(count: int, max_input_chars: int = 900, root: Path = SQUAD, kind:
                       DatasetBuildSettings(kind=kind, max_input_chars=max_input_chars, max_rows=count))
     assert len(rows) == count, f"only {len(rows)} {kind} rows from {root}"
     return rows
+
+
+def style_follow_rates(workspace, run_id: str, dataset_id: str, rule: str, limit: int = 10, max_new_tokens: int = 96,
+                       repetition_penalty: float = 1.1) -> dict:
+    """Share of held-out prompts whose answers follow `rule`, base model vs base + this run's adapter."""
+    from core.datasets import follows_style, load_dataset_rows
+    from core.engines import GenerationRequest, generate_many, open_engine
+    from core.errors import StudioError
+    from core.generation import DecodingSettings, build_messages
+    from core.models import GeneratorSpec
+    from core.adapters import adapter_path
+    from core.training import get_run
+
+    rows = load_dataset_rows(workspace, dataset_id, "heldout")[:limit]
+    assert rows, f"the dataset {dataset_id!r} has no held-out rows to check"
+    run = get_run(workspace, run_id)
+    # Through the generation seam like every answer: base rows and adapter rows in one mixed batch, fp32 (repeatable).
+    engine = open_engine("transformers", workspace, GeneratorSpec(model_id=run.base_model, dtype="float32"))
+    adapter = str(adapter_path(workspace, run_id))
+    requests = [GenerationRequest(f"{kind}{i}", build_messages(row["prompt"]), adapter if kind == "tuned" else None)
+                for kind in ("base", "tuned") for i, row in enumerate(rows)]
+    results = generate_many(engine, requests, DecodingSettings(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty))
+    errors = [r.error for r in results.values() if r.error]
+    if errors:
+        raise StudioError(errors[0])
+    base = [results[f"base{i}"].text for i in range(len(rows))]
+    tuned = [results[f"tuned{i}"].text for i in range(len(rows))]
+    rate = lambda answers: sum(follows_style(a, rule) for a in answers) / len(answers)  # noqa: E731
+    return {"base": rate(base), "tuned": rate(tuned), "n": len(rows), "base_answers": base, "tuned_answers": tuned}

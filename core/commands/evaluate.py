@@ -64,7 +64,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         judge_settings.validate()
         judge.check_endpoint(judge_settings.base_url)  # fail before the models load, not after the run
     questions = evaluation.load_questions(args.questions)
-    adapter_path = evaluation.resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
+    from core.adapters import resolve_adapter
+
+    adapter_path = resolve_adapter(workspace, args.adapter)  # fail fast, before loading models
     embedder = evaluation.embedder_for_kb(workspace, args.kb) if args.kb else None
     references = [a for q in questions for a in q.answers[:1]]
     style_check, style_note = evaluation.dataset_style_check(workspace, args.dataset, references)

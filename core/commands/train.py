@@ -84,7 +84,9 @@ def _train(args) -> int:
         T.cancel_run(ws, run.id)
         print(f"cancel requested for {run.id}; resume with `python -m core runs resume {run.id}`")
         raise
-    adapter = str(T.run_dir(ws, run.id) / "adapter") if run.status == "completed" else None
+    from core.adapters import find_adapters
+
+    adapter = next((str(info.path) for info in find_adapters(ws) if info.run_id == run.id), None)  # the rule every page uses
     if args.json:
         print_json({"run_id": run.id, "status": run.status, "final_loss": run.final_loss, "adapter": adapter, "error": run.error,
                     "base_model": run.base_model, "target_modules": run.config.get("lora", {}).get("target_modules")})

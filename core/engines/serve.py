@@ -59,14 +59,13 @@ def base_gguf(run) -> Path:
 
 def export_for_serving(workspace, run_id: str, target: str, out_dir: str | Path | None = None, name: str | None = None) -> ServePlan:
     """Write what `target` needs to serve this run's adapter into `out_dir` (default workspace/exports/<name>-<target>)."""
-    from core import training as T
+    from core.adapters import adapter_path
+    from core.training import get_run
 
     if target not in TARGETS:
         raise StudioError(f"Unknown serving target {target!r}; choose {', '.join(TARGETS)}.")
-    run = T.get_run(workspace, run_id)
-    adapter = T.adapter_path(workspace, run_id)
-    if not (adapter / "adapter_config.json").exists():
-        raise StudioError(f"Run {run_id} has no adapter yet ({run.status}); export a completed run.")
+    run = get_run(workspace, run_id)
+    adapter = adapter_path(workspace, run_id)  # refuses a run without a usable adapter, with its status
     name = name or serve_name(run_id)
     folder = Path(out_dir).expanduser().resolve() if out_dir else (workspace.root / "exports" / f"{name}-{target}").resolve()
     folder.mkdir(parents=True, exist_ok=True)

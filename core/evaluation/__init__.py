@@ -47,10 +47,8 @@ from core.evaluation.runner import (
     VariantRunner,
     describe_machine,
     embedder_for_kb,
-    list_adapter_runs,
     make_engine_runner,
     prepare_questions,
-    resolve_adapter,
     run_evaluation,
     start_evaluation_job,
 )

@@ -16,10 +16,10 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from core import support
+from core.adapters import resolve_adapter  # the one adapter lookup (report.py reads it from here too)
 from core.errors import StudioError
 from core.evaluation.questions import OUT_OF_SCOPE_QUESTIONS, QuestionItem, out_of_scope_items
 from core.evaluation.scoring import json_safe, nulls_to_nan, retrieval_row, score_answer, summarize
@@ -85,28 +85,6 @@ class EvaluationSettings:
     @property
     def retrieval(self) -> RetrievalSettings:
         return RetrievalSettings(self.k, self.min_score, term_check=self.term_check)
-
-
-# ---------------------------------------------------------------- adapters (core.adapters has its own lookup too)
-def resolve_adapter(workspace: Workspace, adapter: str | None) -> Path | None:
-    """An adapter folder path, or a run id resolved to workspace/runs/<id>/adapter."""
-    if not adapter:
-        return None
-    candidate = Path(adapter).expanduser()
-    for folder in (candidate, workspace.runs / adapter / "adapter"):
-        if (folder / "adapter_config.json").exists():
-            return folder.resolve()
-    raise StudioError(
-        f"No LoRA adapter at {adapter!r}: give a folder with adapter_config.json or a run id with runs/<id>/adapter/ "
-        f"(runs with adapters: {', '.join(list_adapter_runs(workspace)) or 'none yet'})."
-    )
-
-
-def list_adapter_runs(workspace: Workspace) -> list[str]:
-    if not workspace.runs.exists():
-        return []
-    # Newest first: run ids start with their start time (run-YYYYmmdd-HHMMSS-…).
-    return sorted((p.parent.parent.name for p in workspace.runs.glob("*/adapter/adapter_config.json")), reverse=True)
 
 
 # ---------------------------------------------------------------- running

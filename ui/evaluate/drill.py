@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import evaluation
+from core.adapters import resolve_adapter
 from core.errors import StudioError
 from core.knowledge import list_documents, list_knowledge_bases
 from ui.evaluate.shared import NONE, kb_embedder, variant_runner
@@ -28,7 +29,7 @@ def _ask(workspace, target: str, drill_kb: str, drill_adapter: str, question: st
     """RAG over `target` and the tuned model (the base when no adapter is chosen), answering the same question."""
     from core.retrieval import RetrievalSettings, retrieve
 
-    adapter_path = evaluation.resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
+    adapter_path = resolve_adapter(workspace, None if drill_adapter == NONE else drill_adapter)
     runner = variant_runner(str(adapter_path) if adapter_path else None, 64)
     hits = retrieve(workspace, target, question, kb_embedder(workspace, drill_kb), RetrievalSettings())
     tuned = "finetuned" if adapter_path else "base"

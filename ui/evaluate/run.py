@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import evaluation
-from core.adapters import adapter_name
+from core.adapters import adapter_name, resolve_adapter
 from core.errors import StudioError
 from ui import state
 from ui.engine_picker import engines_per_variant
@@ -66,7 +66,7 @@ def variant_engines(variants: list[str]) -> tuple[dict, str | None]:
 def start(workspace, settings, questions, question_source: str, dataset_id, kb_name, adapter, engines: dict) -> None:
     """Validate, fit the token cap to a taught format, load the models here and hand the answering to a job."""
     settings.validate()
-    adapter_path = evaluation.resolve_adapter(workspace, adapter)
+    adapter_path = resolve_adapter(workspace, adapter)
     embedder = kb_embedder(workspace, kb_name) if kb_name else None
     references = [q.answers[0] for q in questions if q.answers]
     style_check, style_note = evaluation.dataset_style_check(workspace, dataset_id, references)

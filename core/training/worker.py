@@ -1,6 +1,6 @@
-"""The training process: `python -m core.train_worker RUN_DIR`.
+"""The training process: `python -m core.training.worker RUN_DIR`.
 
-Started by core.training.start_run/resume_run as its own process (never a fork of Streamlit). It
+Started by core.training.runs.start_run/resume_run as its own process (never a fork of Streamlit). It
 reads RUN_DIR/config.json, trains a LoRA adapter with transformers' Trainer + peft, appends progress
 events to progress.jsonl, obeys RUN_DIR/STOP between steps and records its status in SQLite.
 stdout/stderr go to RUN_DIR/train.log (the parent redirects them).
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-log = logging.getLogger("core.train_worker")
+log = logging.getLogger("core.training.worker")
 
 
 class ProgressWriter:
@@ -55,7 +54,7 @@ class ProgressWriter:
 
 
 def build_examples(tokenizer, rows, training):
-    from core.training import encode_row, pack_examples
+    from core.training.examples import encode_row, pack_examples
 
     examples = [encode_row(tokenizer, row, training.max_length, training.completion_only_loss) for row in rows]
     examples = [e for e in examples if any(label != -100 for label in e["labels"])]
@@ -208,7 +207,7 @@ def main(run_dir: str) -> int:
     # SIGTERM (e.g. the machine shutting down) = a cancel: checkpoint after this step, then stop
     signal.signal(signal.SIGTERM, lambda *_: (run_path / "STOP").write_text("SIGTERM"))
     if main_process:
-        T.update_run(workspace, run_id, status="running", pid=owner_pid, started_at=T.get_run(workspace, run_id).started_at or T._now())
+        T.update_run(workspace, run_id, status="running", pid=owner_pid, started_at=T.get_run(workspace, run_id).started_at or T.utc_now())
     try:
         import torch
 
@@ -224,7 +223,7 @@ def main(run_dir: str) -> int:
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-        from core.datasets import load_dataset_rows
+        from core.datasets.store import load_dataset_rows
         from core.models import GeneratorSpec, resolve_generator_path
 
         from core.families import load_tokenizer
@@ -237,7 +236,7 @@ def main(run_dir: str) -> int:
         if training.qlora:
             from peft import prepare_model_for_kbit_training
 
-            problem = T._bnb_4bit_problem(device)
+            problem = T.bnb_4bit_problem(device)
             if problem:
                 raise RuntimeError(f"QLoRA cannot run here: {problem}")
 
@@ -310,7 +309,7 @@ def main(run_dir: str) -> int:
             return 0  # rank 0 records the end, saves the adapter and releases the lock
         if callback.stopped:
             writer.write({"event": "end", "status": "cancelled", "step": trainer.state.global_step, "time": time.time()})
-            T.update_run(workspace, run_id, status="cancelled", final_loss=final_loss, finished_at=T._now(), duration_s=duration, pid=None)
+            T.update_run(workspace, run_id, status="cancelled", final_loss=final_loss, finished_at=T.utc_now(), duration_s=duration, pid=None)
             log.info("Run %s cancelled at step %d; checkpoint kept", run_id, trainer.state.global_step)
             return 0
         adapter = run_path / "adapter"
@@ -324,7 +323,7 @@ def main(run_dir: str) -> int:
         size = T.folder_size(adapter)
         writer.write({"event": "end", "status": "completed", "step": trainer.state.global_step, "loss": final_loss, "time": time.time()})
         T.update_run(
-            workspace, run_id, status="completed", final_loss=final_loss, finished_at=T._now(), duration_s=duration,
+            workspace, run_id, status="completed", final_loss=final_loss, finished_at=T.utc_now(), duration_s=duration,
             adapter_size=size, error=None, pid=None,
         )
         log.info("Run %s completed: final loss %.4f, adapter %d bytes", run_id, final_loss, size)
@@ -339,7 +338,7 @@ def main(run_dir: str) -> int:
             reason = "Out of memory: lower the batch size or max length. " + reason
         if main_process:
             writer.write({"event": "end", "status": "failed", "error": reason, "time": time.time()})
-            T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T._now(), pid=None)
+            T.update_run(workspace, run_id, status="failed", error=reason + " Checkpoints are kept; resume to continue.", finished_at=T.utc_now(), pid=None)
         return 1
     finally:
         if main_process:
