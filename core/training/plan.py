@@ -90,7 +90,7 @@ def plan_run(
         tps, basis = measured, "measured by the last run of this model on this machine"
     else:
         tps = CPU_LORA_TOKENS_PER_S * _REFERENCE_PARAMS / max(facts.total_params, 1)
-        basis = "~165 tokens/s measured for SmolLM2-135M LoRA on a 2-core CPU, scaled by model size"
+        basis = f"~{CPU_LORA_TOKENS_PER_S:.0f} tokens/s measured for SmolLM2-135M LoRA on a 2-core CPU, scaled by model size"
         if device == "cuda":
             tps *= 20
             basis += " (x20 guess for a GPU)"
