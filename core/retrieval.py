@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
@@ -141,17 +142,22 @@ def search_many(
     check_embedder(kb, embedder)
     if kb.chunk_count == 0:
         return [[] for _ in queries]
-    vectors = np.ascontiguousarray(embedder.embed_queries(list(queries)), dtype=np.float32)
     depth = min(max(settings.k, settings.fusion_depth) if settings.mode != "dense" else settings.k, kb.chunk_count)
-    if settings.mode == "lexical":
-        dense: list[list[int]] = [[] for _ in queries]
-    else:
-        dense = dense_rankings(index if index is not None else load_index(workspace, kb), vectors, depth)
     conn = open_catalogue(workspace)
     try:
         if settings.mode != "dense" or settings.term_check:
             lexical.ensure_lexical_index(conn, kb.id)
-        rankings = [_rank(conn, kb.id, kb.chunk_count, query, dense[position], depth, settings) for position, query in enumerate(queries)]
+        # The lexical half runs in a second thread while this one embeds and searches FAISS: SQLite, ONNX Runtime and
+        # FAISS all release the GIL, so on 2+ cores a hybrid search costs the slower half, not the sum (bench/RESULTS_scale.md).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            lexical_job = pool.submit(lexical_rankings, workspace, kb.id, kb.chunk_count, queries, depth) if settings.mode != "dense" else None
+            vectors = np.ascontiguousarray(embedder.embed_queries(list(queries)), dtype=np.float32)
+            if settings.mode == "lexical":
+                dense: list[list[int]] = [[] for _ in queries]
+            else:
+                dense = dense_rankings(index if index is not None else load_index(workspace, kb), vectors, depth)
+            lexical_ranked = lexical_job.result() if lexical_job else [[] for _ in queries]
+        rankings = [_rank(dense[position], lexical_ranked[position], settings) for position in range(len(queries))]
         unknown = [unknown_names(conn, kb.id, query) if settings.term_check else () for query in queries]
         rows = _chunk_rows(conn, {chunk_id for ranking in rankings for chunk_id in ranking})
     finally:
@@ -181,13 +187,19 @@ def fuse(*rankings: Sequence[int]) -> list[int]:
     return sorted(fused, key=lambda chunk_id: -fused[chunk_id])
 
 
-def _rank(
-    conn: sqlite3.Connection, kb_id: int, total_chunks: int, query: str, dense_ranking: list[int], depth: int, settings: RetrievalSettings
-) -> list[int]:
+def lexical_rankings(workspace: Workspace, kb_id: int, total_chunks: int, queries: Sequence[str], depth: int) -> list[list[int]]:
+    """Chunk ids per query by BM25 (FTS5), best first: the lexical half of hybrid search, on its own connection."""
+    conn = open_catalogue(workspace)
+    try:
+        return [lexical.top(conn, kb_id, query, depth, total_chunks) for query in queries]
+    finally:
+        conn.close()
+
+
+def _rank(dense_ranking: list[int], lexical_ranking: list[int], settings: RetrievalSettings) -> list[int]:
     """Chunk ids for one query in the settings' mode: dense, lexical, or both fused."""
     if settings.mode == "dense":
         return dense_ranking[: settings.k]
-    lexical_ranking = lexical.top(conn, kb_id, query, depth, total_chunks)
     if settings.mode == "lexical":
         return lexical_ranking[: settings.k]
     return fuse(dense_ranking, lexical_ranking)[: settings.k]
