@@ -118,7 +118,9 @@ def _kb_from_row(row: sqlite3.Row) -> KnowledgeBase:
 _KB_SELECT = """
 SELECT kb.id, kb.name, kb.embedding_model, kb.dimension, kb.chunk_size, kb.chunk_overlap, kb.version,
        (SELECT COUNT(*) FROM documents d WHERE d.kb_id = kb.id) AS document_count,
-       (SELECT COUNT(*) FROM chunks c WHERE c.kb_id = kb.id) AS chunk_count
+       -- each document row records its chunk count in the transaction that inserts its chunks: summing a few document
+       -- rows is exact and does not scan the chunks (COUNT(*) cost 5 ms a search at 100k chunks)
+       (SELECT COALESCE(SUM(d.chunk_count), 0) FROM documents d WHERE d.kb_id = kb.id) AS chunk_count
 FROM knowledge_bases kb
 """
 
