@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,26 +76,31 @@ def test_fine_tune_page_reconnects_to_a_run_from_the_workspace(ws):
     assert {m.label: m.value for m in at.metric}["Loss"] == "1.7000"
 
 
-def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws, monkeypatch):
+def test_fine_tune_page_after_start_shows_the_run_and_disables_start(ws):
     """Start reruns the page: the button turns off and the history lists the queued run (it used to stay stale)."""
     D.save_dataset(ws, "style", style_rows(10), kind="style")
 
-    def fake_start(workspace, dataset_id, lora, training):
-        with T.open_runs_db(workspace) as conn:
-            conn.execute("INSERT INTO runs (id, dataset_id, base_model, config, status, created_at) "
-                         "VALUES ('run-new', ?, ?, '{}', 'queued', '2026-01-02T03:04:05+00:00')", (dataset_id, training.base_model))
-        return T.get_run(workspace, "run-new")
+    from datetime import datetime, timezone
 
-    monkeypatch.setattr(T, "start_run", fake_start)
-    at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90).run()
-    assert not at.button(key="ft_start").disabled
-    at.button(key="ft_start").click().run()
+    from core.training.runs import register_worker_spawner
+
+    started = []
+    # The real start_run checks, plans and records the run; only the worker process is a stand-in (this test's own
+    # pid, alive, so the run stays queued as a just-launched worker's does).
+    register_worker_spawner(lambda workspace, run_id: started.append(run_id) or os.getpid())
+    try:
+        at = AppTest.from_file(str(PAGES / "fine_tune.py"), default_timeout=90).run()
+        assert not at.button(key="ft_start").disabled
+        at.button(key="ft_start").click().run()
+    finally:
+        register_worker_spawner(None)
     assert not at.exception
     assert at.button(key="ft_start").disabled
+    assert len(started) == 1 and T.get_run(ws, started[0]).dataset_id == "style"
     history = at.dataframe[0].value
-    assert list(history["run"]) == ["run-new"] and list(history["status"]) == ["queued"]
+    assert list(history["run"]) == started and list(history["status"]) == ["queued"]
     assert list(history["final loss"]) == ["n/a"] and list(history["adapter MB"]) == ["n/a"]
-    assert list(history["created"]) == ["2026-01-02 03:04:05"]
+    assert list(history["created"])[0].startswith(datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     # The plan's figures are context, not changes: no up arrows
     plan = {m.label: m for m in at.metric if m.label in ("Trainable parameters", "Steps", "Estimated time", "Estimated memory")}
     assert len(plan) == 4 and all(m.proto.direction == m.proto.NONE for m in plan.values())

@@ -20,6 +20,7 @@ import uuid
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from core.errors import StudioError
 from core.jobs import utc_now
@@ -72,7 +73,21 @@ def worker_command(folder: Path, processes: int) -> list[str]:
     ]
 
 
+_WORKER_SPAWNERS: list[Callable[[Workspace, str], int]] = []
+
+
+def register_worker_spawner(spawn: Callable[[Workspace, str], int] | None) -> None:
+    """Start workers with `spawn(workspace, run_id) -> pid` instead of a process (None: the real one again).
+
+    The seam page tests enter through: start_run and resume_run still check, plan and record everything; only the
+    worker process is a stand-in, which then writes progress as the real one would (or nothing: the run stays queued).
+    """
+    _WORKER_SPAWNERS[:] = [spawn] if spawn else []
+
+
 def _spawn(workspace: Workspace, run_id: str) -> int:
+    if _WORKER_SPAWNERS:
+        return _WORKER_SPAWNERS[0](workspace, run_id)
     folder = run_dir(workspace, run_id)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
