@@ -24,11 +24,11 @@ def main() -> int:
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
     from core import training as T
-    from core.datasets import DatasetBuildSettings, build_rows, save_dataset
+    from core.datasets import save_dataset
     from core.knowledge import ingest_files, list_knowledge_bases, load_sentence_embedder
     from core.models import convert_embedded_generator
     from core.settings import get_workspace
-    from tune_support import passage_chunks, squad_passages
+    from tune_support import style_rows
 
     ws = get_workspace().ensure()
     convert_embedded_generator(ws)
@@ -39,7 +39,9 @@ def main() -> int:
         print(f"ingested {len(docs)} PDFs in {time.perf_counter() - started:.0f} s", flush=True)
     if args.skip_train:
         return 0
-    rows = build_rows(passage_chunks(squad_passages(130, stride=8)), DatasetBuildSettings(kind="style", max_input_chars=400))
+    # The rows tests/test_training_slow.py trains the demo preset on, from the folder given: tune_support's default root is
+    # the in-repo samples (5 articles), which gave 11 training rows instead of 117 (the 18:48 run of 2026-12-02).
+    rows = style_rows(130, max_input_chars=400, root=Path(args.squad))
     save_dataset(ws, "squad-style", rows, kind="style", style_rule="bullets3_risk", heldout_fraction=0.1, seed=0)
     lora, training = T.preset("demo")
     started = time.perf_counter()
