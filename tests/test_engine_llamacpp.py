@@ -189,26 +189,16 @@ def test_ollama_plan_writes_a_modelfile_with_the_gguf_adapter(trained, tmp_path)
     assert os.path.getsize(plan.folder / f"{plan.name}-lora.gguf") > 10_000
 
 
-def test_the_cpu_variant_in_use_is_the_best_one_that_runs_here(tmp_path):
+def test_the_cpu_variant_in_use_is_the_best_one_that_runs_here():
     """ggml ranks its CPU variants by the features the CPU advertises; an AMX Xeon VM advertised AMX and then raised
     SIGILL on `tilezero`. The variant in use must pass the probe, and every better-ranked one must have failed it."""
-    import sys
-    from pathlib import Path
-
     from core.engines import llamacpp
-    from core.models import embedded_generator_gguf
 
     lib = llamacpp.library_folder()
     ranked = llamacpp.ranked_variants(lib)
     chosen = llamacpp.working_variant()
     assert chosen in ranked
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-
-    def probe(variant):
-        return subprocess.run([sys.executable, "-c", llamacpp._PROBE, str(variant), str(embedded_generator_gguf())], env=env,
-                              capture_output=True, timeout=300).returncode
-
-    assert probe(chosen) == 0
-    assert all(probe(better) != 0 for better in ranked[: ranked.index(chosen)])
+    assert llamacpp.probe_variant(chosen) == 0
+    assert all(llamacpp.probe_variant(better) != 0 for better in ranked[: ranked.index(chosen)])
     # the server process is started in a folder where the chosen variant is the only one to find
     assert [p.name for p in llamacpp.backend_folder().iterdir()] == [chosen.name]

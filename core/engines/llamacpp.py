@@ -80,12 +80,13 @@ def ranked_variants(lib: Path) -> list[Path]:
     scored = []
     for path in lib.glob("libggml-cpu-*.so"):
         try:
-            score = ctypes.CDLL(str(path)).ggml_backend_score
+            score_of = ctypes.CDLL(str(path)).ggml_backend_score
         except (OSError, AttributeError):
             continue
-        score.restype = ctypes.c_int
-        if score() > 0:
-            scored.append((score(), path.name, path))
+        score_of.restype = ctypes.c_int
+        score = score_of()
+        if score > 0:
+            scored.append((score, path.name, path))
     return [path for _, _, path in sorted(scored, reverse=True)]
 
 
@@ -102,46 +103,52 @@ llm("The history of the city begins with a small harbour, a market and a bridge 
 """
 
 
-def working_variant() -> Path | None:
-    """The best CPU variant that really runs here, probed once per machine and build (cached in ~/.cache/studio)."""
-    import hashlib
-    import json
+def _studio_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio"
+
+
+def probe_variant(variant: Path) -> int:
+    """Exit code of a child process that loads only `variant` and answers a real prompt (negative: killed by a signal)."""
     import subprocess
 
     from core.models import embedded_generator_gguf
+
+    root = Path(__file__).resolve().parents[2]  # where the child finds the `core` package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE, str(variant), str(embedded_generator_gguf())], env=env,
+                               capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        log.warning("llama.cpp CPU variant %s did not answer a probe in 300 s", variant.name)
+        return 124
+    if probe.returncode:
+        log.warning("llama.cpp CPU variant %s failed a probe on this CPU (exit %s): %s", variant.name, probe.returncode,
+                    probe.stderr.decode(errors="replace")[-300:])
+    return probe.returncode
+
+
+def working_variant() -> Path | None:
+    """The best CPU variant that really runs here, probed once per machine and build (cached in ~/.cache/studio)."""
+    import hashlib
+
+    from core.machine import cpu_flags
+    from core.storage import atomic_write_json, read_json_or_default
 
     lib = library_folder()
     ranked = ranked_variants(lib)
     if not ranked:
         return None  # a build without dynamic backends: the CPU code is inside libggml itself
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:  # pragma: no cover - not Linux
-        flags = ""
     build = "|".join(f"{p.name}:{p.stat().st_size}" for p in ranked)
-    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON_VERSION}|{build}|{flags}".encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / f"ggml-cpu-variant-{key}.json"
-    try:
-        chosen = lib / json.loads(cache.read_text())["variant"]
-        if chosen.exists():
-            return chosen
-    except (OSError, ValueError, KeyError):
-        pass
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON_VERSION}|{build}|{' '.join(sorted(cpu_flags()))}".encode()).hexdigest()[:16]
+    cache = _studio_cache() / f"ggml-cpu-variant-{key}.json"
+    entry = read_json_or_default(cache, {})
+    cached = lib / str(entry.get("variant", "")) if isinstance(entry, dict) else None
+    if cached in ranked:
+        return cached
     for variant in ranked:
-        try:
-            probe = subprocess.run([sys.executable, "-c", _PROBE, str(variant), str(embedded_generator_gguf())], env=env,
-                                   capture_output=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            log.warning("llama.cpp CPU variant %s did not answer a probe in 300 s; trying the next", variant.name)
-            continue
-        if probe.returncode == 0:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({"variant": variant.name, "skipped": [p.name for p in ranked[: ranked.index(variant)]]}))
+        if probe_variant(variant) == 0:
+            atomic_write_json(cache, {"variant": variant.name, "skipped": [p.name for p in ranked[: ranked.index(variant)]]})
             return variant
-        log.warning("llama.cpp CPU variant %s failed a probe on this CPU (exit %s): %s; trying the next", variant.name,
-                    probe.returncode, probe.stderr.decode(errors="replace")[-300:])
     raise StudioError("No llama.cpp CPU variant runs on this CPU (each probe crashed); use the transformers engine.")
 
 
@@ -192,7 +199,7 @@ def backend_folder() -> Path:
     variant = working_variant()
     if variant is None:
         return library_folder()
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "studio" / "ggml-backend" / variant.stem
+    folder = _studio_cache() / "ggml-backend" / variant.stem
     link = folder / variant.name
     if not (link.exists() and link.resolve() == variant.resolve()):
         folder.mkdir(parents=True, exist_ok=True)
