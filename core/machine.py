@@ -29,7 +29,6 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-_last_snapshot: tuple[float, float, float] | None = None  # (monotonic time, busy CPU seconds of all, of this process)
 _last_value: float | None = None  # what the last measurement found, in cores
 _snapshot_lock = threading.Lock()
 
@@ -39,6 +38,11 @@ def _snapshot() -> tuple[float, float, float]:
     busy = sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
     own = psutil.Process().cpu_times()
     return time.monotonic(), busy, own.user + own.system
+
+
+# (monotonic time, busy CPU seconds of all, of this process); taken at import so the first hot-path call measures
+# from then instead of waiting
+_last_snapshot: tuple[float, float, float] = _snapshot()
 
 
 def cores_used_by_others(sample_s: float = 0.2, reuse_within_s: float = 30.0) -> float:
@@ -51,18 +55,15 @@ def cores_used_by_others(sample_s: float = 0.2, reuse_within_s: float = 30.0) ->
     global _last_snapshot, _last_value
     with _snapshot_lock:
         now, previous = _snapshot(), _last_snapshot
-        window = now[0] - previous[0] if previous else None
-        if window is not None and window < 0.05 and _last_value is not None and reuse_within_s > 0:
+        window = now[0] - previous[0]
+        if window < 0.05 and _last_value is not None and reuse_within_s > 0:
             return _last_value  # asked again within 50 ms (a burst of searches): too short a window to measure
-        if window is None or not 0.05 <= window <= reuse_within_s:
+        if not 0.05 <= window <= reuse_within_s:
             time.sleep(sample_s)
             previous, now = now, _snapshot()
         _last_snapshot = now
         _last_value = max(0.0, ((now[1] - previous[1]) - (now[2] - previous[2])) / (now[0] - previous[0]))
         return _last_value
-
-
-_last_snapshot = _snapshot()  # the first hot-path call measures from import time instead of waiting
 
 
 def free_cores(sample_s: float = 0.2, reuse_within_s: float = 30.0) -> int:
