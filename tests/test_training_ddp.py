@@ -100,8 +100,11 @@ def test_two_processes_match_one_write_once_and_survive_kill_9_of_the_launcher(w
     assert two.status == "completed", two.error
 
     events = T.read_progress(ws, two.id)
-    # rank 0 alone writes: one start per launch (2 launches), no step twice within a launch
+    # rank 0 alone writes: one start and one CPU probe per launch (2 launches; rank 1 writing would make 4),
+    # no step twice within a launch
     assert sum(e.get("event") == "start" for e in events) == 2
+    assert sum(e.get("event") == "probe" for e in events) == 2
+    assert sum(e.get("event") == "probe" for e in T.read_progress(ws, one.id)) == 1
     assert [e["step"] for e in before] == list(range(1, len(before) + 1))
     assert sum(e.get("event") == "end" and e.get("status") == "completed" for e in events) == 1
     assert (folder / "adapter" / "adapter_model.safetensors").exists()

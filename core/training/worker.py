@@ -201,7 +201,8 @@ def main(run_dir: str) -> int:
     writer = ProgressWriter(run_path / "progress.jsonl")
     checkpoint = T.last_checkpoint(workspace, run_id)
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0
-    previous = [e for e in writer.rewind(resume_step) if e.get("event") == "step"]
+    # rank 0 alone touches progress.jsonl: another rank's rewind could race rank 0's appends and drop them
+    previous = [e for e in writer.rewind(resume_step) if e.get("event") == "step"] if main_process else []
     elapsed_before = previous[-1]["elapsed"] if previous else 0.0  # time trained up to the checkpoint
     began = time.perf_counter()
     # SIGTERM (e.g. the machine shutting down) = a cancel: checkpoint after this step, then stop
@@ -216,10 +217,11 @@ def main(run_dir: str) -> int:
             threads = max(1, min(threads, (os.cpu_count() or 1) // world))
         torch.set_num_threads(threads)
         log.info("Using %d torch thread(s) (load average %.1f on %d CPUs)", threads, os.getloadavg()[0], os.cpu_count() or 1)
-        from core.run_view import cpu_probe
+        if main_process:
+            from core.run_view import cpu_probe
 
-        # what the CPU gives at the start of this session: the next pre-launch estimate scales this run's speed by it
-        writer.write({"event": "probe", "gflops": cpu_probe(threads=threads), "load": os.getloadavg()[0], "time": time.time()})
+            # what the CPU gives at the start of this session: the next pre-launch estimate scales this run's speed by it
+            writer.write({"event": "probe", "gflops": cpu_probe(threads=threads), "load": os.getloadavg()[0], "time": time.time()})
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
