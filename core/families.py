@@ -231,7 +231,10 @@ def read_config(path: str) -> dict:
     """config.json of a local folder or a hub id (the hub cache; config only, never the weights)."""
     folder = Path(path).expanduser()
     if (folder / "config.json").exists():
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        try:
+            return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except ValueError as error:  # a half-written or hand-edited file: say which one
+            raise StudioError(f"{folder / 'config.json'} is not valid JSON: {error}") from error
     try:  # the hub's raw config.json (cached), so a hub id and a downloaded folder of one model hash the same
         from transformers.utils import cached_file
 

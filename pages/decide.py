@@ -21,9 +21,11 @@ from core.errors import StudioError
 from core.estimate.formulas import EstimateInputs, estimate
 from core.estimate.specs import HARDWARE, MODELS
 from core.estimate.summary import human_bytes, human_seconds, summary_lines
+from core.models import EMBEDDED_GENERATOR
 
 COLORS = {"RAG": "#0EA5E9", "Fine-tune": "#F59E0B", "Hybrid": "#4F46E5"}
 ANSWERS_KEY = "decide_answers"
+YOURS = "yours"  # the model key of "Your model": a folder or hub id, sized from its config.json
 state = st.session_state
 
 
@@ -76,6 +78,8 @@ def follow_answers(answers) -> None:
     """The estimate follows the questionnaire: a changed compute answer re-sets hardware, model and training tokens,
     a changed volume answer the document count; a hand-picked value stays until the answer it depends on changes."""
     defaults = estimate_defaults(answers)
+    if sidebar_model():  # the model the user works with beats the catalogue's stand-in
+        defaults["model"] = YOURS
     basis = {"compute_budget": answers["compute_budget"], "doc_volume": answers["doc_volume"]}
     previous = state.get("decide_est_basis") or {}
     follows = {"decide_est_hardware": ("compute_budget", "hardware"), "decide_est_model": ("compute_budget", "model"),
@@ -87,16 +91,48 @@ def follow_answers(answers) -> None:
     state["decide_est_basis"] = basis
 
 
+def sidebar_model() -> str:
+    """The sidebar's generator when the user chose one ("" for the embedded default, which the catalogue holds)."""
+    chosen = shared.generator_spec().model_id
+    return "" if chosen == EMBEDDED_GENERATOR else chosen
+
+
+def own_model(column):
+    """The ModelSpec of the folder or hub id typed in, from its config.json alone (None until one is read)."""
+    from ui.common import md_escape, workspace
+    from ui.models import model_spec_for
+
+    if "decide_est_yours" not in state:  # Streamlit drops it on other pages: start again from the sidebar's model
+        state["decide_est_yours"] = sidebar_model()
+    name = column.text_input("Folder or hub id", key="decide_est_yours", placeholder="~/models/Phi-3-mini or microsoft/Phi-3-mini-4k-instruct",
+                             help="Only config.json is read (a local folder, or a hub id in the Hugging Face cache); "
+                                  "no weights are downloaded.").strip()
+    if not name:
+        column.info("Enter a model folder or hub id; its size is read from config.json.")
+        return None
+    try:
+        spec = model_spec_for(workspace(), name)
+    except StudioError as error:
+        column.error(f"{md_escape(str(error))} Or pick **Custom size** and type the parameter count.")  # the path is user text
+        return None
+    column.caption(f"From config.json: {spec.params:,.0f} parameters, {spec.layers} layers, hidden size {spec.hidden}.")
+    return spec
+
+
 def estimate_panel(answers):
     """Inputs and results of core.estimate; returns the Estimate (or None on a bad input)."""
-    model_keys = list(MODELS) + ["custom"]
+    model_keys = list(MODELS) + [YOURS, "custom"]
     hw_keys = list(HARDWARE)
     follow_answers(answers)
     c1, c2 = st.columns(2)  # two per row: the model and hardware names were cut off at three
-    model_key = c1.selectbox("Base model", model_keys, key="decide_est_model",
-                             format_func=lambda k: MODELS[k].label if k in MODELS else "Custom size")
+    labels = {**{k: m.label for k, m in MODELS.items()}, YOURS: "Your model (config.json)", "custom": "Custom size"}
+    model_key = c1.selectbox("Base model", model_keys, key="decide_est_model", format_func=labels.__getitem__)
+    model = None  # None: core.estimate derives the shape from the size
     if model_key == "custom":
         params = c1.number_input("Parameters (billions)", 0.01, 500.0, 3.0, step=0.5, key="decide_est_custom") * 1e9
+    elif model_key == YOURS:
+        model = own_model(c1)
+        params = model.params if model else None
     else:
         params = MODELS[model_key].params
     hardware = c2.selectbox("Hardware", hw_keys, key="decide_est_hardware", format_func=lambda k: HARDWARE[k].label,
@@ -108,9 +144,11 @@ def estimate_panel(answers):
     docs = c4.number_input("Documents", 0, 100_000_000, step=10, key="decide_est_docs")
     pages = c5.number_input("Pages", 0, 1_000_000_000, 0, step=100, key="decide_est_pages",
                             help="Total pages; 0 = assume 10 per document.")
+    if params is None:  # no readable config yet: own_model said why
+        return None
     try:
         est = estimate(EstimateInputs(params=params, train_tokens=tokens, hardware=hardware,
-                                      docs=int(docs), pages=int(pages) or None))
+                                      docs=int(docs), pages=int(pages) or None), model)
     except StudioError as error:
         st.error(str(error))
         return None

@@ -104,3 +104,57 @@ def test_compute_answer_sets_the_estimate_hardware_and_decision_md_agrees(at):
     at.selectbox(key="decide_q_compute_budget").set_value("cpu_only").run()
     assert at.selectbox(key="decide_est_hardware").value == "cpu"
     assert at.selectbox(key="decide_est_model").value == "smollm2-135m"
+
+
+PHI3_CONFIG = {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+               "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
+               "max_position_embeddings": 4096, "tie_word_embeddings": False, "pad_token_id": 32000}
+
+
+def test_your_model_is_sized_from_its_config_json_alone(workspace, tmp_path):
+    """A folder holding only Phi-3-mini's config.json (no weights): the sidebar's model is the estimate's, counted exactly
+    by core.estimate.specs.model_from_config, the function behind `estimate --model`."""
+    import json
+
+    from core.models import GeneratorSpec
+
+    folder = tmp_path / "phi3-config-only"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(PHI3_CONFIG))
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["generator_spec"] = GeneratorSpec(model_id=str(folder))  # the sidebar's model choice
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="decide_est_model").value == "yours"
+    assert at.text_input(key="decide_est_yours").value == str(folder)
+    assert any("3,821,079,552 parameters, 32 layers, hidden size 3072" in c.value for c in at.caption)
+    est = at.session_state["decision"].estimate
+    assert est.model.params == 3_821_079_552 and est.model.label == "phi3-config-only (3.8B)"
+    assert any(m.label == "LoRA memory" for m in at.metric)
+    assert [p.name for p in folder.iterdir()] == ["config.json"]  # nothing was downloaded or written next to it
+
+    # a folder without config.json, then a broken one: a clear message, no estimate, no traceback
+    empty = tmp_path / "no-config"
+    empty.mkdir()
+    at.text_input(key="decide_est_yours").set_value(str(empty)).run()
+    assert not at.exception
+    shown = at.error[0].value.replace("\\", "")  # the message is markdown with the user's path escaped
+    assert f"{empty} has no config.json" in shown and "Custom size" in shown
+    assert at.session_state["decision"].estimate is None
+    (empty / "config.json").write_text("{not json")
+    at.run()  # a failed read is not cached: the next run reads the folder again
+    assert not at.exception and "config.json is not valid JSON" in at.error[0].value.replace("\\", "")
+
+
+def test_your_model_is_offered_when_the_sidebar_keeps_the_embedded_default(workspace, tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(PHI3_CONFIG))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert at.selectbox(key="decide_est_model").value == "smollm2-135m"  # the catalogue's stand-in stays the default
+    at.selectbox(key="decide_est_model").set_value("yours").run()
+    assert not at.exception and at.text_input(key="decide_est_yours").value == ""
+    assert at.session_state["decision"].estimate is None
+    at.text_input(key="decide_est_yours").set_value(str(tmp_path)).run()
+    assert not at.exception and not at.error
+    assert at.session_state["decision"].estimate.model.params == 3_821_079_552

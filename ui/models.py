@@ -39,6 +39,13 @@ def _cached_model_facts(root: str, base_model: str):
     return model_facts(get_workspace(root), base_model)
 
 
+@st.cache_resource(show_spinner="Reading the model's config.json…")
+def _cached_config_spec(root: str, model: str):
+    from core.estimate.specs import model_from_config
+
+    return model_from_config(model, get_workspace(root))
+
+
 def get_engine(spec=None, generator: GeneratorSpec | None = None):
     """The engine `spec` names (default: the sidebar's), loaded once per server and shared by every page."""
     from core.engines.registry import EngineSpec, resolve_kind
@@ -62,6 +69,11 @@ def embedder_for(kb: KnowledgeBase):
     from core.embedding import spec_for_recorded
 
     return get_embedder(spec_for_recorded(kb.embedding_model, embedder_spec().device))
+
+
+def model_spec_for(ws: Workspace, model: str):
+    """core.estimate.specs.model_from_config (the CLI's `estimate --model`): the exact size from config.json, no weights."""
+    return _cached_config_spec(str(ws.root), model)
 
 
 def model_facts_for(ws: Workspace, base_model: str):
