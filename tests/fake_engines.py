@@ -1,6 +1,8 @@
-"""Fake generation engines for fast tests. They enter through `core.engines.registry.register_engine`,
-the same door as transformers, llamacpp and openai, and are chosen by name like a user chooses an engine.
-The fake embedder (tests.conftest.FakeEmbedder) enters the same way, by model id: `install_embedder`."""
+"""Fake generation engines for fast tests. `install` puts a fake into the engine registry's table
+(`monkeypatch.setitem(core.engines.registry._FACTORIES, kind, ...)`, the table `register_engine` fills and the one
+transformers, llamacpp and openai are looked up in), so monkeypatch removes it after the test; it is then chosen by
+name like a user chooses an engine. The fake embedder (tests.conftest.FakeEmbedder) enters the same way, by model
+id, into core.embedding's `_REGISTERED` table: `install_embedder`."""
 from __future__ import annotations
 
 import re
@@ -60,7 +62,7 @@ def install(monkeypatch, engine=None, kind: str = "fake"):
 
 
 def install_embedder(monkeypatch, embedder):
-    """Register `embedder` under its model id (core.embedding.register_embedder), the door MiniLM comes through:
+    """Put `embedder` under its model id in core.embedding._REGISTERED (the table register_embedder fills):
     a knowledge base built with it, or a sidebar set to that model id, loads it. Undone by monkeypatch."""
     from core import embedding
 

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--processes", type=int, default=None, help="data-parallel processes (accelerate/DDP); default: one per GPU")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="less memory, ~30%% slower (large models)")
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16", "float16"), default=None)
-    parser.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights (CUDA)")
+    parser.add_argument("--qlora", action="store_true", help="4-bit NF4 base weights through bitsandbytes (CUDA or CPU; not Apple MPS)")
     parser.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--run-id", default=None)

@@ -5,7 +5,7 @@ its own LoRA on the context (`llama_set_adapters_lora`, none for base rows), and
 when the adapter changes, so a base row never reuses KV entries an adapter computed. The prompt is the
 GGUF's own chat template (`tokenizer.chat_template`), rendered by llama-cpp-python's Jinja formatter.
 
-The build (Makefile `install`) uses ggml's dynamic CPU backends (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS):
+The build (Makefile `llama-cpp`, part of `install-dev`, so `make test` has it; `make run` does not) uses ggml's dynamic CPU backends (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS):
 one libggml-cpu-<variant>.so per CPU generation, the best one chosen at run time. 0.3.36 built with
 -march=native crashed on an AMX Xeon and an AVX-512 build died with "Illegal instruction" on Zen 4.
 llama-cpp-python does not load those backends itself (abetlen/llama-cpp-python#2069), so
@@ -13,7 +13,7 @@ llama-cpp-python does not load those backends itself (abetlen/llama-cpp-python#2
 process (cached per machine), because a CPU can advertise instructions it does not run (see working_variant).
 
 A peft adapter becomes a GGUF LoRA through llama.cpp's own `convert_lora_to_gguf.py`, from the same
-pinned sdist (Makefile: extracted to ~/.cache/studio/llama.cpp-<version>/).
+pinned sdist (vendored unchanged in vendor/llama.cpp, run by core.export).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Engines by spec string: `transformers`, `llamacpp[:PATH.gguf]`, `openai:http://host:port/v1` (+ a model name).
 
 `open_engine(spec, workspace)` is the only way the Studio gets an engine. Each kind has a factory in
-`_FACTORIES`; tests add their fakes with `register_engine("fake", factory)` and then choose "fake" like a
-user chooses "openai", so a fake enters through the same door as the real engines.
+`_FACTORIES`; tests put their fakes in that table (tests/fake_engines.py: monkeypatch.setitem, undone after the
+test) and then choose "fake" like a user chooses "openai", so a fake enters through the same door as the real engines.
 """
 from __future__ import annotations
 
