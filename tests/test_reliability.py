@@ -432,6 +432,27 @@ def test_cli_search_strips_terminal_escapes(workspace, fake_embedder, monkeypatc
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", printed)
 
 
+TERMINAL_EVIL = "The lighthouse keeper \x1b]0;x\x07\x1b[2J logs every ship at dawn. " * 4
+
+
+@pytest.mark.parametrize("command", [["ask", "Who logs every ship?", "--kb", "term", "--k", "2"],
+                                     ["compare", "Who logs every ship?", "--kb", "term", "--k", "2", "--variants", "base,rag"]])
+def test_cli_ask_and_compare_strip_terminal_escapes(workspace, fake_embedder, monkeypatch, capsys, command):
+    from core.cli import main
+    from tests.fake_engines import install, install_embedder
+
+    ingest_files(workspace, "term", [("evil.txt", TERMINAL_EVIL.encode())], fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)
+    install(monkeypatch)  # the echo engine repeats source [1]'s first sentence, escapes and all
+    argv = ["--workspace", str(workspace.root), *command]
+    assert main([*argv, "--json"]) == 0
+    assert "\\u001b]0;x\\u0007" in capsys.readouterr().out  # JSON escapes them: the raw text does reach the command
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "lighthouse keeper" in printed and "logs every ship" in printed
+    assert "\x1b" not in printed and "\x07" not in printed, repr(printed)
+
+
 def test_an_empty_run_id_is_refused(workspace):
     done = _cli(workspace, "train", "--dataset", "anything", "--run-id", "")
     assert done.returncode == 2 and "--run-id is empty" in done.stderr and "Traceback" not in done.stderr
