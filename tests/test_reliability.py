@@ -334,6 +334,44 @@ def test_the_app_shows_a_damaged_catalogue_as_one_message(healed_kb):
     assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
 
 
+@pytest.mark.parametrize("how", ["pages", "garbage"])  # pages: a raw sqlite3.DatabaseError mid-page; garbage: at connect
+def test_the_app_shows_a_catalogue_damaged_while_it_runs_as_one_message(healed_kb, how):
+    from streamlit.testing.v1 import AppTest
+
+    workspace, _, _ = healed_kb
+    backup = storage.list_backups(workspace)[0]
+    # The real router: app.py run from a folder without pages/, since AppTest would otherwise run a switched-to
+    # page bare (Streamlit's legacy pages/ mode, which ui/__init__.py leaves in a real server).
+    router = f"import runpy\nrunpy.run_path({str(ROOT / 'app.py')!r}, run_name='__main__')"
+    at = AppTest.from_string(router, default_timeout=60).run()
+    at.switch_page(str(ROOT / "pages" / "documents.py")).run()
+    assert at.sidebar.caption and at.title[0].value == "Documents"  # the page ran inside app.py
+    assert not at.exception and not at.error  # checked and good: quick_check will not run again in this process
+    _blank(workspace.db_path, how)
+    at.run()
+    assert not at.exception, at.exception[0].value
+    shown = at.error[0].value.replace("\\", "") if at.error else ""  # md_escape's backslashes
+    assert len(at.error) == 1 and "is damaged" in shown and str(workspace.db_path) in shown and str(backup) in shown
+    at.button(key="restore_catalogue").click().run()
+    assert not at.exception and not at.error
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
+
+
+def test_a_database_error_on_a_sound_catalogue_is_not_called_damage(healed_kb):
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import sqlite3
+
+        from ui.common import catalogue_guard
+
+        with catalogue_guard():
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: documents.sha256")
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.error and "UNIQUE constraint" in at.exception[0].value  # a bug keeps its own error
+
+
 def test_backups_roll(workspace, fake_embedder):
     for number in range(storage.BACKUPS_KEPT + 2):
         ingest_files(workspace, "roll", [(f"f{number}.txt", f"Document number {number} about canals. ".encode() * 5)], fake_embedder)
