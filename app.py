@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import render_sidebar, workspace
+from ui.common import catalogue_guard, render_sidebar, workspace
 
 ROOT = Path(__file__).parent
 PAGES = [  # (file, title, icon): a page whose file is missing is skipped, so features land independently
@@ -21,4 +21,5 @@ pages = [st.Page(str(ROOT / path), title=title, icon=icon) for path, title, icon
 navigation = st.navigation(pages)
 workspace()  # a damaged studio.db stops every page here with one message (core.storage.check_catalogue)
 render_sidebar()
-navigation.run()
+with catalogue_guard():  # ... and one damaged while the app runs, on that page's next run
+    navigation.run()

@@ -165,7 +165,7 @@ def test_a_docx_bomb_is_stopped_by_the_reader_memory_limit():
     with pytest.raises(DocumentError) as caught:
         extract_document_bounded("bomb.docx", data, limits=ExtractionLimits(max_memory_mb=256, max_total_chars=500_000_000))
     assert "max_memory_mb" in str(caught.value) and "--max-memory-mb" in str(caught.value)
-    assert "Lorem" not in extract_document("small.docx", _docx_with_text(2)).pages[0].text  # the crafted file is a real .docx
+    assert "lorem ipsum dolor" in extract_document("small.docx", _docx_with_text(2)).pages[0].text  # a real .docx: refused for its size, not its form
 
 
 def test_character_limit_names_itself_and_its_flag():
@@ -334,6 +334,44 @@ def test_the_app_shows_a_damaged_catalogue_as_one_message(healed_kb):
     assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
 
 
+@pytest.mark.parametrize("how", ["pages", "garbage"])  # pages: a raw sqlite3.DatabaseError mid-page; garbage: at connect
+def test_the_app_shows_a_catalogue_damaged_while_it_runs_as_one_message(healed_kb, how):
+    from streamlit.testing.v1 import AppTest
+
+    workspace, _, _ = healed_kb
+    backup = storage.list_backups(workspace)[0]
+    # The real router: app.py run from a folder without pages/, since AppTest would otherwise run a switched-to
+    # page bare (Streamlit's legacy pages/ mode, which ui/__init__.py leaves in a real server).
+    router = f"import runpy\nrunpy.run_path({str(ROOT / 'app.py')!r}, run_name='__main__')"
+    at = AppTest.from_string(router, default_timeout=60).run()
+    at.switch_page(str(ROOT / "pages" / "documents.py")).run()
+    assert at.sidebar.caption and at.title[0].value == "Documents"  # the page ran inside app.py
+    assert not at.exception and not at.error  # checked and good: quick_check will not run again in this process
+    _blank(workspace.db_path, how)
+    at.run()
+    assert not at.exception, at.exception[0].value
+    shown = at.error[0].value.replace("\\", "") if at.error else ""  # md_escape's backslashes
+    assert len(at.error) == 1 and "is damaged" in shown and str(workspace.db_path) in shown and str(backup) in shown
+    at.button(key="restore_catalogue").click().run()
+    assert not at.exception and not at.error
+    assert [kb.name for kb in list_knowledge_bases(workspace)] == ["heal"]
+
+
+def test_a_database_error_on_a_sound_catalogue_is_not_called_damage(healed_kb):
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import sqlite3
+
+        from ui.common import catalogue_guard
+
+        with catalogue_guard():
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: documents.sha256")
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.error and "UNIQUE constraint" in at.exception[0].value  # a bug keeps its own error
+
+
 def test_backups_roll(workspace, fake_embedder):
     for number in range(storage.BACKUPS_KEPT + 2):
         ingest_files(workspace, "roll", [(f"f{number}.txt", f"Document number {number} about canals. ".encode() * 5)], fake_embedder)
@@ -430,6 +468,27 @@ def test_cli_search_strips_terminal_escapes(workspace, fake_embedder, monkeypatc
     printed = buffer.getvalue()
     assert "lighthouse keeper" in printed and "in red" in printed
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", printed)
+
+
+TERMINAL_EVIL = "The lighthouse keeper \x1b]0;x\x07\x1b[2J logs every ship at dawn. " * 4
+
+
+@pytest.mark.parametrize("command", [["ask", "Who logs every ship?", "--kb", "term", "--k", "2"],
+                                     ["compare", "Who logs every ship?", "--kb", "term", "--k", "2", "--variants", "base,rag"]])
+def test_cli_ask_and_compare_strip_terminal_escapes(workspace, fake_embedder, monkeypatch, capsys, command):
+    from core.cli import main
+    from tests.fake_engines import install, install_embedder
+
+    ingest_files(workspace, "term", [("evil.txt", TERMINAL_EVIL.encode())], fake_embedder)
+    install_embedder(monkeypatch, fake_embedder)
+    install(monkeypatch)  # the echo engine repeats source [1]'s first sentence, escapes and all
+    argv = ["--workspace", str(workspace.root), *command]
+    assert main([*argv, "--json"]) == 0
+    assert "\\u001b]0;x\\u0007" in capsys.readouterr().out  # JSON escapes them: the raw text does reach the command
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "lighthouse keeper" in printed and "logs every ship" in printed
+    assert "\x1b" not in printed and "\x07" not in printed, repr(printed)
 
 
 def test_an_empty_run_id_is_refused(workspace):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sqlite3
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import streamlit as st
-
-from typing import TYPE_CHECKING
 
 from core.errors import StudioError
 from core.models import (
@@ -54,14 +55,37 @@ def workspace() -> Workspace:
     try:
         check_catalogue(ws)
     except CatalogueError as error:
-        from core.storage import list_backups, restore_catalogue
-
-        st.error(md_escape(str(error)), icon=":material/error:")
-        if list_backups(ws) and st.button("Restore the last good backup", type="primary", key="restore_catalogue"):
-            restore_catalogue(ws)  # the damaged file is kept beside it
-            st.rerun()
-        st.stop()
+        _stop_on_damaged_catalogue(ws, error)
     return ws
+
+
+@contextmanager
+def catalogue_guard() -> Iterator[None]:
+    """Around a page's run. quick_check runs once per process, so a studio.db damaged while the app runs shows up
+    as a raw sqlite3 error mid-page: check again then, and show the same one message as at start."""
+    from core.storage import CatalogueError, check_catalogue
+
+    try:
+        yield
+    except CatalogueError as error:
+        _stop_on_damaged_catalogue(get_workspace(), error)
+    except sqlite3.DatabaseError:
+        ws = get_workspace()
+        try:
+            check_catalogue(ws, force=True)  # an intact file (an IntegrityError, a bug) keeps its own error
+        except CatalogueError as error:
+            _stop_on_damaged_catalogue(ws, error)
+        raise
+
+
+def _stop_on_damaged_catalogue(ws: Workspace, error: StudioError) -> None:
+    from core.storage import list_backups, restore_catalogue
+
+    st.error(md_escape(str(error)), icon=":material/error:")
+    if list_backups(ws) and st.button("Restore the last good backup", type="primary", key="restore_catalogue"):
+        restore_catalogue(ws)  # the damaged file is kept beside it
+        st.rerun()
+    st.stop()
 
 
 def knowledge_base_picker(label: str = "Knowledge base", key: str = "kb") -> KnowledgeBase | None:

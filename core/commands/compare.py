@@ -60,17 +60,20 @@ def handle(args) -> int:
 
         print_json(comparison.to_dict())
         return 0
-    print(f"Q: {comparison.question}   (all variants in {comparison.wall_s:.1f} s)")
+    # Answers and chunks carry document text (and model output) that may hold terminal escape sequences.
+    from core.commands.knowledge import terminal_safe as safe
+
+    print(f"Q: {safe(comparison.question)}   (all variants in {comparison.wall_s:.1f} s)")
     for answer in comparison.answers.values():
-        print(f"\n=== {answer.title} ({answer.engine_label}) ===")
+        print(f"\n=== {answer.title} ({safe(answer.engine_label)}) ===")
         if answer.error:
-            print(f"error: {answer.error}")
+            print(f"error: {safe(answer.error)}")
             continue
-        print(answer.text)
+        print(safe(answer.text))
         s = answer.stats
         first = f"{s.first_token_s:.2f}s" if s.first_token_s is not None else "-"
         print(f"[first token {first}, total {s.total_s:.2f}s, {s.new_tokens} tokens, {s.tokens_per_s:.1f} tok/s]")
         for number, hit in enumerate(answer.hits, start=1):
-            print(f"  [{number}] {hit.document} p.{hit.page} score {hit.score:.2f}: {' '.join(hit.text.split())[:100]}")
+            print(f"  [{number}] {safe(hit.document)} p.{hit.page} score {hit.score:.2f}: {' '.join(safe(hit.text).split())[:100]}")
     return 0 if not any(a.error for a in comparison.answers.values() if a.variant not in USES_ADAPTER or adapter) else 1
 
