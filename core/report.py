@@ -171,7 +171,7 @@ def _estimate_html(estimate: dict) -> str:
             rows.append((f"{get(key, 'method') or key} memory", f"{total:.1f} GB{of}: {verdict}{note}"))
     if isinstance(get("training"), dict):
         for label, key in (("LoRA training time", "lora_seconds"), ("QLoRA training time", "qlora_seconds")):
-            value = get("training", key)  # None: QLoRA cannot run on this hardware
+            value = get("training", key)  # None in estimates saved when QLoRA was CUDA-only
             rows.append((label, human_seconds(value) if number(value) or value is None else str(value)))
     if number(get("rag", "index_bytes")):
         chunks = get("rag", "chunks")

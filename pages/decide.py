@@ -157,13 +157,16 @@ def estimate_panel(answers):
     m1, m2 = st.columns(2)
     m3, m4 = st.columns(2)
     for col, mem in ((m1, est.lora), (m2, est.qlora)):
-        verdict = "fits" if mem.fits else ("CUDA only" if not mem.supported else "does not fit")
+        verdict = "fits" if mem.fits else ("not available" if not mem.supported else "does not fit")
         col.metric(f"{mem.method} memory", f"{mem.total_gb:.1f} GB", verdict,
                    delta_color="normal" if mem.fits else "inverse", delta_arrow="off",
                    help=f"of {mem.available_gb:.0f} GB; weights {mem.weights_gb:.1f}, adapter+optimizer "
-                        f"{mem.trainable_gb:.2f}, activations {mem.activations_gb:.1f}, overhead {mem.overhead_gb:.1f}")
+                        f"{mem.trainable_gb:.2f}, activations {mem.activations_gb:.1f}, overhead {mem.overhead_gb:.1f}"
+                        + (f". {mem.note}" if mem.note else ""))
     m3.metric("LoRA training", human_seconds(t.lora_seconds), f"QLoRA {human_seconds(t.qlora_seconds)}",
-              delta_color="off", delta_arrow="off", help="4 x params x tokens / effective FLOP/s")
+              delta_color="off", delta_arrow="off",
+              help=f"4 x params x tokens / effective FLOP/s; QLoRA x {t.qlora_seconds / t.lora_seconds:.2f} "
+                   f"({'published, CUDA' if est.hardware.is_gpu else 'measured on this CPU'})")
     m4.metric("RAG index", human_bytes(r.index_bytes), f"{r.chunks:,} chunks", delta_color="off", delta_arrow="off")
     m5, m6 = st.columns(2)
     m7, m8 = st.columns(2)

@@ -54,7 +54,9 @@ def test_estimate_text_and_json(capsys):
     assert main(["estimate", "--params", "135e6", "--train-tokens", "1e5", "--hardware", "cpu", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert round(data["training"]["lora_seconds"], 2) == 606.06
-    assert data["lora"]["fits"] is True and data["qlora"]["fits"] is False
+    # QLoRA runs on CPU (bitsandbytes' CPU backend), at the measured slowdown: 606.06 s * 28.7 / 20.7 = 840.29 s
+    assert data["lora"]["fits"] is True and data["qlora"]["fits"] is True and data["qlora"]["supported"] is True
+    assert round(data["training"]["qlora_seconds"], 2) == 840.29
 
 
 def test_estimate_unknown_hardware_exits_2_and_lists_choices(capsys):

@@ -24,6 +24,11 @@ def test_defaults_render_a_recommendation_chart_and_metrics(at):
     assert len(at.get("plotly_chart")) == 1
     assert [m.label for m in at.metric][:3] == ["RAG", "Fine-tune", "Hybrid"]
     assert any("LoRA memory" == m.label for m in at.metric)
+    # the default estimate is SmolLM2 on the CPU, where QLoRA runs (bitsandbytes' CPU backend)
+    qlora = next(m for m in at.metric if m.label == "QLoRA memory")
+    assert qlora.delta == "fits" and "slower than LoRA" in qlora.help
+    training = next(m for m in at.metric if m.label == "LoRA training")
+    assert training.delta.startswith("QLoRA ") and training.delta != "QLoRA n/a"
     assert at.info[0].value  # the sensitivity line
 
 

@@ -15,6 +15,10 @@ CPU_LORA_TOKENS_PER_S = 165.0  # LoRA on SmolLM2-135M fp32: 150-180 training tok
 CPU_CALIBRATION_PARAMS = 135e6  # SmolLM2-135M, the model those tokens/s were measured on
 CPU_PREFILL_TOKENS_PER_S = 360.0  # SmolLM2-135M prompt processing, fp32 (DESIGN.md)
 CPU_DECODE_TOKENS_PER_S = 13.5  # SmolLM2-135M decode 12-15 tokens/s fp32 (DESIGN.md), midpoint
+# QLoRA on CPU (bitsandbytes 0.50.2 CPU backend, NF4 base dequantised to fp32 per layer): LoRA 28.7 vs QLoRA 20.7
+# training tokens/s on SmolLM2-135M, measured back to back by bench/qlora_cpu_bench.py (bench/RESULTS_families.md,
+# "QLoRA on CPU", 2026-12-02). The absolute figures are under load; only the ratio is used: 28.7 / 20.7 = 1.386.
+CPU_QLORA_SLOWDOWN = 28.7 / 20.7
 
 # ------------------------------------------------------------------ FLOP counting
 FLOPS_PER_PARAM_TOKEN_FULL = 6.0  # forward 2 + backward 4 FLOP per parameter per token (Kaplan et al. 2020)
@@ -35,7 +39,7 @@ MINILM_PARAMS = 22.7e6  # sentence-transformers/all-MiniLM-L6-v2 model card
 GPU_MFU = 0.35  # model FLOP utilisation for LoRA training; 30-40% is typical for 7B-class bf16 runs (PaLM paper reports 46% at scale; small-batch LoRA runs lower)
 GPU_INFER_MFU = 0.25  # prompt processing / embedding with small batches
 GPU_BANDWIDTH_EFFICIENCY = 0.6  # decode achieves ~60% of peak memory bandwidth (vLLM/llama.cpp reports)
-QLORA_SLOWDOWN = 1.39  # QLoRA trained 39% slower than 16-bit LoRA (S. Raschka, "Practical Tips for Finetuning LLMs Using LoRA", 2023)
+QLORA_SLOWDOWN = 1.39  # on CUDA: QLoRA trained 39% slower than 16-bit LoRA (S. Raschka, "Practical Tips for Finetuning LLMs Using LoRA", 2023)
 
 # ------------------------------------------------------------------ memory constants
 BYTES_BF16 = 2.0  # base weights for LoRA on CUDA

@@ -21,6 +21,7 @@ from core.estimate.constants import (
     CHUNK_TOKENS,
     CPU_EMBED_CHUNKS_PER_S,
     CPU_OVERHEAD_GB,
+    CPU_QLORA_SLOWDOWN,
     CPU_QUERY_EMBED_MS,
     CPU_SEARCH_MS_PER_100K,
     EMBEDDING_DIM,
@@ -79,7 +80,7 @@ class MemoryEstimate:
     activations_gb: float
     overhead_gb: float
     available_gb: float
-    supported: bool = True
+    supported: bool = True  # every catalogue hardware runs both (QLoRA: bitsandbytes on CUDA and CPU; no MPS entry)
     note: str = ""
 
     @property
@@ -97,7 +98,7 @@ class TrainingEstimate:
     full_flops: float
     effective_flops: float
     lora_seconds: float
-    qlora_seconds: float | None  # None where QLoRA cannot run (CPU)
+    qlora_seconds: float
     full_seconds: float
 
 
@@ -146,31 +147,34 @@ def activation_bytes(model: ModelSpec, inputs: EstimateInputs, bytes_per_value: 
 
 
 def estimate_memory(model: ModelSpec, hw: Hardware, inputs: EstimateInputs, method: str) -> MemoryEstimate:
-    """Training memory for "LoRA" (bf16 base on GPU, fp32 on CPU) or "QLoRA" (NF4 base, CUDA only)."""
-    if method == "QLoRA":
-        weight_bytes, act_bytes = BYTES_NF4, BYTES_BF16
-    else:
-        weight_bytes = BYTES_BF16 if hw.is_gpu else BYTES_FP32
-        act_bytes = weight_bytes
-    supported = hw.is_gpu or method == "LoRA"
+    """Training memory for "LoRA" (bf16 base on GPU, fp32 on CPU) or "QLoRA" (NF4 base; compute in bf16 on GPU,
+    fp32 on CPU, as the training worker runs it)."""
+    compute_bytes = BYTES_BF16 if hw.is_gpu else BYTES_FP32
+    # NF4 counted for every parameter, though the embeddings stay at the compute dtype: an underestimate that matters
+    # for small models only (SmolLM2-135M on CPU: 159 MiB measured, bench/RESULTS_families.md, vs 66 MiB here)
+    weight_bytes = BYTES_NF4 if method == "QLoRA" else compute_bytes
+    # the pinned bitsandbytes trains 4-bit on CPU too (tests/test_qlora.py), at a measured cost in time
+    note = "" if hw.is_gpu or method == "LoRA" else (
+        f"QLoRA on CPU (bitsandbytes' CPU backend) saves memory, not time: measured {CPU_QLORA_SLOWDOWN:.2f}x slower than LoRA")
     return MemoryEstimate(
         method=method,
         weights_gb=model.params * weight_bytes / GB,
         trainable_gb=lora_trainable_params(model, inputs.lora_rank) * BYTES_PER_TRAINABLE / GB,
-        activations_gb=activation_bytes(model, inputs, act_bytes) / GB,
+        activations_gb=activation_bytes(model, inputs, compute_bytes) / GB,
         overhead_gb=GPU_OVERHEAD_GB if hw.is_gpu else CPU_OVERHEAD_GB,
         available_gb=hw.memory_gb,
-        supported=supported,
-        note="" if supported else "QLoRA needs CUDA: bitsandbytes 4-bit kernels do not run on CPU",
+        note=note,
     )
 
 
 def estimate_training(params: float, tokens: float, hw: Hardware) -> TrainingEstimate:
-    """time = FLOPs / effective FLOP/s, with FLOPs = 4 N T for LoRA and 6 N T for full fine-tuning."""
+    """time = FLOPs / effective FLOP/s, with FLOPs = 4 N T for LoRA and 6 N T for full fine-tuning; QLoRA is LoRA
+    times its slowdown (published on CUDA, measured here on CPU: see constants.py)."""
     lora = FLOPS_PER_PARAM_TOKEN_LORA * params * tokens
     full = FLOPS_PER_PARAM_TOKEN_FULL * params * tokens
     eff = hw.train_flops
-    return TrainingEstimate(lora, full, eff, lora / eff, lora / eff * QLORA_SLOWDOWN if hw.is_gpu else None, full / eff)
+    slowdown = QLORA_SLOWDOWN if hw.is_gpu else CPU_QLORA_SLOWDOWN
+    return TrainingEstimate(lora, full, eff, lora / eff, lora / eff * slowdown, full / eff)
 
 
 def estimate_rag(pages: int, params: float, hw: Hardware) -> RagEstimate:
