@@ -152,13 +152,13 @@ class TrainingSettings:
 
 
 # Sized on this 2-core CPU (measured, see bench/RESULTS_train.md and tests/test_training_slow.py):
-# demo = ~50 steps of 2 short rows (~400 tokens/step at ~165 tokens/s, about 2 min) with a high
+# demo = 100 steps of 2 short rows (~400 tokens/step at ~165 tokens/s, about 4 min) with a high
 # LR so a 135M model picks up a format; quality = more rank, 2 epochs, lower LR. Both adapt every
 # Linear layer of the model's family (core/families.py), so Phi-3's fused qkv_proj works as Llama's q_proj.
 PRESETS: dict[str, tuple[LoraSettings, TrainingSettings]] = {
     "demo": (
         LoraSettings(r=16, alpha=32, dropout=0.0, target_set="all linear"),
-        TrainingSettings(learning_rate=1e-3, max_steps=50, batch_size=2, grad_accum=1, max_length=320, save_steps=10, warmup_steps=3),
+        TrainingSettings(learning_rate=1e-3, max_steps=100, batch_size=2, grad_accum=1, max_length=320, save_steps=10, warmup_steps=3),
     ),
     "quality": (
         LoraSettings(r=32, alpha=64, dropout=0.05, target_set="all linear"),
