@@ -168,8 +168,13 @@ def test_device_and_precision_choice():
     device, dtype = training_device("auto")
     if torch.cuda.is_available():
         assert device == "cuda" and dtype == ("bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+    elif device == "cpu":  # bf16 only on a CPU with it native (and then only when its cores are free)
+        from core.machine import NATIVE_BF16_FLAGS, cpu_flags
+
+        assert dtype == "float32" or (dtype == "bfloat16" and set(NATIVE_BF16_FLAGS) & cpu_flags())
+        assert training_device("auto", cpu_bf16=False)[1] == "float32"  # QLoRA keeps fp32 compute on the CPU
     else:
-        assert dtype == "float32" and device in ("cpu", "mps")
+        assert dtype == "float32" and device == "mps"
     assert training_device("bfloat16")[1] == "bfloat16"
     assert resolve_dtype_name("auto", "cpu") == "float32" and resolve_dtype_name("auto", "mps") == "float32"
     assert resolve_dtype_name("float16", "cpu") == "float16"

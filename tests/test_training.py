@@ -101,6 +101,64 @@ def test_encode_row_masks_the_prompt_and_keeps_the_answer_when_cut():
     assert example["labels"][0] == -100
     packed = T.pack_examples([example, example, example], 300)
     assert len(packed) == 2 and len(packed[0]["input_ids"]) == 2 * len(example["input_ids"])
+    n = len(example["input_ids"])
+    assert packed[0]["position_ids"] == list(range(n)) * 2  # restarts at each row: the packed rows stay apart
+
+
+def _tiny_llama(seed=0):
+    """A real (randomly initialised) 2-layer Llama: the attention and loss code paths of the embedded model, in ms."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, use_cache=False)
+    return LlamaForCausalLM(config).train()
+
+
+def test_fast_batches_give_the_plain_loss_and_gradients():
+    """Logits only where a label follows (padded or padding-free rows): the model's own loss and gradients."""
+    import torch
+
+    from core.training.worker import (PaddingFreeCollator, TokenCountingCollator, completion_loss, logits_subset_ok,
+                                      packed_attention_ok)
+
+    model = _tiny_llama()
+    assert packed_attention_ok(model)
+    lengths, prompts = (11, 7, 15), (4, 3, 6)
+    batch = []
+    for i, (n, prompt) in enumerate(zip(lengths, prompts)):
+        ids = [(5 * i + 3 * k) % 60 + 2 for k in range(n)]
+        batch.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    padded = TokenCountingCollator(pad_id=0)(batch)
+    loss = model(**padded).loss
+    loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    answer_tokens = sum(n - p for n, p in zip(lengths, prompts))
+    assert logits_subset_ok(model)
+    for collator in (PaddingFreeCollator(), TokenCountingCollator(pad_id=0, keep_logits=True)):
+        inputs = collator(batch)
+        if isinstance(collator, PaddingFreeCollator):
+            assert inputs["input_ids"].shape == (1, sum(lengths)) and collator.tokens == sum(lengths)  # no pad token
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        assert outputs.logits.shape[0] == answer_tokens  # the prompts and pads got no vocabulary projection
+        own_loss = completion_loss(outputs, labels, (labels[..., 1:] != -100).sum())
+        own_loss.backward()
+        assert own_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+        for p, g in zip(model.parameters(), expected):
+            assert torch.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+        model.zero_grad()
+
+
+def test_packed_attention_check_refuses_a_model_that_would_mix_examples():
+    from core.training.worker import packed_attention_ok
+
+    model = _tiny_llama()
+    model.config.use_cache = True  # with a key/value cache transformers builds a plain causal mask over both rows
+    assert not packed_attention_ok(model)
 
 
 def test_one_run_at_a_time_and_stale_locks(ws):

@@ -38,14 +38,19 @@ def encode_row(tokenizer, row: dict, max_length: int, completion_only_loss: bool
 
 
 def pack_examples(examples: list[dict], max_length: int) -> list[dict]:
-    """Concatenate examples into blocks of up to max_length tokens (labels kept per token)."""
-    blocks, ids, labels = [], [], []
+    """Concatenate examples into blocks of up to max_length tokens (labels kept per token).
+
+    Each block carries position ids that restart at every example: the padding-free collator turns them into a
+    block-diagonal attention mask, so an example never attends to the one before it in its block.
+    """
+    blocks, ids, labels, positions = [], [], [], []
     for example in examples:
         if ids and len(ids) + len(example["input_ids"]) > max_length:
-            blocks.append({"input_ids": ids, "labels": labels})
-            ids, labels = [], []
+            blocks.append({"input_ids": ids, "labels": labels, "position_ids": positions})
+            ids, labels, positions = [], [], []
         ids = ids + example["input_ids"]
         labels = labels + example["labels"]
+        positions = positions + list(range(len(example["input_ids"])))
     if ids:
-        blocks.append({"input_ids": ids[:max_length], "labels": labels[:max_length]})
+        blocks.append({"input_ids": ids[:max_length], "labels": labels[:max_length], "position_ids": positions[:max_length]})
     return blocks

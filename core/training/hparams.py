@@ -119,7 +119,9 @@ class TrainingSettings:
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute activations in backward: ~30% slower, far less memory (large models)"}
     )
-    precision: str = field(default="auto", metadata={"help": "auto: bf16 on CUDA with bf16, fp16 on older GPUs, fp32 on CPU and MPS"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 on CUDA with bf16, fp16 on older GPUs, fp32 on MPS; on the CPU bf16 autocast where bf16 is native "
+                "(AVX512-BF16/AMX) and no other job uses the cores, else fp32"})
     processes: int = field(default=0, metadata={"help": "data-parallel processes (accelerate/DDP); 0 = one per visible GPU, else 1"})
 
     def validate(self, model_max_length: int | None = None) -> None:
