@@ -1,14 +1,14 @@
 """The dense half of hybrid search: which FAISS index a knowledge base gets, built without holding it all in RAM.
 
-Chosen by measurement (bench/RESULTS_scale.md, "Index choice", 2026-12-03; 384-dim clustered unit vectors,
-one thread, top 50):
+Chosen by measurement (bench/RESULTS_scale.md, "Index choice and recall", 2026-12-03; 384-dim clustered unit
+vectors, recall@10 against exact fp32 search on 200 question-like / 200 near-tied queries, FAISS alone on one
+thread, top 50, on a 2-core machine shared with other jobs):
 - up to `flat_max_vectors` (200k): flat, vectors stored as fp16 (FAISS scalar quantizer). Half the memory
-  and half the scan time of fp32 (3.3 vs 8.3 ms p50 at 100k); recall@10 against fp32 exact search 1.000 on
-  question-like queries and 0.999 on near-tied ones (scores shown to users are recomputed from SQLite's fp32).
+  and less than half the scan time of fp32 (3.3 vs 8.3 ms p50 at 100k); recall@10 1.000 / 0.999 at 100k.
 - above: IVF (4*sqrt(n) lists, k-means trained on a sample of the stored vectors) with fp16 vectors,
-  searching 1/16 of the lists. At 100k it measured recall@10 1.000 (question-like queries) and 0.98
-  (near-tied worst case) at 0.4 ms. HNSW (M 32, efSearch 96, used before) measured 0.983 and 0.449, built
-  1.4x slower than IVF and cannot remove vectors, so it is no longer built (old HNSW files still load).
+  searching 1/16 of the lists: recall@10 1.000 / 0.993 at 300k (1.2 ms p50), 1.000 / 1.000 at 1M.
+  HNSW (M 32, efSearch 96, used before) measured 0.909 / 0.288 at 300k and took 5.7x IVF's build time
+  there (163 vs 28 s), and cannot remove vectors, so it is no longer built (old HNSW files still load).
 Because an IVF index is approximate, `index_cache` measures its recall@10 against exact search on stored
 vectors at every build and records it in the manifest; below `recall_goal` it logs a warning.
 
@@ -36,7 +36,7 @@ class VectorIndexSettings:
     flat_max_vectors: int = field(
         default=200_000,
         metadata={"help": "largest knowledge base searched by a flat (exhaustive) scan; above it IVF "
-                          "(flat fp16 measured 3.3 ms p50 per query at 100k, so ~7 ms at 200k, on 1 thread)"},
+                          "(flat fp16 measured 3.3 ms p50 per query at 100k and 10.9 ms at 300k, on 1 thread)"},
     )
     flat_fp16: bool = field(default=True, metadata={"help": "store the flat index's vectors as fp16: half the memory and scan time"})
     ivf_lists_factor: float = field(default=4.0, metadata={"help": "IVF lists = factor x sqrt(vectors)"})
