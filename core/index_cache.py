@@ -233,7 +233,8 @@ def index_details(workspace: Workspace, kb: KnowledgeBase) -> dict:
 def recall_text(details: dict) -> str:
     """One phrase for the page and the CLI: the measured recall@10 of an approximate index, or that the scan is exhaustive."""
     if details.get("recall_at_10") is None:
-        return "exhaustive scan (no recall loss)"
+        approximate = "approximate" in (details.get("index_type") or "")
+        return "recall not measured (built by an older version)" if approximate else "exhaustive scan (no recall loss)"
     return f"recall@10 vs exact search {details['recall_at_10']:.3f} ({details.get('recall_queries') or 0} stored vectors as queries)"
 
 

@@ -31,6 +31,15 @@ def batches(data, size=1000):
         yield np.arange(start, min(start + size, len(data)), dtype=np.int64) + 100, data[start:start + size]
 
 
+def test_recall_text_never_calls_an_unmeasured_approximate_index_lossless():
+    from core.index_cache import recall_below_goal, recall_text
+
+    old_hnsw = {"index_type": "HNSW (M=32, efSearch=96), approximate", "recall_at_10": None}
+    assert "not measured" in recall_text(old_hnsw) and not recall_below_goal(old_hnsw)
+    assert "no recall loss" in recall_text({"index_type": "flat inner product, fp16 vectors, exhaustive", "recall_at_10": None})
+    assert recall_below_goal({"recall_at_10": 0.9, "recall_goal": 0.95}) and not recall_below_goal({"recall_at_10": 0.95, "recall_goal": 0.95})
+
+
 def test_exact_top_k_over_batches_matches_a_flat_search():
     import faiss
 
