@@ -139,11 +139,15 @@ def _can_extend(index: Any, kb: KnowledgeBase, settings: vector_index.VectorInde
     return True
 
 
-def write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False) -> Any:
+def write_index(
+    workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False, removed_ids: np.ndarray | None = None
+) -> Any:
     """Bring the FAISS file and manifest up to date with SQLite (atomic renames), and refresh the cache.
 
     `grown_only` (after an ingest): when the current file verifies and SQLite only gained chunks since,
-    the new vectors are added to it instead of rebuilding. Otherwise the index is rebuilt from SQLite in
+    the new vectors are added to it instead of rebuilding. `removed_ids` (after removing a document): those
+    vectors are removed from the verified file (a 1M-vector IVF rebuild took ~3 min, bench/RESULTS_scale.md).
+    Otherwise the index is rebuilt from SQLite in
     batches (an IVF index first trains on a sample of the stored vectors). An approximate index gets its
     recall@10 measured against exact search, in the manifest. The manifest records the file's size and
     SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
@@ -152,14 +156,22 @@ def write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBas
 
     folder = _index_folder(workspace, kb.id)
     settings = vector_index.VectorIndexSettings()
-    index, manifest, _ = _read_index_file(folder) if grown_only else (None, {}, "")
-    last_id = int(manifest.get("max_chunk_id", -1)) if index is not None else -1
-    new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0] if index is not None else 0
-    if index is not None and _can_extend(index, kb, settings) and index.ntotal + new_rows == kb.chunk_count:
-        for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
-            index.add_with_ids(vectors, ids)
-        how = "extended"
-    else:
+    index, manifest, _ = _read_index_file(folder) if grown_only or removed_ids is not None else (None, {}, "")
+    how = ""
+    if index is not None and _can_extend(index, kb, settings):
+        if removed_ids is not None:
+            removed = np.ascontiguousarray(removed_ids, dtype=np.int64)
+            # HNSW cannot remove; a count that does not add up means the file was not the one before the removal
+            if vector_index.kind(index) != "hnsw" and index.ntotal - len(removed) == kb.chunk_count and index.remove_ids(removed) == len(removed):
+                how = "shrunk"
+        else:
+            last_id = int(manifest.get("max_chunk_id", -1))
+            new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0]
+            if index.ntotal + new_rows == kb.chunk_count:
+                for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
+                    index.add_with_ids(vectors, ids)
+                how = "extended"
+    if not how:
         exact = vector_index.is_exact(kb.chunk_count, settings)
         training = None if exact else _sample_vectors(conn, kb, settings.train_sample)
         index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings, training)

@@ -57,10 +57,16 @@ def test_a_bad_file_does_not_stop_the_batch(workspace, fake_embedder):
     assert "empty" in results[1].message
 
 
-def test_remove_document_removes_vectors(workspace, fake_embedder):
+def test_remove_document_removes_vectors(workspace, fake_embedder, caplog):
+    """The removed document's vectors leave the index file in place (no rebuild); a fresh load agrees with SQLite."""
+    import logging
+
     ingest_files(workspace, "kb1", files(), fake_embedder)
     before = get_knowledge_base(workspace, "kb1")
+    caplog.set_level(logging.INFO, logger="core.index_cache")
     removed = remove_document(workspace, "kb1", "beta.txt")
+    assert "shrunk" in caplog.text
+    index_cache._INDEX_CACHE.clear()  # as after a restart: the file on disk must verify
     after = get_knowledge_base(workspace, "kb1")
     assert removed > 0 and after.chunk_count == before.chunk_count - removed
     assert load_index(workspace, after).ntotal == after.chunk_count
