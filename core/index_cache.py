@@ -149,7 +149,8 @@ def write_index(
     vectors are removed from the verified file (a 1M-vector IVF rebuild took ~3 min, bench/RESULTS_scale.md).
     Otherwise the index is rebuilt from SQLite in
     batches (an IVF index first trains on a sample of the stored vectors). An approximate index gets its
-    recall@10 measured against exact search, in the manifest. The manifest records the file's size and
+    recall@10 measured against exact search, in the manifest: at every build, and when an ingest or removal
+    has changed the base by 10% or more since the last measurement. The manifest records the file's size and
     SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
     """
     import faiss
@@ -177,7 +178,14 @@ def write_index(
         index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings, training)
         del training
         how = "built"
-    recall, recall_queries = (None, 0) if vector_index.is_exact(kb.chunk_count, settings) else measure_recall(conn, kb, index, settings)
+    recall, recall_queries, measured_at = None, 0, None
+    if not vector_index.is_exact(kb.chunk_count, settings):
+        previous = manifest.get("recall_measured_at_vectors")
+        if how != "built" and manifest.get("recall_at_10") is not None and previous and abs(kb.chunk_count - previous) < 0.1 * previous:
+            # a small ingest or removal: a full pass over the stored vectors per batch would cost more than it tells
+            recall, recall_queries, measured_at = manifest["recall_at_10"], manifest.get("recall_queries", 0), previous
+        else:
+            (recall, recall_queries), measured_at = measure_recall(conn, kb, index, settings), kb.chunk_count
     max_id = conn.execute("SELECT MAX(id) FROM chunks WHERE kb_id = ?", (kb.id,)).fetchone()[0]
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index.faiss.", suffix=".tmp")
@@ -205,6 +213,7 @@ def write_index(
             "memory_bytes": description["memory_bytes"],
             "recall_at_10": recall,
             "recall_queries": recall_queries,
+            "recall_measured_at_vectors": measured_at,
             "recall_goal": settings.recall_goal,
             "chunking": asdict(kb.chunking),
             "file_bytes": size,
@@ -212,7 +221,8 @@ def write_index(
         },
     )
     log.info("Index of %s %s: %d vectors, %s%s", kb.name, how, index.ntotal, description["type"],
-             "" if recall is None else f", recall@10 {recall:.3f} on {recall_queries} stored vectors")
+             "" if recall is None else f", recall@10 {recall:.3f} on {recall_queries} stored vectors"
+             + ("" if measured_at == kb.chunk_count else f" (measured at {measured_at} vectors)"))
     if recall is not None and recall < settings.recall_goal:
         log.warning("Index of %s: recall@10 %.3f against exact search is below %.2f; raise ivf_probe_share", kb.name, recall, settings.recall_goal)
     return _remember(_INDEX_CACHE, workspace, kb, index)

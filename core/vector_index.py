@@ -158,9 +158,12 @@ def exact_top_k(queries: np.ndarray, batches: Iterable[tuple[np.ndarray, np.ndar
     for ids, vectors in batches:
         scores = np.concatenate([best_scores, queries @ np.asarray(vectors, dtype=np.float32).T], axis=1)
         every = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best_scores, best_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(every, keep, 1)
-    return best_ids
+        if scores.shape[1] > k:  # the k best of this batch and the previous best, unordered (cheaper than a full sort)
+            keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            scores, every = np.take_along_axis(scores, keep, 1), np.take_along_axis(every, keep, 1)
+        best_scores, best_ids = scores, every
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_ids, order, 1)
 
 
 def recall_against(index: Any, queries: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
