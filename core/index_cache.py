@@ -3,7 +3,7 @@
 The file in `indexes/<kb id>/` is written with `faiss.write_index` (never pickled), next to a manifest
 with its size and SHA-256; when the manifest disagrees with SQLite (a crash between the two writes)
 or the file with its manifest, it is rebuilt from the stored vectors. Which kind of index a base
-gets (flat or HNSW) is core/vector_index.py's choice; this module keeps it on disk and in memory.
+gets (flat or IVF) is core/vector_index.py's choice; this module keeps it on disk and in memory.
 """
 from __future__ import annotations
 
@@ -108,29 +108,84 @@ def _read_index_file(folder: Path) -> tuple[Any | None, dict, str]:
     return vector_index.prepare_for_search(index), manifest, ""
 
 
-def write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False) -> Any:
+def _sample_vectors(conn: sqlite3.Connection, kb: KnowledgeBase, count: int, salt: int = 0) -> np.ndarray:
+    """About `count` stored vectors spread over the whole base (every n-th chunk id), read without loading the rest."""
+    step = max(1, kb.chunk_count // max(1, count))
+    rows = conn.execute(
+        "SELECT embedding FROM chunks WHERE kb_id = ? AND id % ? = ? LIMIT ?", (kb.id, step, salt % step, count)
+    ).fetchall()
+    if not rows:
+        return np.zeros((0, kb.dimension), dtype=np.float32)
+    return np.frombuffer(b"".join(row["embedding"] for row in rows), dtype=np.float32).reshape(len(rows), kb.dimension)
+
+
+def measure_recall(conn: sqlite3.Connection, kb: KnowledgeBase, index: Any, settings: vector_index.VectorIndexSettings, k: int = 10) -> tuple[float, int]:
+    """(recall@k, queries) of `index` against exact search, stored vectors used as queries; exact ranks streamed from SQLite."""
+    queries = _sample_vectors(conn, kb, settings.recall_queries, salt=1)
+    if not len(queries):
+        return 1.0, 0
+    truth = vector_index.exact_top_k(queries, _vector_batches(conn, kb), k)
+    return vector_index.recall_against(index, queries, truth, k), len(queries)
+
+
+def _can_extend(index: Any, kb: KnowledgeBase, settings: vector_index.VectorIndexSettings) -> bool:
+    """Same kind as a fresh build would pick; an IVF index only while its lists are at least half the ideal number."""
+    import faiss
+
+    if vector_index.kind(index) != vector_index.wanted_kind(kb.chunk_count, settings) or index.d != kb.dimension:
+        return False
+    if vector_index.kind(index) == "ivf":
+        return 2 * faiss.downcast_index(index.index).nlist >= vector_index.ivf_lists(kb.chunk_count, settings)
+    return True
+
+
+def write_index(
+    workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, grown_only: bool = False, removed_ids: np.ndarray | None = None
+) -> Any:
     """Bring the FAISS file and manifest up to date with SQLite (atomic renames), and refresh the cache.
 
     `grown_only` (after an ingest): when the current file verifies and SQLite only gained chunks since,
-    the new vectors are added to it instead of rebuilding (an HNSW graph of a million vectors takes
-    minutes to build). Otherwise the index is rebuilt from SQLite in batches. The manifest records the
-    file's size and SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
+    the new vectors are added to it instead of rebuilding. `removed_ids` (after removing a document): those
+    vectors are removed from the verified file (a 1M-vector IVF rebuild took ~3 min, bench/RESULTS_scale.md).
+    Otherwise the index is rebuilt from SQLite in
+    batches (an IVF index first trains on a sample of the stored vectors). An approximate index gets its
+    recall@10 measured against exact search, in the manifest: at every build, and when an ingest or removal
+    has changed the base by 10% or more since the last measurement. The manifest records the file's size and
+    SHA-256, so a later load can tell a damaged or swapped file from the one it describes.
     """
     import faiss
 
     folder = _index_folder(workspace, kb.id)
     settings = vector_index.VectorIndexSettings()
-    index, manifest, _ = _read_index_file(folder) if grown_only else (None, {}, "")
-    last_id = int(manifest.get("max_chunk_id", -1)) if index is not None else -1
-    new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0] if index is not None else 0
-    same_kind = index is not None and (kb.chunk_count > settings.flat_max_vectors) == ("HNSW" in vector_index.describe(index)["type"])
-    if index is not None and same_kind and index.ntotal + new_rows == kb.chunk_count and index.d == kb.dimension:
-        for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
-            index.add_with_ids(vectors, ids)
-        how = "extended"
-    else:
-        index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings)
+    index, manifest, _ = _read_index_file(folder) if grown_only or removed_ids is not None else (None, {}, "")
+    how = ""
+    if index is not None and _can_extend(index, kb, settings):
+        if removed_ids is not None:
+            removed = np.ascontiguousarray(removed_ids, dtype=np.int64)
+            # HNSW cannot remove; a count that does not add up means the file was not the one before the removal
+            if vector_index.kind(index) != "hnsw" and index.ntotal - len(removed) == kb.chunk_count and index.remove_ids(removed) == len(removed):
+                how = "shrunk"
+        else:
+            last_id = int(manifest.get("max_chunk_id", -1))
+            new_rows = conn.execute("SELECT COUNT(*) FROM chunks WHERE kb_id = ? AND id > ?", (kb.id, last_id)).fetchone()[0]
+            if index.ntotal + new_rows == kb.chunk_count:
+                for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
+                    index.add_with_ids(vectors, ids)
+                how = "extended"
+    if not how:
+        exact = vector_index.is_exact(kb.chunk_count, settings)
+        training = None if exact else _sample_vectors(conn, kb, settings.train_sample)
+        index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings, training)
+        del training
         how = "built"
+    recall, recall_queries, measured_at = None, 0, None
+    if not vector_index.is_exact(kb.chunk_count, settings):
+        previous = manifest.get("recall_measured_at_vectors")
+        if how != "built" and manifest.get("recall_at_10") is not None and previous and abs(kb.chunk_count - previous) < 0.1 * previous:
+            # a small ingest or removal: a full pass over the stored vectors per batch would cost more than it tells
+            recall, recall_queries, measured_at = manifest["recall_at_10"], manifest.get("recall_queries", 0), previous
+        else:
+            (recall, recall_queries), measured_at = measure_recall(conn, kb, index, settings), kb.chunk_count
     max_id = conn.execute("SELECT MAX(id) FROM chunks WHERE kb_id = ?", (kb.id,)).fetchone()[0]
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".index.faiss.", suffix=".tmp")
@@ -156,12 +211,20 @@ def write_index(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBas
             "dimension": kb.dimension,
             "index_type": description["type"] + "; unit vectors: score = cosine similarity",
             "memory_bytes": description["memory_bytes"],
+            "recall_at_10": recall,
+            "recall_queries": recall_queries,
+            "recall_measured_at_vectors": measured_at,
+            "recall_goal": settings.recall_goal,
             "chunking": asdict(kb.chunking),
             "file_bytes": size,
             "file_sha256": digest,
         },
     )
-    log.info("Index of %s %s: %d vectors, %s", kb.name, how, index.ntotal, description["type"])
+    log.info("Index of %s %s: %d vectors, %s%s", kb.name, how, index.ntotal, description["type"],
+             "" if recall is None else f", recall@10 {recall:.3f} on {recall_queries} stored vectors"
+             + ("" if measured_at == kb.chunk_count else f" (measured at {measured_at} vectors)"))
+    if recall is not None and recall < settings.recall_goal:
+        log.warning("Index of %s: recall@10 %.3f against exact search is below %.2f; raise ivf_probe_share", kb.name, recall, settings.recall_goal)
     return _remember(_INDEX_CACHE, workspace, kb, index)
 
 
@@ -179,12 +242,27 @@ def _read_verified_index(folder: Path, kb: KnowledgeBase) -> tuple[Any | None, s
 
 
 def index_details(workspace: Workspace, kb: KnowledgeBase) -> dict:
-    """What the Documents page shows about a knowledge base's vector index: type, vectors, memory, file size."""
+    """What the Documents page and `kb info` show about a knowledge base's vector index: type, vectors, memory,
+    file size, and for an approximate index its recall@10 against exact search (None for a flat one)."""
     manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default=None)
     if not isinstance(manifest, dict) or manifest.get("version") != kb.version:
         load_index(workspace, kb)  # verifies or rebuilds, and rewrites the manifest
         manifest = read_json_or_default(_index_folder(workspace, kb.id) / "manifest.json", default={}) or {}
-    return {key: manifest.get(key) for key in ("index_type", "vectors", "memory_bytes", "file_bytes", "embedding_model", "dimension")}
+    keys = ("index_type", "vectors", "memory_bytes", "file_bytes", "embedding_model", "dimension", "recall_at_10", "recall_queries", "recall_goal")
+    return {key: manifest.get(key) for key in keys}
+
+
+def recall_text(details: dict) -> str:
+    """One phrase for the page and the CLI: the measured recall@10 of an approximate index, or that the scan is exhaustive."""
+    if details.get("recall_at_10") is None:
+        approximate = "approximate" in (details.get("index_type") or "")
+        return "recall not measured (built by an older version)" if approximate else "exhaustive scan (no recall loss)"
+    return f"recall@10 vs exact search {details['recall_at_10']:.3f} ({details.get('recall_queries') or 0} stored vectors as queries)"
+
+
+def recall_below_goal(details: dict) -> bool:
+    recall, goal = details.get("recall_at_10"), details.get("recall_goal")
+    return recall is not None and goal is not None and recall < goal
 
 
 def load_index(workspace: Workspace, kb: KnowledgeBase) -> Any:

@@ -182,10 +182,11 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             row = conn.execute("SELECT id, chunk_count FROM documents WHERE kb_id = ? AND name = ?", (kb.id, document_name)).fetchone()
             if row is None:
                 raise StudioError(f"Knowledge base {kb_name!r} has no document named {document_name!r}.")
+            chunk_ids = np.array([r[0] for r in conn.execute("SELECT id FROM chunks WHERE document_id = ?", (row["id"],))], dtype=np.int64)
             lexical.remove_document(conn, kb.id, row["id"])
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
-        write_index(workspace, conn, get_knowledge_base(workspace, kb_name))
+        write_index(workspace, conn, get_knowledge_base(workspace, kb_name), removed_ids=chunk_ids)
     backup_catalogue(workspace)  # a restore must not bring back a document the user removed
     return int(row["chunk_count"])
 

@@ -1,7 +1,7 @@
 """Retrieval: a question -> the chunks worth citing, in one call (`retrieve`).
 
 The steps, each a named function: the question is embedded; `dense_rankings` asks a `VectorIndex`
-(by default the knowledge base's FAISS flat/HNSW index, core/index_cache.py) for the nearest chunks;
+(by default the knowledge base's FAISS flat/IVF index, core/index_cache.py) for the nearest chunks;
 `lexical.top` ranks by BM25 (SQLite FTS5, core/lexical.py); `fuse` merges both by reciprocal rank;
 `_hits` scores each chunk by its cosine to the question and notes the question terms it cannot vouch
 for; `relevant` is the gate. `search`/`search_many` stop before the gate: the Documents page and
@@ -90,8 +90,8 @@ class VectorIndex(Protocol):
     """What dense retrieval needs from a vector index: for each query row, the ids of the k nearest vectors.
 
     Scores are inner products of unit vectors (cosine similarity); ids are chunk ids, and -1 pads a row
-    with fewer than k (FAISS's convention). The default is the knowledge base's own FAISS index (flat up
-    to 200k vectors, HNSW above: core/vector_index.py); an IVF index or a vector server plugs in here.
+    with fewer than k (FAISS's convention). The default is the knowledge base's own FAISS index (flat fp16
+    up to 200k vectors, IVF above: core/vector_index.py); another index or a vector server plugs in here.
     """
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...

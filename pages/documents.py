@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, ExtractionLimits
 from core.errors import StudioError
+from core.index_cache import recall_below_goal, recall_text
 from core.knowledge import (
     RETRIEVAL_MODES,
     ChunkingSettings,
@@ -69,7 +70,12 @@ def kb_header(ws, kb) -> None:
     if kb.chunk_count:
         details = index_details(ws, kb)
         st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
-                   f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · keyword index: SQLite FTS5 in the catalogue")
+                   f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · {recall_text(details)} · "
+                   "keyword index: SQLite FTS5 in the catalogue")
+        if recall_below_goal(details):
+            st.caption(f":warning: The vector index finds only {details['recall_at_10']:.0%} of the exact top 10 "
+                       f"(goal {details['recall_goal']:.0%}): dense search may miss chunks. Searching more IVF lists "
+                       "(VectorIndexSettings.ivf_probe_share) raises it.")
 
 
 def reading_limits() -> ExtractionLimits:

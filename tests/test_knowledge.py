@@ -57,10 +57,16 @@ def test_a_bad_file_does_not_stop_the_batch(workspace, fake_embedder):
     assert "empty" in results[1].message
 
 
-def test_remove_document_removes_vectors(workspace, fake_embedder):
+def test_remove_document_removes_vectors(workspace, fake_embedder, caplog):
+    """The removed document's vectors leave the index file in place (no rebuild); a fresh load agrees with SQLite."""
+    import logging
+
     ingest_files(workspace, "kb1", files(), fake_embedder)
     before = get_knowledge_base(workspace, "kb1")
+    caplog.set_level(logging.INFO, logger="core.index_cache")
     removed = remove_document(workspace, "kb1", "beta.txt")
+    assert "shrunk" in caplog.text
+    index_cache._INDEX_CACHE.clear()  # as after a restart: the file on disk must verify
     after = get_knowledge_base(workspace, "kb1")
     assert removed > 0 and after.chunk_count == before.chunk_count - removed
     assert load_index(workspace, after).ntotal == after.chunk_count
@@ -251,9 +257,10 @@ def test_lexical_query_words_are_never_fts_operators(workspace, fake_embedder):
         assert search(workspace, "kb1", query, fake_embedder, RetrievalSettings(mode="lexical", k=3))
 
 
-def test_ingest_extends_the_vector_index_and_large_bases_switch_to_hnsw(workspace, fake_embedder, monkeypatch, caplog):
-    """A second ingest adds its vectors to the verified file (no rebuild); above flat_max_vectors the index is HNSW,
-    and search still finds the right document; index_details reports what the Documents page shows."""
+def test_ingest_extends_the_vector_index_and_large_bases_switch_to_ivf(workspace, fake_embedder, monkeypatch, caplog):
+    """A second ingest adds its vectors to the verified file (no rebuild); above flat_max_vectors the index is IVF,
+    its recall@10 against exact search is measured into the manifest, and search still finds the right document;
+    index_details reports what the Documents page shows."""
     import logging
 
     from core import vector_index
@@ -266,13 +273,16 @@ def test_ingest_extends_the_vector_index_and_large_bases_switch_to_hnsw(workspac
     kb = get_knowledge_base(workspace, "kb1")
     details = index_details(workspace, kb)
     assert details["vectors"] == kb.chunk_count and details["index_type"].startswith("flat") and details["memory_bytes"] > 0
+    assert "fp16" in details["index_type"] and details["recall_at_10"] is None  # exhaustive: nothing to measure
 
     monkeypatch.setattr(vector_index, "VectorIndexSettings", _small_flat_limit)
     ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews beer in Bremen. " * 40)], fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
-    assert index_details(workspace, kb)["index_type"].startswith("HNSW")
+    details = index_details(workspace, kb)
+    assert details["index_type"].startswith("IVF") and details["recall_queries"] > 0
+    assert 0.0 <= details["recall_at_10"] <= 1.0 and details["recall_goal"] == 0.95
     assert search(workspace, "kb1", "when does the bakery open", fake_embedder, RetrievalSettings(k=3, mode="dense"))[0].document == "beta.txt"
 
 
 def _small_flat_limit():
-    return VectorIndexSettings(flat_max_vectors=3, hnsw_m=8, hnsw_ef_construction=16, hnsw_ef_search=16)
+    return VectorIndexSettings(flat_max_vectors=3)

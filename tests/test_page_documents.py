@@ -37,7 +37,8 @@ def test_list_search_and_remove(app_workspace, real_embedder):
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     assert at.metric[0].value == "2"
-    assert any(c.value.startswith("Vector index: flat inner product, exact") and "FTS5" in c.value for c in at.caption)
+    assert any(c.value.startswith("Vector index: flat inner product, fp16 vectors, exhaustive") and "exhaustive scan (no recall loss)" in c.value
+               and "FTS5" in c.value for c in at.caption)
     table = at.dataframe[0].value
     assert list(table["Document"]) == ["leave.txt", "travel.txt"]
     at.text_input[0].set_value("how many days of paid leave").run()

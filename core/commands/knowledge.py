@@ -53,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kb_docs.add_argument("name")
     kb_docs.add_argument("--json", action="store_true")
     kb_docs.set_defaults(func=cmd_kb_docs)
+    kb_info = kb_sub.add_parser("info", help="a knowledge base's vector index: type, memory, measured recall@10")
+    kb_info.add_argument("name")
+    kb_info.add_argument("--json", action="store_true")
+    kb_info.set_defaults(func=cmd_kb_info)
     kb_remove = kb_sub.add_parser("remove", help="remove one document (and its vectors)")
     kb_remove.add_argument("name")
     kb_remove.add_argument("document")
@@ -203,6 +207,23 @@ def cmd_kb_docs(args) -> int:
     if failures:
         text += "\nNot added (kept until dismissed in the app):\n" + "\n".join(f"✗ {terminal_safe(f.message)}" for f in failures)
     _print([d.__dict__ for d in documents], args.json, text)
+    return 0
+
+
+def cmd_kb_info(args) -> int:
+    from core.catalogue import get_knowledge_base
+    from core.index_cache import index_details, recall_below_goal, recall_text
+
+    ws = get_workspace(args.workspace)
+    kb = get_knowledge_base(ws, args.name)
+    details = index_details(ws, kb) if kb.chunk_count else {}
+    text = f"{kb.name}: {kb.document_count} documents, {kb.chunk_count} chunks, {kb.embedding_model}, {kb.dimension} dimensions"
+    if details:
+        text += (f"\nVector index: {details['index_type']}\n{details['vectors']:,} vectors, ~{(details['memory_bytes'] or 0) / 2**20:.1f} MB "
+                 f"in memory, {(details['file_bytes'] or 0) / 2**20:.1f} MB on disk\n{recall_text(details)}")
+        if recall_below_goal(details):
+            text += f"\nwarning: recall@10 is below the goal of {details['recall_goal']:.2f}: dense search may miss chunks."
+    _print({"name": kb.name, "documents": kb.document_count, "chunks": kb.chunk_count, "index": details}, args.json, terminal_safe(text))
     return 0
 
 
