@@ -78,7 +78,7 @@ def run_ours(path, rows, lora, training, out, layout="padded+keep", bf16=False, 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-    from core.training.worker import (PaddingFreeCollator, TokenCountingCollator, build_examples, completion_loss,
+    from core.training.batches import (PaddingFreeCollator, TokenCountingCollator, build_examples, completion_loss,
                                       logits_subset_ok, packed_attention_ok)
 
     set_seed(0)  # the same LoRA initialisation in every run of ours

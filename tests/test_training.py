@@ -120,7 +120,7 @@ def test_fast_batches_give_the_plain_loss_and_gradients():
     """Logits only where a label follows (padded or padding-free rows): the model's own loss and gradients."""
     import torch
 
-    from core.training.worker import (PaddingFreeCollator, TokenCountingCollator, completion_loss, logits_subset_ok,
+    from core.training.batches import (PaddingFreeCollator, TokenCountingCollator, completion_loss, logits_subset_ok,
                                       packed_attention_ok)
 
     model = _tiny_llama()
@@ -154,7 +154,7 @@ def test_fast_batches_give_the_plain_loss_and_gradients():
 
 
 def test_packed_attention_check_refuses_a_model_that_would_mix_examples():
-    from core.training.worker import packed_attention_ok
+    from core.training.batches import packed_attention_ok
 
     model = _tiny_llama()
     model.config.use_cache = True  # with a key/value cache transformers builds a plain causal mask over both rows
