@@ -222,6 +222,8 @@ def export_ggufs(workspace: Workspace, run_id: str, merged_dir: str | os.PathLik
         outcomes = _run_converters(jobs) if jobs else []
         for (name, _, source), final, staging, problem in zip(targets, finals, stagings, outcomes):
             if problem:
+                if "pre-tokenizer was not recognized" in problem:
+                    problem += _pre_tokenizer_hint(source if name != "lora_gguf" else Path(base))
                 results[name] = StudioError(problem)
                 continue
             staging.rename(final)
@@ -245,6 +247,32 @@ def export_ggufs(workspace: Workspace, run_id: str, merged_dir: str | os.PathLik
             note + _modelfile(Path(base) if Path(base).is_dir() else Path(adapter_path(workspace, run_id)), source,
                               adapter=f"./{path.name}", model_type=model_type))
     return results
+
+
+def _pre_tokenizer_hint(folder: Path) -> str:
+    """Why llama.cpp did not know a BPE tokenizer, and what to do: it hashes the ids transformers' AutoTokenizer gives a
+    test text, and transformers picks the class from config.json's model_type, which may replace tokenizer.json's
+    pre-tokenizer with its own (Qwen2Tokenizer does): then a vocabulary not made for that split hashes to nothing known."""
+    import json
+
+    hint = ("\nllama.cpp names a BPE tokenizer by hashing the token ids of a test text; this tokenizer's ids are not in the "
+            "list of the vendored converter (llama-cpp-python 0.3.36).")
+    try:
+        from transformers import AutoTokenizer
+
+        loaded = AutoTokenizer.from_pretrained(str(folder))
+        saved = json.loads((folder / "tokenizer.json").read_text()).get("pre_tokenizer")
+        used = json.loads(loaded.backend_tokenizer.to_str()).get("pre_tokenizer")
+        if saved is not None and used != saved:
+            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+            hint += (f" transformers loads this folder as {type(loaded).__name__} (from model_type {model_type!r}), which splits "
+                     "text with its own pre-tokenizer instead of the one in tokenizer.json, so the converter hashes a "
+                     "vocabulary split in a way it has no entry for.")
+    except (OSError, ValueError, AttributeError, KeyError) as error:  # the hint is a courtesy; the refusal stands
+        log.info("pre-tokenizer check of %s skipped: %s", folder, error)
+    return hint + (" What to do: keep the base model's own tokenizer files (a base whose vocabulary matches its "
+                   "architecture's tokenizer converts), or export the adapter alone (--lora-gguf) and run it on a "
+                   "published GGUF of the base.")
 
 
 def _one(results: dict[str, Path | StudioError], name: str) -> Path:

@@ -1,8 +1,8 @@
 """Each model family end to end through the CLI with `--model DIR`: train 3 steps, targets, Compare's ft column,
 merge, GGUF (llama.cpp's converter), the adapter as GGUF, and the GGUF loaded in llama.cpp when it is installed.
 
-The results become docs/families.md, the support matrix the README links: when the file differs from what
-these tests saw, the test rewrites it and fails, so a changed matrix is always a reviewed commit.
+The results become docs/families.md and the table between README.md's families markers: when either differs
+from what these tests saw, the test rewrites it and fails, so a changed matrix is always a reviewed commit.
 """
 from __future__ import annotations
 
@@ -173,12 +173,15 @@ def render_matrix(results: dict[str, dict]) -> str:
     lines += ["- Any other architecture trains on its own Linear layers (all but the output head); its GGUF export works",
               "  when llama.cpp's converter knows it and says why otherwise."]
     if any("pre-tokenizer was not recognized" in str(r.get("gguf")) for r in results.values()):
-        lines += ["- \"BPE pre-tokenizer was not recognized\": llama.cpp identifies a BPE tokenizer by hashing its output. The test",
-                  "  model pairs SmolLM2's vocabulary with Qwen2's pre-tokenizer, a mix no real model has; the real Qwen2/2.5",
-                  "  tokenizer's hash is in the vendored converter (not verified here: no network for the real files)."]
+        lines += ["- \"BPE pre-tokenizer was not recognized\": llama.cpp names a BPE tokenizer by hashing the ids of a test text.",
+                  "  transformers loads every `model_type: qwen2` folder as Qwen2Tokenizer, which replaces tokenizer.json's",
+                  "  pre-tokenizer with Qwen2's own split; the test model's SmolLM2 vocabulary split that way hashes to",
+                  "  nothing llama.cpp knows. A real Qwen2/2.5 keeps its own vocabulary and split, whose hash the converter",
+                  "  lists (not run here: no network for the real files); a Qwen2-architecture model with another tokenizer",
+                  "  meets the same refusal, and the export error says so. Its adapter GGUF converts either way."]
     if any("did not load" in str(r.get("llama.cpp")) for r in results.values()):
-        lines += ["- Phi-3 test model: llama.cpp loads the merged GGUF, but the GGUF of the plain test base stops with",
-                  "  \"error loading model vocabulary: unordered_map::at\" (seen with verbose=True); not investigated further."]
+        lines += ["- \"did not load\": llama.cpp refused the GGUF of the plain test base (run with verbose=True to see why; a",
+                  "  model named phi3/phi-3 must have <unk>, <s> and </s> in its vocabulary, for example)."]
     if any("not installed" in str(r.get("llama.cpp")) for r in results.values()):
         lines += ["- llama.cpp column: llama-cpp-python was not installed when these tests ran; the GGUF files were checked",
                   "  with the gguf reader only."]
@@ -186,13 +189,46 @@ def render_matrix(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+README_START, README_END = "<!-- families:start -->", "<!-- families:end -->"
+
+
+def _short(cell: str) -> str:
+    """A README cell: 'yes', or 'no: ' and the refusal without the exception name or the converter's advice."""
+    if not cell.startswith("no: "):
+        return cell
+    reason = cell[4:].split(": ", 1)[-1] if "Error: " in cell else cell[4:]
+    return "no: " + reason.split(" - ")[0]
+
+
+def render_readme_table(results: dict[str, dict]) -> str:
+    """The README's copy: what each family can and cannot do, details in docs/families.md."""
+    columns = ["family", "train", "compare", "merged", "gguf", "lora gguf", "llama.cpp"]
+    heads = ["family", "train", "Compare ft", "merged safetensors", "GGUF (merged)", "GGUF adapter", "llama.cpp"]
+    lines = [README_START,
+             "<!-- written by tests/test_family_cli.py from tiny models of each architecture; do not edit by hand -->",
+             "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for key in FAMILY_KEYS:
+        lines.append("| " + " | ".join(_short(str(results[key].get(c, ""))).replace("|", "/") for c in columns) + " |")
+    return "\n".join(lines + [README_END])
+
+
 def test_support_matrix_is_current():
     if set(RESULTS) != set(FAMILY_KEYS) or any("lora gguf" not in r for r in RESULTS.values()):
         pytest.skip("run the whole file: the matrix needs every family's result")
+    readme_path = ROOT / "README.md"
+    readme = readme_path.read_text()
+    assert README_START in readme and README_END in readme, f"README.md needs the {README_START} ... {README_END} markers"
+    assert "docs/families.md" in readme
+    start, end = readme.index(README_START), readme.index(README_END) + len(README_END)
+    stale = []  # both files rewritten in one run, then one failure to review them
     text = render_matrix(RESULTS)
-    old = MATRIX.read_text() if MATRIX.exists() else ""
-    if text != old:
+    if text != (MATRIX.read_text() if MATRIX.exists() else ""):
         MATRIX.parent.mkdir(exist_ok=True)
         MATRIX.write_text(text)
-        pytest.fail(f"{MATRIX} was out of date and has been rewritten; review and commit it")
-    assert "docs/families.md" in (ROOT / "README.md").read_text()
+        stale.append(str(MATRIX))
+    table = render_readme_table(RESULTS)
+    if readme[start:end] != table:
+        readme_path.write_text(readme[:start] + table + readme[end:])
+        stale.append(str(readme_path))
+    if stale:
+        pytest.fail(f"{' and '.join(stale)} out of date and rewritten; review and commit")

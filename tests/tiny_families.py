@@ -44,7 +44,10 @@ GEMMA_TEMPLATE = (
 SPECS = {
     "llama": dict(arch="LlamaForCausalLM", config="LlamaConfig", added=[], bos="<|im_start|>", eos="<|im_end|>", pad=None,
                   turn_end=[], template=None),
-    "phi3": dict(arch="Phi3ForCausalLM", config="Phi3Config", added=["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+    # <unk>/<s>/</s>: the real Phi-3 vocabulary has them, and llama.cpp looks them up by text for any model named
+    # "phi3"/"phi-3" (the GGUF's general.name, from the folder name): without them it stops with unordered_map::at
+    "phi3": dict(arch="Phi3ForCausalLM", config="Phi3Config",
+                 added=["<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
                  bos="<|im_start|>", eos="<|endoftext|>", pad="<|endoftext|>", turn_end=["<|end|>"], template=PHI3_TEMPLATE),
     "qwen2": dict(arch="Qwen2ForCausalLM", config="Qwen2Config", added=[], bos=None, eos="<|im_end|>", pad="<|endoftext|>",
                   turn_end=[], template=QWEN2_TEMPLATE),
