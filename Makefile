@@ -44,7 +44,7 @@ test: install-dev browser
 	$(PYTHON) -m pytest
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not browser"
+	$(PYTHON) -m pytest -n auto -m "not slow and not browser"
 
 bench: install-dev
 	$(PYTHON) bench/ingest_bench.py
