@@ -162,8 +162,9 @@ def write_index(
     if index is not None and _can_extend(index, kb, settings):
         if removed_ids is not None:
             removed = np.ascontiguousarray(removed_ids, dtype=np.int64)
-            # HNSW cannot remove; a count that does not add up means the file was not the one before the removal
-            if vector_index.kind(index) != "hnsw" and index.ntotal - len(removed) == kb.chunk_count and index.remove_ids(removed) == len(removed):
+            # _can_extend already refused an old HNSW file (it cannot remove); a count that does not add up means the
+            # file was not the one before the removal
+            if index.ntotal - len(removed) == kb.chunk_count and index.remove_ids(removed) == len(removed):
                 how = "shrunk"
         else:
             last_id = int(manifest.get("max_chunk_id", -1))
@@ -172,14 +173,14 @@ def write_index(
                 for ids, vectors in _vector_batches(conn, kb, after_id=last_id):
                     index.add_with_ids(vectors, ids)
                 how = "extended"
+    exact = vector_index.is_exact(kb.chunk_count, settings)
     if not how:
-        exact = vector_index.is_exact(kb.chunk_count, settings)
         training = None if exact else _sample_vectors(conn, kb, settings.train_sample)
         index = vector_index.build_index(kb.dimension, kb.chunk_count, _vector_batches(conn, kb), settings, training)
         del training
         how = "built"
     recall, recall_queries, measured_at = None, 0, None
-    if not vector_index.is_exact(kb.chunk_count, settings):
+    if not exact:
         previous = manifest.get("recall_measured_at_vectors")
         if how != "built" and manifest.get("recall_at_10") is not None and previous and abs(kb.chunk_count - previous) < 0.1 * previous:
             # a small ingest or removal: a full pass over the stored vectors per batch would cost more than it tells
