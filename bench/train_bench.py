@@ -136,13 +136,10 @@ def run_trl(path, rows, lora, training, out):
     return result("TRL SFTTrainer recipe (padded)", timing, "fp32")
 
 
-def fits_whole(path, row, max_length: int) -> bool:
+def fits_whole(tokenizer, row, max_length: int) -> bool:
     """Does the row's whole chat (system, prompt, answer) fit in max_length tokens, so no runner cuts it?"""
-    from transformers import AutoTokenizer
-
     from core.generation import DEFAULT_SYSTEM
 
-    tokenizer = fits_whole.__dict__.setdefault("tokenizer", AutoTokenizer.from_pretrained(path))
     chat = [{"role": "system", "content": DEFAULT_SYSTEM}, {"role": "user", "content": row["prompt"]},
             {"role": "assistant", "content": row["output"]}]
     return len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=False)) <= max_length
@@ -172,7 +169,10 @@ def main() -> int:
     lora, training = T.preset("demo")
     # Only rows that fit max_length whole: the two runners cut a long row differently (ours shortens the passage so the
     # answer fits, TRL cuts the answer's end), and one such row made the final losses differ by 6% in an earlier run.
-    rows = [r for r in style_rows(2 * args.rows, max_input_chars=400, root=SQUAD_FULL or SQUAD) if fits_whole(path, r, training.max_length)]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)  # once: the fit check reads every candidate row
+    rows = [r for r in style_rows(2 * args.rows, max_input_chars=400, root=SQUAD_FULL or SQUAD) if fits_whole(tokenizer, r, training.max_length)]
     rows = rows[: args.rows]
     lora = T.resolve_lora(lora, T.model_facts(Workspace(MODEL_CACHE)))  # "all linear" -> the family's layer names
     training = dataclasses.replace(training, max_steps=args.steps)
