@@ -255,7 +255,7 @@ def describe_hardware() -> dict[str, str]:
     import os
 
     if no_gpu_driver():
-        return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} threads)", "dtype": "float32", "qlora": _qlora_on_cpu()}
+        return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} threads)", "dtype": _cpu_dtype_note(), "qlora": _qlora_on_cpu()}
     import torch
 
     if torch.cuda.is_available():
@@ -267,4 +267,13 @@ def describe_hardware() -> dict[str, str]:
     if mps_available():
         return {"device": "mps", "name": "Apple GPU (MPS)", "dtype": "float32",
                 "qlora": "not on MPS (bitsandbytes has no MPS backend); CUDA or CPU"}
-    return {"device": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", "dtype": "float32", "qlora": _qlora_on_cpu()}
+    return {"device": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", "dtype": _cpu_dtype_note(), "qlora": _qlora_on_cpu()}
+
+
+def _cpu_dtype_note() -> str:
+    """What `auto` precision gives on this CPU (core.machine.fast_cpu_dtype), from its flags alone: no CPU sample per page."""
+    from core.machine import NATIVE_BF16_FLAGS, cpu_flags
+
+    if any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS):
+        return "bfloat16 where it is faster (native bf16: answers when every core is free, training on 1 thread), else float32"
+    return "float32"

@@ -11,6 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers on 2 cores: each takes its share of the cores
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+    for _name in ("STUDIO_TRAIN_THREADS", "STUDIO_TORCH_THREADS", "OMP_NUM_THREADS"):  # OpenMP threads spin when
+        os.environ.setdefault(_name, _share)  # oversubscribed: 2+2 threads on 2 cores ran LoRA 4x slower (bench/RESULTS_train.md)
 # The in-repo sample set (5 squad36 PDFs with their gold questions, same layout as squad36) serves every test by
 # default, so a fresh clone passes; the full 36-document squad36 only serves tests that need all of it.
 SAMPLES = ROOT / "samples"
@@ -170,3 +174,12 @@ def applied_plan(**fields):
     from ui.state import AppliedPlan
 
     return AppliedPlan(dataclasses.replace(plan_pipelines(decide(default_answers())), **fields), markdown="")
+
+
+# Longest first: under `pytest -n 2` (make test) it starts at once on one worker while the other works through the
+# rest, instead of starting last and finishing alone (it is ~40% of the suite's time on one core).
+LONGEST_FIRST = ("test_demo_preset_teaches_the_format",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.originalname not in LONGEST_FIRST)  # stable: every other test keeps its order

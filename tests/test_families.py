@@ -173,6 +173,10 @@ def test_device_and_precision_choice():
 
         assert dtype == "float32" or (dtype == "bfloat16" and set(NATIVE_BF16_FLAGS) & cpu_flags())
         assert training_device("auto", cpu_bf16=False)[1] == "float32"  # QLoRA keeps fp32 compute on the CPU
+        # one thread never collapses in bf16 (the collapse is threads spinning on shared cores): native means bf16
+        one_thread = training_device("auto", threads=1)[1]
+        assert one_thread == ("bfloat16" if set(NATIVE_BF16_FLAGS) & cpu_flags() else "float32")
+        assert training_device("auto", cpu_bf16=False, threads=1)[1] == "float32"
     else:
         assert dtype == "float32" and device == "mps"
     assert training_device("bfloat16")[1] == "bfloat16"

@@ -127,7 +127,7 @@ def render_sidebar() -> None:
             emb = state.embedder_spec()
             model_id = _model_picker("Generator", GENERATOR_CHOICES, gen.model_id, "generator")
             device = st.selectbox("Device", DEVICES, index=DEVICES.index(gen.device))
-            dtype = st.selectbox("Precision", DTYPES, index=DTYPES.index(gen.dtype), help="auto: bf16 on CUDA, fp32 on CPU")
+            dtype = st.selectbox("Precision", DTYPES, index=DTYPES.index(gen.dtype), help="auto: bf16 on CUDA; on a CPU with native bf16 (AMX, AVX512-BF16) bf16 when every core is free, else fp32")
             emb_id = _model_picker("Embeddings (new knowledge bases)", EMBEDDER_CHOICES, emb.model_id, "embedder")
             state.set_sidebar_models(GeneratorSpec(model_id, device, dtype), EmbedderSpec(emb_id, emb.device))
             from ui.engine_picker import sidebar_engine

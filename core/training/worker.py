@@ -129,12 +129,15 @@ def die_with_launcher() -> None:
         os._exit(1)
 
 
-def training_device(precision: str, cpu_bf16: bool = True) -> tuple[str, str]:
+def training_device(precision: str, cpu_bf16: bool = True, threads: int | None = None) -> tuple[str, str]:
     """(device, dtype): CUDA in bf16 (fp16 on GPUs without bf16), Apple MPS in fp32, the CPU in bf16 only where
     core.machine says bf16 is native and the cores are not shared (`fast_cpu_dtype`), else fp32; unless asked otherwise.
 
     On the CPU, bf16 means autocast over fp32 weights (`cpu_autocast`): the LoRA weights and Adam state stay fp32.
     `cpu_bf16=False` keeps 'auto' at fp32 on the CPU (QLoRA, whose compute dtype is its own setting).
+    bf16's collapse on shared cores is a many-thread one: a run on 1 torch thread (`threads`, what `choose_threads`
+    gives when a core is busy) takes bf16 wherever it is native. Measured with the other core spinning, demo preset,
+    1 thread: fp32 0.198 / 0.194 steps/s, bf16 0.268 / 0.277 (1.38x; bench/RESULTS_train.md).
     """
     import torch
 
@@ -144,9 +147,16 @@ def training_device(precision: str, cpu_bf16: bool = True) -> tuple[str, str]:
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         device, auto = "mps", "float32"  # mixed precision on MPS is partial; fp32 is the safe default
     else:
-        from core.machine import fast_cpu_dtype
+        from core.machine import NATIVE_BF16_FLAGS, cpu_flags, fast_cpu_dtype
 
-        device, auto = "cpu", fast_cpu_dtype() if cpu_bf16 else "float32"
+        native = any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+        device = "cpu"
+        if not cpu_bf16:
+            auto = "float32"
+        elif threads == 1 and native:
+            auto = "bfloat16"
+        else:
+            auto = fast_cpu_dtype()
     return device, auto if precision == "auto" else precision
 
 
@@ -214,7 +224,7 @@ def main(run_dir: str) -> int:
         lora, training = T.settings_from_dict(config)
         path = resolve_generator_path(GeneratorSpec(model_id=training.base_model), workspace)
         model_type = (config.get("base") or {}).get("model_type")
-        device, dtype_name = training_device(training.precision, cpu_bf16=not training.qlora)
+        device, dtype_name = training_device(training.precision, cpu_bf16=not training.qlora, threads=threads)
         autocast = cpu_autocast(device, dtype_name, training.qlora)
         log.info("Precision %s on %s (%s)", dtype_name, device, "bf16 autocast over fp32 weights" if autocast else "weights in this dtype")
         tokenizer = load_tokenizer(path, model_type)  # family quirks: pad token, system turn folded for Gemma
