@@ -40,11 +40,13 @@ browser:
 run: install
 	$(PYTHON) -m streamlit run app.py
 
+# Both entry points spread the tests over the cores (pytest-xdist; tests/conftest.py gives each worker its share of
+# the cores and starts the longest test first). `python -m pytest` alone runs them one after another.
 test: install-dev browser
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n auto --dist worksteal
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -n auto -m "not slow and not browser"
+	$(PYTHON) -m pytest -n auto --dist worksteal -m "not slow and not browser"
 
 bench: install-dev
 	$(PYTHON) bench/ingest_bench.py

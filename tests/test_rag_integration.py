@@ -19,7 +19,11 @@ DOCS = ["1973_oil_crisis.pdf", "Amazon_rainforest.pdf", "Black_Death.pdf"]
 def squad_kb(tmp_path_factory, real_embedder):
     from core.settings import get_workspace
 
+    from tests.tune_support import workspace_with_model
+
     ws = get_workspace(tmp_path_factory.mktemp("rag-ws"))
+    # real_embedder exported MiniLM once into the shared cache: link it, so the CLI below does not export it again (~20 s)
+    workspace_with_model(ws.root)
     results = ingest_files(ws, "squad", [(name, (SQUAD / "docs" / name).read_bytes()) for name in DOCS], real_embedder)
     assert [r.status for r in results] == ["added"] * 3
     return ws
