@@ -11,12 +11,18 @@ frequencies, and an external-content table: the text stays only in `chunks`, the
 tokens. FTS5 floors a term's idf at 1e-6 when it appears in over half the rows (Okapi's idf goes
 negative), so a tiny knowledge base still ranks the chunks that share a word with the question
 (rank_bm25's BM25Okapi returned nothing there; that is why the old index was BM25+).
+
+Beside it, `lexical_<kb id>_terms` holds each word's chunk count, kept in the same transactions. A query needs
+those counts (to leave out words found everywhere, and to know which names the base never mentions); FTS5's
+own vocabulary table computes them by walking every posting of the word, which at 1M chunks cost 103 / 218 ms
+(p50 / p95) a question, more than the ranking itself (bench/RESULTS_scale.md). Here it is one B-tree lookup a word.
 """
 from __future__ import annotations
 
 import logging
 import re
 import sqlite3
+from collections import Counter
 from typing import Sequence
 
 log = logging.getLogger(__name__)
@@ -36,57 +42,91 @@ def _table(kb_id: int) -> str:
     return f"lexical_{int(kb_id)}"
 
 
-def _exists(conn: sqlite3.Connection, kb_id: int) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_table(kb_id),)).fetchone() is not None
+def _exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
 
 def create_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
-    """Create the (empty) index of a knowledge base and its vocabulary view. Call inside a transaction."""
+    """Create the (empty) index of a knowledge base, its vocabulary view and its word counts. Call inside a transaction."""
     table = _table(kb_id)
     conn.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
         "text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
     )
     conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table}_terms (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL) WITHOUT ROWID")
 
 
 def ensure_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
-    """Build the index once for a knowledge base made before it existed (then it is kept up to date)."""
-    if _exists(conn, kb_id):
+    """Build what a knowledge base made by an older version lacks, once: the index, or its word counts."""
+    table = _table(kb_id)
+    if _exists(conn, f"{table}_terms"):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _exists(conn, kb_id):  # another process may have built it while we waited for the lock
+        if not _exists(conn, table):  # another process may have built it while we waited for the lock
             create_lexical_index(conn, kb_id)
-            conn.execute(f"INSERT INTO {_table(kb_id)}(rowid, text) SELECT id, text FROM chunks WHERE kb_id = ?", (kb_id,))
+            conn.execute(f"INSERT INTO {table}(rowid, text) SELECT id, text FROM chunks WHERE kb_id = ?", (kb_id,))
+            _count_words(conn, kb_id, "SELECT text FROM chunks WHERE kb_id = ?", kb_id, +1)
             log.info("Built the lexical index of knowledge base %s from its chunks", kb_id)
+        elif not _exists(conn, f"{table}_terms"):  # an index from before the word counts: one walk of its vocabulary
+            create_lexical_index(conn, kb_id)
+            conn.execute(f"INSERT INTO {table}_terms(term, chunks) SELECT term, doc FROM {table}_vocab")
+            log.info("Counted the words of knowledge base %s's lexical index", kb_id)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
 
+def _count_words(conn: sqlite3.Connection, kb_id: int, texts_sql: str, key: int, sign: int) -> None:
+    """Add (+1) or take away (-1) the chunks `texts_sql` selects from each word's chunk count."""
+    counts: Counter[str] = Counter()
+    for (text,) in conn.execute(texts_sql, (key,)):
+        counts.update(set(tokenize(text)))
+    table = f"{_table(kb_id)}_terms"
+    conn.executemany(
+        f"INSERT INTO {table}(term, chunks) VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET chunks = chunks + excluded.chunks",
+        ((term, sign * count) for term, count in counts.items()),
+    )
+    if sign < 0:
+        conn.execute(f"DELETE FROM {table} WHERE chunks <= 0")
+
+
 def add_document(conn: sqlite3.Connection, kb_id: int, document_id: int) -> None:
     """Index a new document's chunks. Call in the transaction that inserts them."""
     create_lexical_index(conn, kb_id)
     conn.execute(f"INSERT INTO {_table(kb_id)}(rowid, text) SELECT id, text FROM chunks WHERE document_id = ?", (document_id,))
+    _count_words(conn, kb_id, "SELECT text FROM chunks WHERE document_id = ?", document_id, +1)
 
 
 def remove_document(conn: sqlite3.Connection, kb_id: int, document_id: int) -> None:
     """Unindex a document's chunks. Call in the transaction that deletes them, BEFORE the delete:
     an external-content index needs the original text to remove its tokens."""
-    if not _exists(conn, kb_id):
-        return
     table = _table(kb_id)
+    if not _exists(conn, table):
+        return
     conn.execute(
         f"INSERT INTO {table}({table}, rowid, text) SELECT 'delete', id, text FROM chunks WHERE document_id = ?", (document_id,)
     )
+    if _exists(conn, f"{table}_terms"):  # else ensure_lexical_index counts them from the index on the next search
+        _count_words(conn, kb_id, "SELECT text FROM chunks WHERE document_id = ?", document_id, -1)
 
 
 def drop_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
     table = _table(kb_id)
+    conn.execute(f"DROP TABLE IF EXISTS {table}_terms")
     conn.execute(f"DROP TABLE IF EXISTS {table}_vocab")
     conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def chunk_counts(conn: sqlite3.Connection, kb_id: int, words: Sequence[str]) -> dict[str, int]:
+    """How many chunks hold each word (words no chunk holds are left out)."""
+    if not words:
+        return {}
+    return dict(conn.execute(
+        f"SELECT term, chunks FROM {_table(kb_id)}_terms WHERE term IN ({','.join('?' * len(words))})", tuple(words)
+    ).fetchall())
 
 
 def _match_expression(words: Sequence[str]) -> str:
@@ -105,9 +145,7 @@ def top(conn: sqlite3.Connection, kb_id: int, query: str, depth: int, total_chun
     words = sorted(set(tokenize(query)))
     if not words or depth <= 0:
         return []
-    frequencies = dict(conn.execute(
-        f"SELECT term, doc FROM {_table(kb_id)}_vocab WHERE term IN ({','.join('?' * len(words))})", tuple(words)
-    ).fetchall())
+    frequencies = chunk_counts(conn, kb_id, words)
     if not frequencies:
         return []
     informative = [word for word, count in frequencies.items() if count <= total_chunks * COMMON_WORD_SHARE]
@@ -121,9 +159,4 @@ def top(conn: sqlite3.Connection, kb_id: int, query: str, depth: int, total_chun
 
 def known_terms(conn: sqlite3.Connection, kb_id: int, terms: Sequence[str]) -> set[str]:
     """The terms that occur somewhere in the knowledge base."""
-    if not terms:
-        return set()
-    rows = conn.execute(
-        f"SELECT term FROM {_table(kb_id)}_vocab WHERE term IN ({','.join('?' * len(terms))})", tuple(terms)
-    ).fetchall()
-    return {row[0] for row in rows}
+    return set(chunk_counts(conn, kb_id, terms))

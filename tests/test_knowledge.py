@@ -251,6 +251,38 @@ def test_a_knowledge_base_from_before_the_lexical_index_gets_one_on_first_search
     assert hits and hits[0].document == "beta.txt"
 
 
+def _word_counts_from_fts5(conn, kb_id):
+    return dict(conn.execute(f"SELECT term, doc FROM lexical_{kb_id}_vocab").fetchall())
+
+
+def test_word_counts_follow_every_add_and_remove_and_match_fts5s_own(workspace, fake_embedder):
+    """The per-word chunk counts a query reads (lexical_<id>_terms, kept in ingest's transactions) equal FTS5's own
+    vocabulary counts (which walk every posting) after adds, a removal, the drill's copy and an older base's upgrade."""
+    from core import lexical
+    from core.catalogue import open_catalogue
+    from core.evaluation.drill import make_drill_copy
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    ingest_files(workspace, "kb1", [("gamma.txt", "Gamma GmbH brews sourdough beer in Bremen, Ünterföhring and Lyon. ".encode() * 10)],
+                 fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    with open_catalogue(workspace) as conn:
+        counts = dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall())
+        assert counts == _word_counts_from_fts5(conn, kb.id) and counts["sourdough"] >= 2
+    remove_document(workspace, "kb1", "beta.txt")
+    with open_catalogue(workspace) as conn:
+        counts = dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall())
+        assert counts == _word_counts_from_fts5(conn, kb.id) and "bakery" not in counts
+        assert lexical.chunk_counts(conn, kb.id, ["bakery", "bremen"]) == {"bremen": counts["bremen"]}
+    copy = get_knowledge_base(workspace, make_drill_copy(workspace, "kb1"))
+    with open_catalogue(workspace) as conn:
+        assert dict(conn.execute(f"SELECT term, chunks FROM lexical_{copy.id}_terms").fetchall()) == counts
+        conn.execute(f"DROP TABLE lexical_{kb.id}_terms")  # an index made before the counts existed
+    search(workspace, "kb1", "sourdough", fake_embedder, RetrievalSettings(mode="lexical", k=3))
+    with open_catalogue(workspace) as conn:
+        assert dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall()) == counts
+
+
 def test_lexical_query_words_are_never_fts_operators(workspace, fake_embedder):
     ingest_files(workspace, "kb1", files(), fake_embedder)
     for query in ['pump" OR "x', "NEAR(pump warranty)", "pump AND NOT bread*", "^pump", "-pump", "warranty:"]:
