@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -45,11 +46,7 @@ def _remember(cache: dict, workspace: Workspace, kb: KnowledgeBase, value: Any) 
 
 def delete_index(workspace: Workspace, kb_id: int) -> None:
     """Remove a deleted knowledge base's files and cached index: SQLite may hand its id to the next one."""
-    folder = _index_folder(workspace, kb_id)
-    for path in folder.glob("*"):
-        path.unlink(missing_ok=True)
-    if folder.exists():
-        folder.rmdir()
+    shutil.rmtree(_index_folder(workspace, kb_id), ignore_errors=True)  # the FAISS file and the lexical index (lexical_index.py)
     with _INDEX_LOCK:
         _INDEX_CACHE.pop((str(workspace.db_path), kb_id), None)
 

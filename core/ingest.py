@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from core import lexical
+from core import lexical, lexical_index
 from core.bounded_reader import extract_document_bounded
 from core.catalogue import KnowledgeBase, ensure_knowledge_base, get_knowledge_base, open_catalogue
 from core.chunking import ChunkingSettings, chunk_document
@@ -93,6 +93,7 @@ def ingest_files(
     if added_any:
         with open_catalogue(workspace) as conn:
             write_index(workspace, conn, get_knowledge_base(workspace, kb.name), grown_only=True)
+        lexical_index.sync(workspace, get_knowledge_base(workspace, kb.name))
         backup_catalogue(workspace)  # a rolling copy of studio.db after every ingest that changed it
     return results
 
@@ -187,6 +188,7 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
         write_index(workspace, conn, get_knowledge_base(workspace, kb_name), removed_ids=chunk_ids)
+    lexical_index.sync(workspace, get_knowledge_base(workspace, kb_name))
     backup_catalogue(workspace)  # a restore must not bring back a document the user removed
     return int(row["chunk_count"])
 
@@ -197,4 +199,5 @@ def delete_knowledge_base(workspace: Workspace, name: str) -> None:
         lexical.drop_lexical_index(conn, kb.id)
         conn.execute("DELETE FROM knowledge_bases WHERE id = ?", (kb.id,))
     delete_index(workspace, kb.id)
+    lexical_index.forget(workspace, kb.id)
 

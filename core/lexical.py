@@ -1,21 +1,14 @@
-"""The lexical half of hybrid search: a BM25 index per knowledge base, kept on disk in the catalogue.
+"""The lexical half of hybrid search: which words a question shares with the chunks, and how rare each is.
 
-SQLite FTS5 (its `bm25()` ranking) in the same `studio.db` as the chunks, written in the same
-transaction as them: adding or removing a document updates the index incrementally, and a new
-process queries it at once. Before, rank_bm25 was rebuilt in memory in every process (67 s at
-100k chunks) and scored every chunk in a Python loop per query (1.2 s p50 at 100k) - issue #12,
-figures in bench/RESULTS_scale.md.
+Ranking is BM25 in a tantivy index per knowledge base (core/lexical_index.py), derived from the catalogue
+like the FAISS file. Here, in the catalogue itself, `lexical_<kb id>_terms` holds each word's chunk count,
+written in the same transaction as the chunks (exact after every add and removal): a query uses them to leave
+out words found everywhere, and the relevance gate to know which names the base never mentions.
 
-One FTS5 table per knowledge base (`lexical_<kb id>`), so each base has its own document
-frequencies, and an external-content table: the text stays only in `chunks`, the index holds
-tokens. FTS5 floors a term's idf at 1e-6 when it appears in over half the rows (Okapi's idf goes
-negative), so a tiny knowledge base still ranks the chunks that share a word with the question
-(rank_bm25's BM25Okapi returned nothing there; that is why the old index was BM25+).
-
-Beside it, `lexical_<kb id>_terms` holds each word's chunk count, kept in the same transactions. A query needs
-those counts (to leave out words found everywhere, and to know which names the base never mentions); FTS5's
-own vocabulary table computes them by walking every posting of the word, which at 1M chunks cost 103 / 218 ms
-(p50 / p95) a question, more than the ranking itself (bench/RESULTS_scale.md). Here it is one B-tree lookup a word.
+History (issue #12, figures in bench/RESULTS_scale.md): rank_bm25 was rebuilt in memory in every process
+(67 s at 100k chunks) and scored every chunk in Python (1.2 s p50 at 100k); SQLite FTS5 then lived in the
+catalogue but scored every matching row (116 / 275 ms p50 / p95 at 1M); its vocabulary walk for word counts
+cost 103 / 218 ms more, hence the counts table. Bases from those versions are upgraded on their first search.
 """
 from __future__ import annotations
 
@@ -23,13 +16,17 @@ import logging
 import re
 import sqlite3
 from collections import Counter
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:  # core.catalogue imports this module
+    from core.catalogue import KnowledgeBase
+    from core.settings import Workspace
 
 log = logging.getLogger(__name__)
 
 COMMON_WORD_SHARE = 0.2  # see `top`: chosen on squad36 (0.5 / 0.2 / 0.1 / 0.05 -> hybrid hit@5 0.956 / 0.950 / 0.950 / 0.939)
 
-# FTS5's unicode61 tokenizer without diacritic folding splits like this (letters and digits; "_" separates).
+# tantivy's default tokenizer splits like this (letters and digits; "_" separates; no diacritic folding).
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -47,32 +44,29 @@ def _exists(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def create_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
-    """Create the (empty) index of a knowledge base, its vocabulary view and its word counts. Call inside a transaction."""
+    """Create the (empty) word counts of a knowledge base. Call inside a transaction."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {_table(kb_id)}_terms (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL) WITHOUT ROWID")
+
+
+def _drop_fts5(conn: sqlite3.Connection, kb_id: int) -> None:
+    """The FTS5 index of versions before tantivy: its space is given back."""
     table = _table(kb_id)
-    conn.execute(
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
-        "text, content='chunks', content_rowid='id', tokenize='unicode61 remove_diacritics 0')"
-    )
-    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table}_vocab USING fts5vocab({table}, 'row')")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table}_terms (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL) WITHOUT ROWID")
+    conn.execute(f"DROP TABLE IF EXISTS {table}_vocab")
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def ensure_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
-    """Build what a knowledge base made by an older version lacks, once: the index, or its word counts."""
+    """Count the words of a knowledge base made by an older version, once (and drop its FTS5 index)."""
     table = _table(kb_id)
-    if _exists(conn, f"{table}_terms"):
+    if _exists(conn, f"{table}_terms") and not _exists(conn, table):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if not _exists(conn, table):  # another process may have built it while we waited for the lock
+        if not _exists(conn, f"{table}_terms"):  # another process may have counted them while we waited for the lock
             create_lexical_index(conn, kb_id)
-            conn.execute(f"INSERT INTO {table}(rowid, text) SELECT id, text FROM chunks WHERE kb_id = ?", (kb_id,))
             _count_words(conn, kb_id, "SELECT text FROM chunks WHERE kb_id = ?", kb_id, +1)
-            log.info("Built the lexical index of knowledge base %s from its chunks", kb_id)
-        elif not _exists(conn, f"{table}_terms"):  # an index from before the word counts: one walk of its vocabulary
-            create_lexical_index(conn, kb_id)
-            conn.execute(f"INSERT INTO {table}_terms(term, chunks) SELECT term, doc FROM {table}_vocab")
-            log.info("Counted the words of knowledge base %s's lexical index", kb_id)
+            log.info("Counted the words of knowledge base %s", kb_id)
+        _drop_fts5(conn, kb_id)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -94,30 +88,21 @@ def _count_words(conn: sqlite3.Connection, kb_id: int, texts_sql: str, key: int,
 
 
 def add_document(conn: sqlite3.Connection, kb_id: int, document_id: int) -> None:
-    """Index a new document's chunks. Call in the transaction that inserts them."""
+    """Count a new document's words. Call in the transaction that inserts its chunks (the BM25 index follows in
+    lexical_index.sync, after the commit)."""
     create_lexical_index(conn, kb_id)
-    conn.execute(f"INSERT INTO {_table(kb_id)}(rowid, text) SELECT id, text FROM chunks WHERE document_id = ?", (document_id,))
     _count_words(conn, kb_id, "SELECT text FROM chunks WHERE document_id = ?", document_id, +1)
 
 
 def remove_document(conn: sqlite3.Connection, kb_id: int, document_id: int) -> None:
-    """Unindex a document's chunks. Call in the transaction that deletes them, BEFORE the delete:
-    an external-content index needs the original text to remove its tokens."""
-    table = _table(kb_id)
-    if not _exists(conn, table):
-        return
-    conn.execute(
-        f"INSERT INTO {table}({table}, rowid, text) SELECT 'delete', id, text FROM chunks WHERE document_id = ?", (document_id,)
-    )
-    if _exists(conn, f"{table}_terms"):  # else ensure_lexical_index counts them from the index on the next search
+    """Uncount a document's words. Call in the transaction that deletes its chunks, BEFORE the delete."""
+    if _exists(conn, f"{_table(kb_id)}_terms"):  # else ensure_lexical_index counts what is left on the next search
         _count_words(conn, kb_id, "SELECT text FROM chunks WHERE document_id = ?", document_id, -1)
 
 
 def drop_lexical_index(conn: sqlite3.Connection, kb_id: int) -> None:
-    table = _table(kb_id)
-    conn.execute(f"DROP TABLE IF EXISTS {table}_terms")
-    conn.execute(f"DROP TABLE IF EXISTS {table}_vocab")
-    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"DROP TABLE IF EXISTS {_table(kb_id)}_terms")
+    _drop_fts5(conn, kb_id)
 
 
 def chunk_counts(conn: sqlite3.Connection, kb_id: int, words: Sequence[str]) -> dict[str, int]:
@@ -129,32 +114,23 @@ def chunk_counts(conn: sqlite3.Connection, kb_id: int, words: Sequence[str]) -> 
     ).fetchall())
 
 
-def _match_expression(words: Sequence[str]) -> str:
-    # Each word quoted (no FTS5 operators from user text), any of them may match.
-    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
-
-
-def top(conn: sqlite3.Connection, kb_id: int, query: str, depth: int, total_chunks: int) -> list[int]:
+def top(workspace: Workspace, conn: sqlite3.Connection, kb: KnowledgeBase, query: str, depth: int) -> list[int]:
     """Chunk ids sharing a word with the query, best BM25 first (at most `depth`).
 
     Words found in more than COMMON_WORD_SHARE of the chunks are left out of the match when the query
-    has rarer ones: their idf is small (FTS5 floors it at 1e-6 above half), yet matching them makes
-    SQLite score a large share of all rows. On squad36 hybrid hit@5 stays 0.950 (0.956 with every
-    word, lexical alone 0.933 vs 0.939); at 100k synthetic chunks query p50 halves (bench/RESULTS_scale.md).
+    has rarer ones: their idf is small, and they rank little but matching chunks. Chosen on squad36 with FTS5
+    (hybrid hit@5 0.950 with the share, 0.956 with every word); measured again with tantivy in bench/RESULTS_scale.md.
     """
     words = sorted(set(tokenize(query)))
     if not words or depth <= 0:
         return []
-    frequencies = chunk_counts(conn, kb_id, words)
+    frequencies = chunk_counts(conn, kb.id, words)
     if not frequencies:
         return []
-    informative = [word for word, count in frequencies.items() if count <= total_chunks * COMMON_WORD_SHARE]
-    table = _table(kb_id)
-    rows = conn.execute(
-        f"SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY bm25({table}), rowid LIMIT ?",
-        (_match_expression(sorted(informative or frequencies)), depth),
-    ).fetchall()
-    return [int(row[0]) for row in rows]
+    informative = [word for word, count in frequencies.items() if count <= kb.chunk_count * COMMON_WORD_SHARE]
+    from core import lexical_index
+
+    return lexical_index.top(workspace, kb, sorted(informative or frequencies), depth)
 
 
 def known_terms(conn: sqlite3.Connection, kb_id: int, terms: Sequence[str]) -> set[str]:

@@ -2,7 +2,7 @@
 
 The steps, each a named function: the question is embedded; `dense_rankings` asks a `VectorIndex`
 (by default the knowledge base's FAISS flat/IVF index, core/index_cache.py) for the nearest chunks;
-`lexical.top` ranks by BM25 (SQLite FTS5, core/lexical.py); `fuse` merges both by reciprocal rank;
+`lexical.top` ranks by BM25 (tantivy, core/lexical_index.py); `fuse` merges both by reciprocal rank;
 `_hits` scores each chunk by its cosine to the question and notes the question terms it cannot vouch
 for; `relevant` is the gate. `search`/`search_many` stop before the gate: the Documents page and
 `core search` show every ranked chunk with its score, and evaluation scores the ranking itself.
@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from core import lexical
-from core.catalogue import check_embedder, get_knowledge_base, open_catalogue
+from core.catalogue import KnowledgeBase, check_embedder, get_knowledge_base, open_catalogue
 from core.embedding import Embedder
 from core.errors import StudioError
 from core.index_cache import load_index
@@ -150,7 +150,7 @@ def search_many(
         # The lexical half runs in a second thread while this one embeds and searches FAISS: SQLite, ONNX Runtime and
         # FAISS all release the GIL, so on 2+ cores a hybrid search costs the slower half, not the sum (bench/RESULTS_scale.md).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            lexical_job = pool.submit(lexical_rankings, workspace, kb.id, kb.chunk_count, queries, depth) if settings.mode != "dense" else None
+            lexical_job = pool.submit(lexical_rankings, workspace, kb, queries, depth) if settings.mode != "dense" else None
             vectors = np.ascontiguousarray(embedder.embed_queries(list(queries)), dtype=np.float32)
             if settings.mode == "lexical":
                 dense: list[list[int]] = [[] for _ in queries]
@@ -187,11 +187,11 @@ def fuse(*rankings: Sequence[int]) -> list[int]:
     return sorted(fused, key=lambda chunk_id: -fused[chunk_id])
 
 
-def lexical_rankings(workspace: Workspace, kb_id: int, total_chunks: int, queries: Sequence[str], depth: int) -> list[list[int]]:
-    """Chunk ids per query by BM25 (FTS5), best first: the lexical half of hybrid search, on its own connection."""
+def lexical_rankings(workspace: Workspace, kb: KnowledgeBase, queries: Sequence[str], depth: int) -> list[list[int]]:
+    """Chunk ids per query by BM25 (tantivy), best first: the lexical half of hybrid search, on its own connection."""
     conn = open_catalogue(workspace)
     try:
-        return [lexical.top(conn, kb_id, query, depth, total_chunks) for query in queries]
+        return [lexical.top(workspace, conn, kb, query, depth) for query in queries]
     finally:
         conn.close()
 

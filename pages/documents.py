@@ -71,7 +71,7 @@ def kb_header(ws, kb) -> None:
         details = index_details(ws, kb)
         st.caption(f"Vector index: {details['index_type'] or 'n/a'} · {details['vectors'] or 0:,} vectors · "
                    f"~{(details['memory_bytes'] or 0) / 2**20:.1f} MB in memory · {recall_text(details)} · "
-                   "keyword index: SQLite FTS5 in the catalogue")
+                   "keyword index: BM25 on disk (tantivy)")
         if recall_below_goal(details):
             st.caption(f":warning: The vector index finds only {details['recall_at_10']:.0%} of the exact top 10 "
                        f"(goal {details['recall_goal']:.0%}): dense search may miss chunks. Searching more IVF lists "

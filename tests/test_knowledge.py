@@ -218,46 +218,131 @@ def test_knowledge_base_names_are_normalised_alike_for_lookup_and_creation(works
     assert [kb.name for kb in list_knowledge_bases(workspace)] == ["docugami"]
 
 
-def test_lexical_index_lives_in_the_catalogue_and_updates_incrementally(workspace, fake_embedder):
-    """FTS5 in studio.db: a new connection (a new process) queries without building; add/remove touch only their rows."""
-    from core import lexical
+def _documents_of(conn, chunk_ids):
+    return {row["name"] for row in conn.execute(
+        f"SELECT d.name FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(chunk_ids))})", chunk_ids)}
+
+
+def test_lexical_index_lives_on_disk_and_updates_incrementally(workspace, fake_embedder, caplog):
+    """tantivy beside the FAISS file: a new process queries without building; add/remove touch only their document."""
+    from core import lexical, lexical_index
     from core.catalogue import open_catalogue
 
+    def top(query):
+        lexical_index._CACHE.clear()  # as a new process would
+        return lexical.top(workspace, conn, get_knowledge_base(workspace, "kb1"), query, 10)
+
     ingest_files(workspace, "kb1", files(), fake_embedder)
-    kb = get_knowledge_base(workspace, "kb1")
     conn = open_catalogue(workspace)
-    bakery = lexical.top(conn, kb.id, "sourdough bakery", 10, 100)
-    assert bakery and {row["name"] for row in conn.execute(
-        f"SELECT d.name FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(bakery))})", bakery)} == {"beta.txt"}
+    caplog.set_level("INFO", logger="core.lexical_index")
+    bakery = top("sourdough bakery")
+    assert bakery and _documents_of(conn, bakery) == {"beta.txt"}
+    assert not [r for r in caplog.records if r.name == "core.lexical_index"]  # the ingest left it up to date: no build at query time
+    kb = get_knowledge_base(workspace, "kb1")
     assert lexical.known_terms(conn, kb.id, ["leeds", "lyon", "paris"]) == {"leeds", "lyon"}
     remove_document(workspace, "kb1", "beta.txt")
-    assert lexical.top(conn, kb.id, "sourdough bakery", 10, 100) == []
+    assert "updated, 0 documents added, 1 removed" in caplog.text
+    assert top("sourdough bakery") == []
     ingest_files(workspace, "kb1", [("gamma.txt", b"Gamma GmbH brews sourdough beer in Bremen. " * 10)], fake_embedder)
-    gamma = lexical.top(conn, kb.id, "sourdough", 10, 100)
-    assert gamma and lexical.top(conn, kb.id, "pump warranty", 10, 100)  # alpha's chunks are still indexed
+    assert "updated, 1 documents added, 0 removed" in caplog.text and "rebuilt" not in caplog.text
+    gamma = top("sourdough")
+    assert gamma and _documents_of(conn, gamma) == {"gamma.txt"}
+    assert _documents_of(conn, top("pump warranty")) == {"alpha.pdf"}  # alpha's chunks are still indexed
     assert lexical.known_terms(conn, kb.id, ["bremen", "leeds", "sourdough"]) == {"bremen", "leeds", "sourdough"}
     conn.close()
 
 
+def test_the_lexical_index_catches_up_with_the_catalogue_after_a_crash_or_damage(workspace, fake_embedder, caplog):
+    """A commit in the catalogue the index never saw (a crash between the two), a damaged index folder, a lost stamp:
+    the next search brings the index back to what the catalogue holds."""
+    import shutil
+
+    from core import lexical, lexical_index
+    from core.catalogue import open_catalogue
+    from core.storage import transaction
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    folder = workspace.indexes / str(kb.id) / "lexical"
+    with open_catalogue(workspace) as conn, transaction(conn):  # beta removed by a process that died before its sync
+        beta = conn.execute("SELECT id FROM documents WHERE name = 'beta.txt'").fetchone()[0]
+        lexical.remove_document(conn, kb.id, beta)
+        conn.execute("DELETE FROM documents WHERE id = ?", (beta,))
+        conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
+    lexical_index._CACHE.clear()
+    assert search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3)) == []
+    assert search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "alpha.pdf"
+    for damage in ("segments", "meta", "stamp"):
+        lexical_index._CACHE.clear()
+        if damage != "stamp":  # new files in their place (a file changed under a live mapping would crash any reader)
+            for path in folder.iterdir():
+                if path.suffix in (".idx", ".pos", ".term", ".fieldnorm") if damage == "segments" else path.name == "meta.json":
+                    path.unlink()
+                    path.write_bytes(b"not an index")
+        else:
+            (folder / "stamp.json").unlink()
+        lexical_index._CACHE.clear()
+        caplog.clear()
+        hits = search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))
+        assert hits and hits[0].document == "alpha.pdf", damage
+        assert ("rebuilt from the catalogue" in caplog.text) == (damage != "stamp"), damage  # a lost stamp: a plain rebuild
+    shutil.rmtree(folder)
+    lexical_index._CACHE.clear()
+    assert search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "alpha.pdf"
+
+
 def test_a_knowledge_base_from_before_the_lexical_index_gets_one_on_first_search(workspace, fake_embedder):
+    import shutil
+
+    from core import lexical, lexical_index
+    from core.catalogue import open_catalogue
+
+    ingest_files(workspace, "kb1", files(), fake_embedder)
+    kb = get_knowledge_base(workspace, "kb1")
+    with open_catalogue(workspace) as conn:
+        lexical.drop_lexical_index(conn, kb.id)  # as a workspace made by an older version: no word counts, no tantivy index
+    shutil.rmtree(workspace.indexes / str(kb.id) / "lexical")
+    lexical_index._CACHE.clear()
+    hits = search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3))
+    assert hits and hits[0].document == "beta.txt"
+
+
+def test_an_fts5_index_from_the_previous_version_is_dropped_and_its_words_counted(workspace, fake_embedder):
     from core import lexical
     from core.catalogue import open_catalogue
 
     ingest_files(workspace, "kb1", files(), fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
     with open_catalogue(workspace) as conn:
-        lexical.drop_lexical_index(conn, kb.id)  # as a workspace made by an older version
-    hits = search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3))
-    assert hits and hits[0].document == "beta.txt"
+        counts = _word_counts(conn, kb.id)
+        lexical.drop_lexical_index(conn, kb.id)
+        conn.execute(f"CREATE VIRTUAL TABLE lexical_{kb.id} USING fts5(text, content='chunks', content_rowid='id')")
+        conn.execute(f"CREATE VIRTUAL TABLE lexical_{kb.id}_vocab USING fts5vocab(lexical_{kb.id}, 'row')")
+    assert search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "beta.txt"
+    with open_catalogue(workspace) as conn:
+        assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'lexical_%' AND name NOT LIKE '%_terms'").fetchall()
+        assert _word_counts(conn, kb.id) == counts
 
 
-def _word_counts_from_fts5(conn, kb_id):
-    return dict(conn.execute(f"SELECT term, doc FROM lexical_{kb_id}_vocab").fetchall())
+def _word_counts(conn, kb_id):
+    return dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb_id}_terms").fetchall())
 
 
-def test_word_counts_follow_every_add_and_remove_and_match_fts5s_own(workspace, fake_embedder):
-    """The per-word chunk counts a query reads (lexical_<id>_terms, kept in ingest's transactions) equal FTS5's own
-    vocabulary counts (which walk every posting) after adds, a removal, the drill's copy and an older base's upgrade."""
+def _word_counts_of_chunks(conn, kb_id):
+    """The truth, counted from the chunk texts themselves."""
+    from collections import Counter
+
+    from core import lexical
+
+    counts = Counter()
+    for (text,) in conn.execute("SELECT text FROM chunks WHERE kb_id = ?", (kb_id,)):
+        counts.update(set(lexical.tokenize(text)))
+    return dict(counts)
+
+
+def test_word_counts_follow_every_add_and_remove(workspace, fake_embedder):
+    """The per-word chunk counts a query and the relevance gate read (lexical_<id>_terms, kept in ingest's transactions)
+    equal a count over the chunks' own texts after adds, a removal, the drill's copy and an older base's upgrade."""
     from core import lexical
     from core.catalogue import open_catalogue
     from core.evaluation.drill import make_drill_copy
@@ -267,20 +352,21 @@ def test_word_counts_follow_every_add_and_remove_and_match_fts5s_own(workspace, 
                  fake_embedder)
     kb = get_knowledge_base(workspace, "kb1")
     with open_catalogue(workspace) as conn:
-        counts = dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall())
-        assert counts == _word_counts_from_fts5(conn, kb.id) and counts["sourdough"] >= 2
+        counts = _word_counts(conn, kb.id)
+        assert counts == _word_counts_of_chunks(conn, kb.id) and counts["sourdough"] >= 2 and "ünterföhring" in counts
     remove_document(workspace, "kb1", "beta.txt")
     with open_catalogue(workspace) as conn:
-        counts = dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall())
-        assert counts == _word_counts_from_fts5(conn, kb.id) and "bakery" not in counts
+        counts = _word_counts(conn, kb.id)
+        assert counts == _word_counts_of_chunks(conn, kb.id) and "bakery" not in counts
         assert lexical.chunk_counts(conn, kb.id, ["bakery", "bremen"]) == {"bremen": counts["bremen"]}
     copy = get_knowledge_base(workspace, make_drill_copy(workspace, "kb1"))
     with open_catalogue(workspace) as conn:
-        assert dict(conn.execute(f"SELECT term, chunks FROM lexical_{copy.id}_terms").fetchall()) == counts
-        conn.execute(f"DROP TABLE lexical_{kb.id}_terms")  # an index made before the counts existed
+        assert _word_counts(conn, copy.id) == counts
+        conn.execute(f"DROP TABLE lexical_{kb.id}_terms")  # a base made before the counts existed
+    assert search(workspace, copy.name, "Bremen beer", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "gamma.txt"
     search(workspace, "kb1", "sourdough", fake_embedder, RetrievalSettings(mode="lexical", k=3))
     with open_catalogue(workspace) as conn:
-        assert dict(conn.execute(f"SELECT term, chunks FROM lexical_{kb.id}_terms").fetchall()) == counts
+        assert _word_counts(conn, kb.id) == counts
 
 
 def test_lexical_query_words_are_never_fts_operators(workspace, fake_embedder):

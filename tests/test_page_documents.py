@@ -38,7 +38,7 @@ def test_list_search_and_remove(app_workspace, real_embedder):
     assert not at.exception
     assert at.metric[0].value == "2"
     assert any(c.value.startswith("Vector index: flat inner product, fp16 vectors, exhaustive") and "exhaustive scan (no recall loss)" in c.value
-               and "FTS5" in c.value for c in at.caption)
+               and "tantivy" in c.value for c in at.caption)
     table = at.dataframe[0].value
     assert list(table["Document"]) == ["leave.txt", "travel.txt"]
     at.text_input[0].set_value("how many days of paid leave").run()

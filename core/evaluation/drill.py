@@ -24,7 +24,7 @@ def drill_copy_name(kb_name: str) -> str:
 def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
     """A fresh copy of a knowledge base (documents, chunks and vectors, no re-embedding) for the update drill, so
     the drill's update never lands in the user's own knowledge base. An older drill copy is replaced."""
-    from core import lexical
+    from core import lexical, lexical_index
     from core.catalogue import get_knowledge_base, open_catalogue
     from core.index_cache import write_index
     from core.ingest import delete_knowledge_base
@@ -48,8 +48,9 @@ def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
                 conn.execute("INSERT INTO chunks (kb_id, document_id, ordinal, page, page_end, text, embedding) "
                              "SELECT ?, ?, ordinal, page, page_end, text, embedding FROM chunks WHERE document_id = ? ORDER BY id",
                              (new_id, doc_id, doc[0]))
-                lexical.add_document(conn, new_id, doc_id)  # in this transaction, as ingest does: the copy is searchable at once
+                lexical.add_document(conn, new_id, doc_id)  # word counts in this transaction, as ingest does
         write_index(workspace, conn, get_knowledge_base(workspace, target))
+    lexical_index.sync(workspace, get_knowledge_base(workspace, target))  # the copy is searchable at once
     log.info("Update drill: copied knowledge base %s to %s", kb_name, target)
     return target
 
