@@ -1,15 +1,12 @@
-"""The lexical index before and after, side by side in one run: rank_bm25 in memory vs SQLite FTS5 on disk.
+"""The lexical ranking's quality, its three engines side by side in one run: rank_bm25 in memory (the first),
+SQLite FTS5 bm25() in the catalogue (the second, bench/fts5_peer.py) and tantivy (now, core/lexical_index.py).
 
-    python bench/lexical_bench.py [--sizes 10000,100000] [--quality] [--results bench/RESULTS_scale.md]
+    python bench/lexical_bench.py [--results bench/RESULTS_scale.md]
 
-1. Scale (synthetic chunks of 130 words drawn from a Zipf vocabulary, as issue #12 measured): for each size,
-   the old index (rank_bm25 BM25Plus, built in memory in every process) against the new one (core.lexical,
-   FTS5 in the catalogue): build time, time of the first query in a fresh process/connection, and query
-   p50/p95 over the same questions; plus the time to add one more document to an existing index.
-2. Quality (--quality, needs /work/shared/data/squad36 and the real MiniLM): ingest the 36 PDFs once, then
-   hybrid hit@5 on the 180 gold questions with each lexical half fused with the same dense ranking.
-
-Never collected by pytest.
+Needs /work/shared/data/squad36 and the real MiniLM: ingests the 36 PDFs once, then hit@5 on the 180 gold
+questions, each lexical ranking fused with the same dense ranking (and lexical alone for FTS5 and tantivy).
+Speed at 10k-1M chunks is bench/scale_bench.py's (both engines on the same rows). Never collected by pytest.
+`synthetic` (chunks of 130 words from a Zipf vocabulary, as issue #12 measured) is shared with scale_bench.
 """
 from __future__ import annotations
 
@@ -19,11 +16,8 @@ import json
 import os
 import random
 import re
-import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core import lexical  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+import fts5_peer  # noqa: E402
 
 SQUAD = Path("/work/shared/data/squad36")
 
@@ -81,64 +76,8 @@ def synthetic(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return texts, queries
 
 
-def scale(n: int) -> dict:
-    texts, queries = synthetic(n)
-    out = {"chunks": n}
-    # Old: build in memory (once per process), then query.
-    started = time.perf_counter()
-    old = OldBM25Plus(list(range(1, n + 1)), texts)
-    out["old_build_s"] = time.perf_counter() - started
-    old_q = queries[: 20 if n >= 100_000 else 60]
-    times = []
-    for q in old_q:
-        t = time.perf_counter()
-        old.top(q, 50)
-        times.append(time.perf_counter() - t)
-    out["old_first_query_s"] = out["old_build_s"] + times[0]
-    out["old_p50_ms"], out["old_p95_ms"] = pct(times, 0.5) * 1e3, pct(times, 0.95) * 1e3
-    out["old_queries"] = len(old_q)
-    del old
-    # New: FTS5 in a real catalogue file, the same schema the app uses for chunks' text.
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "studio.db"
-        conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, kb_id INTEGER, document_id INTEGER, text TEXT)")
-        docs = 100
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO chunks VALUES (?, 1, ?, ?)", ((i + 1, i % docs, t) for i, t in enumerate(texts)))
-        conn.execute("COMMIT")
-        started = time.perf_counter()
-        conn.execute("BEGIN")
-        lexical.create_lexical_index(conn, 1)
-        for d in range(docs):  # as ingest does: one document at a time, in its own transaction's worth of work
-            lexical.add_document(conn, 1, d)
-        conn.execute("COMMIT")
-        out["new_build_s"] = time.perf_counter() - started
-        # One more document into the existing index (incremental: no rebuild).
-        extra = texts[:50]
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO chunks VALUES (?, 1, ?, ?)", ((n + 1 + i, docs, t) for i, t in enumerate(extra)))
-        started = time.perf_counter()
-        lexical.add_document(conn, 1, docs)
-        conn.execute("COMMIT")
-        out["new_add_50_chunks_ms"] = (time.perf_counter() - started) * 1e3
-        conn.close()
-        out["disk_mb"] = db.stat().st_size / 2**20 + sum(p.stat().st_size for p in Path(tmp).glob("studio.db-*")) / 2**20
-        fresh = sqlite3.connect(db)  # a new process opens the file and queries at once
-        times = []
-        for q in queries:
-            t = time.perf_counter()
-            lexical.top(fresh, 1, q, 50, n + len(extra))
-            times.append(time.perf_counter() - t)
-        out["new_first_query_s"] = times[0]
-        out["new_p50_ms"], out["new_p95_ms"] = pct(times, 0.5) * 1e3, pct(times, 0.95) * 1e3
-        out["new_queries"] = len(queries)
-        fresh.close()
-    return out
-
-
 def quality() -> dict:
+    from core.catalogue import get_knowledge_base, open_catalogue
     from core.knowledge import RetrievalSettings, all_chunks, ingest_files, load_sentence_embedder, search_many
     from core.settings import get_workspace
 
@@ -150,51 +89,56 @@ def quality() -> dict:
     questions = [r["question"] for r in rows]
     chunks = {cid: (doc, chunk.text) for cid, doc, chunk in all_chunks(ws, "squad36")}
     old = OldBM25Plus(list(chunks), [t for _, t in chunks.values()])
+    kb = get_knowledge_base(ws, "squad36")
+    conn = open_catalogue(ws)
+    fts5_peer.build(conn, kb.id)
     dense = search_many(ws, "squad36", questions, embedder, RetrievalSettings(k=50, mode="dense", term_check=False))
     new = search_many(ws, "squad36", questions, embedder, RetrievalSettings(k=5, term_check=False))
+    lexical_new = search_many(ws, "squad36", questions, embedder, RetrievalSettings(k=5, mode="lexical", term_check=False))
     norm = lambda s: re.sub(r"\s+", " ", s).strip().lower()  # noqa: E731
 
     def hit(row, ids):
         return any(chunks[i][0] == row["source_doc"] and any(norm(a) in norm(chunks[i][1]) for a in row["answers"]) for i in ids)
 
-    old_hits = new_hits = 0
-    for row, question, dense_hits, new_hits_row in zip(rows, questions, dense, new):
+    def fused_top5(dense_hits, lexical_ranking):
         fused: dict[int, float] = {}
-        for ranking in ([h.chunk_id for h in dense_hits], old.top(question, 50)):
+        for ranking in ([h.chunk_id for h in dense_hits], lexical_ranking):
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (60 + rank)
-        old_hits += hit(row, sorted(fused, key=lambda c: -fused[c])[:5])
-        new_hits += hit(row, [h.chunk_id for h in new_hits_row])
-    return {"questions": len(rows), "chunks": len(chunks), "old_hybrid_hit5": old_hits / len(rows), "new_hybrid_hit5": new_hits / len(rows)}
+        return sorted(fused, key=lambda c: -fused[c])[:5]
+
+    counts = dict.fromkeys(("bm25plus_hybrid", "fts5_hybrid", "tantivy_hybrid", "fts5_lexical", "tantivy_lexical"), 0)
+    for row, question, dense_hits, new_row, lexical_row in zip(rows, questions, dense, new, lexical_new):
+        fts5 = fts5_peer.top(conn, kb.id, fts5_peer.query_words(conn, kb.id, kb.chunk_count, question), 50)
+        counts["bm25plus_hybrid"] += hit(row, fused_top5(dense_hits, old.top(question, 50)))
+        counts["fts5_hybrid"] += hit(row, fused_top5(dense_hits, fts5))
+        counts["tantivy_hybrid"] += hit(row, [h.chunk_id for h in new_row])
+        counts["fts5_lexical"] += hit(row, fts5[:5])
+        counts["tantivy_lexical"] += hit(row, [h.chunk_id for h in lexical_row])
+    conn.close()
+    return {"questions": len(rows), "chunks": len(chunks), **{k: v / len(rows) for k, v in counts.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--quality", action="store_true")
     parser.add_argument("--results", default=str(ROOT / "bench" / "RESULTS_scale.md"))
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    lines = [f"## Lexical index: rank_bm25 in memory (old) vs SQLite FTS5 on disk (new), {dt.date.today()}",
-             f"Machine: {os.cpu_count()} cores, 1-min load at start {load:.1f} (other jobs shared the cores when above 2).", ""]
-    if args.quality:
-        q = quality()
-        print(json.dumps(q))
-        lines += [f"squad36, {q['questions']} gold questions, {q['chunks']} chunks, hybrid (dense MiniLM + lexical, RRF):",
-                  f"- hit@5 with rank_bm25 BM25+: **{q['old_hybrid_hit5']:.3f}**; with FTS5 bm25(): **{q['new_hybrid_hit5']:.3f}**", ""]
-    lines += ["| chunks | old build (every process) | new build (once, at ingest) | new: add a 50-chunk document | first query, new process: old / new | query p50 old / new | query p95 old / new | catalogue on disk |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n in (int(s) for s in args.sizes.split(",")):
-        r = scale(n)
-        print(json.dumps(r))
-        lines.append(f"| {n:,} | {r['old_build_s']:.1f} s | {r['new_build_s']:.1f} s | {r['new_add_50_chunks_ms']:.0f} ms | "
-                     f"{r['old_first_query_s']:.1f} s / {r['new_first_query_s'] * 1e3:.0f} ms | {r['old_p50_ms']:.0f} / {r['new_p50_ms']:.1f} ms | "
-                     f"{r['old_p95_ms']:.0f} / {r['new_p95_ms']:.1f} ms | {r['disk_mb']:.0f} MB |")
-    lines += ["", f"Old queries timed: {r['old_queries']} at the largest size (1 s each); new: {r['new_queries']}. "
-              "Synthetic chunks: 130 words from a 50k-word Zipf vocabulary; queries: 6 words of a random chunk.", ""]
+    q = quality()
+    print(json.dumps(q))
+    lines = [f"## Lexical ranking quality: rank_bm25 (first) vs SQLite FTS5 (second) vs tantivy (now), {dt.datetime.now():%Y-%m-%d %H:%M} (bench/lexical_bench.py)",
+             f"Machine: {os.cpu_count()} cores, 1-min load at start {load:.1f}.", "",
+             f"squad36, {q['questions']} gold questions, {q['chunks']} chunks; hybrid = dense MiniLM + the lexical ranking, RRF; hit@5:", "",
+             "| lexical engine | hybrid hit@5 | lexical alone hit@5 |", "|---|---:|---:|",
+             f"| rank_bm25 BM25+ (in memory) | {q['bm25plus_hybrid']:.3f} | - |",
+             f"| SQLite FTS5 bm25() | {q['fts5_hybrid']:.3f} | {q['fts5_lexical']:.3f} |",
+             f"| tantivy (the app's search path) | **{q['tantivy_hybrid']:.3f}** | {q['tantivy_lexical']:.3f} |", ""]
     text = "\n".join(lines)
     print(text)
-    Path(args.results).write_text("# Lexical index at scale (bench/lexical_bench.py)\n\n" + text)
+    path = Path(args.results)
+    previous = path.read_text() if path.exists() else "# Scale benchmarks\n\n"
+    path.write_text(previous.rstrip() + "\n\n" + text + "\n")
+
 
 if __name__ == "__main__":
     main()

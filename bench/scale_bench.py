@@ -4,7 +4,7 @@
 
 For each size: a real catalogue (studio.db, the app's schema) is filled with synthetic chunks (130 words from a
 Zipf vocabulary, as issue #12 measured) and clustered unit vectors of MiniLM's 384 dimensions; then the lexical
-index (FTS5) and the vector index (flat fp16, or IVF above VectorIndexSettings.flat_max_vectors) are built as an
+index (word counts in the catalogue, then tantivy; the previous FTS5 engine is built beside it as the peer) and the vector index (flat fp16, or IVF above VectorIndexSettings.flat_max_vectors) are built as an
 ingest builds them. Reported: build times, disk, peak RAM of this process, recall@10 against exact fp32 search for
 question-like queries (a stored vector + noise), near-tied ones (the worst case) and the build's own measure,
 and `core.knowledge.search` latency p50/p95 over single questions, query embedding with the real MiniLM included,
@@ -31,7 +31,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lexical_bench import pct, synthetic  # noqa: E402
 
-from core import index_cache, knowledge, lexical, vector_index  # noqa: E402
+import fts5_peer  # noqa: E402
+from core import index_cache, knowledge, lexical, lexical_index, vector_index  # noqa: E402
 from core.settings import get_workspace  # noqa: E402
 from core.storage import transaction  # noqa: E402
 
@@ -85,12 +86,17 @@ def fill(ws, n: int, texts: list[str], embedder) -> dict:
         lexical.create_lexical_index(conn, kb_id)
         for d in range(documents):  # as ingest does, one document at a time
             lexical.add_document(conn, kb_id, d + 1)
-    lexical_done = time.perf_counter()
+    counted = time.perf_counter()
     kb = knowledge.get_knowledge_base(ws, "scale")
+    lexical_index.sync(ws, kb)  # the tantivy index, built from the catalogue as after an ingest
+    lexical_done = time.perf_counter()
     index_cache.write_index(ws, conn, kb)
     vectors_done = time.perf_counter()
+    fts5_peer.build(conn, kb_id)  # the previous engine, on the same rows (not part of the app's build)
+    fts5_done = time.perf_counter()
     conn.close()
-    return {"store_s": stored - started, "lexical_s": lexical_done - stored, "vector_s": vectors_done - lexical_done}
+    return {"store_s": stored - started, "counts_s": counted - stored, "lexical_s": lexical_done - counted,
+            "vector_s": vectors_done - lexical_done, "fts5_s": fts5_done - vectors_done}
 
 
 def run(n: int, embedder) -> dict:
@@ -116,6 +122,19 @@ def run(n: int, embedder) -> dict:
         for name, sample in (("recall_tied", tied), ("recall_real", real)):
             truth = vector_index.exact_top_k(sample, index_cache._vector_batches(conn, kb), 10)
             out[name] = vector_index.recall_against(index, sample, truth, 10)
+        # The lexical half alone, tantivy (core.lexical.top) against FTS5 (the previous engine) on the same words.
+        kb = knowledge.get_knowledge_base(ws, "scale")
+        words = [fts5_peer.query_words(conn, kb.id, kb.chunk_count, q) for q in queries]
+        lexical.top(ws, conn, kb, queries[0], 50)
+        for name, rank in (("tantivy", lambda q, w: lexical.top(ws, conn, kb, q, 50)), ("fts5", lambda q, w: fts5_peer.top(conn, kb.id, w, 50))):
+            times, ranked = [], []
+            for q, w in zip(queries[1:], words[1:]):
+                t = time.perf_counter()
+                ranked.append(rank(q, w))
+                times.append(time.perf_counter() - t)
+            out[f"{name}_p50_ms"], out[f"{name}_p95_ms"], out[f"{name}_ranked"] = pct(times, 0.5) * 1e3, pct(times, 0.95) * 1e3, ranked
+        overlaps = [len(set(a[:10]) & set(b[:10])) / max(1, min(10, len(b))) for a, b in zip(out.pop("tantivy_ranked"), out.pop("fts5_ranked"))]
+        out["top10_overlap"] = sum(overlaps) / len(overlaps)
         conn.close()
         settings = knowledge.RetrievalSettings()
         knowledge.search(ws, "scale", queries[0], embedder, settings)  # warm-up: first query loads nothing more
@@ -138,14 +157,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [f"## Hybrid search through core.knowledge.search, {dt.datetime.now():%Y-%m-%d %H:%M} (bench/scale_bench.py)",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores, 1-min load at start {load:.1f} (above 2 means other jobs shared the cores).", "",
-             "| chunks | store rows | lexical index | vector index | index | recall@10 question-like / near-tied / at build | index memory | disk | search p50 / p95 (query embedding included) | peak RSS |",
-             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "| chunks | store rows | word counts + tantivy index (FTS5 before) | vector index | index | recall@10 question-like / near-tied / at build | index memory | disk | lexical alone p50 / p95: tantivy / FTS5 (top-10 overlap) | hybrid search p50 / p95 (query embedding included) | peak RSS |",
+             "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for n in (int(s) for s in args.sizes.split(",")):
         r = run(n, embedder)
         print(r, flush=True)
-        lines.append(f"| {n:,} | {r['store_s']:.0f} s | {r['lexical_s']:.0f} s | {r['vector_s']:.0f} s | {r['index']} | "
+        lines.append(f"| {n:,} | {r['store_s']:.0f} s | {r['counts_s']:.0f} + {r['lexical_s']:.0f} s ({r['fts5_s']:.0f} s) | {r['vector_s']:.0f} s | {r['index']} | "
                      f"{r['recall_real']:.3f} / {r['recall_tied']:.3f} / {'-' if r['build_recall'] is None else format(r['build_recall'], '.3f')} | "
-                     f"{r['memory_mb']:.0f} MB | {r['disk_mb']:.0f} MB | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms | {r['peak_rss_mb']:.0f} MB |")
+                     f"{r['memory_mb']:.0f} MB | {r['disk_mb']:.0f} MB | {r['tantivy_p50_ms']:.1f} / {r['tantivy_p95_ms']:.1f} ms vs {r['fts5_p50_ms']:.0f} / {r['fts5_p95_ms']:.0f} ms ({r['top10_overlap']:.2f}) | "
+                     f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms | {r['peak_rss_mb']:.0f} MB |")
     lines += ["", f"1-min load at the end {os.getloadavg()[0]:.1f}.", ""]
     text = "\n".join(lines)
     print(text)

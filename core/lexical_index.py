@@ -170,8 +170,6 @@ def _index_for(workspace: Workspace, kb: KnowledgeBase):
 
 def top(workspace: Workspace, kb: KnowledgeBase, words: Sequence[str], depth: int) -> list[int]:
     """Chunk ids holding any of `words` (lower-cased, as lexical.tokenize gives them), best BM25 first, at most `depth`."""
-    import tantivy
-
     if not words or depth <= 0:
         return []
     try:
