@@ -185,6 +185,11 @@ def restore_catalogue(workspace: Workspace, backup: Path | None = None) -> Path:
         copy.close()
         source.close()
     os.replace(tmp, workspace.db_path)
+    # The FAISS and tantivy indexes may describe a later state under the same catalogue version (changes made after the
+    # backup): their stamps go, so each is checked against the restored rows, and rebuilt if it differs, on next use.
+    for folder in _index_folders(workspace):
+        for stamp in (folder / "manifest.json", folder / "lexical" / "stamp.json"):
+            stamp.unlink(missing_ok=True)
     with _CHECK_LOCK:
         _CHECKED.clear()
     log.warning("Restored %s from %s", workspace.db_path, backup)
