@@ -612,7 +612,12 @@ def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
     steps = [e for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
     assert [e["step"] for e in steps] == list(range(1, 7))  # each step once: the curve never doubles back
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
-    assert storage.list_backups(ws)  # a completed run leaves a catalogue backup
+    # a completed run leaves a catalogue backup: the worker writes it just after it marks the run completed (so the
+    # copy holds that status), hence a short wait here (a fresh-clone run once looked in between)
+    deadline = time.monotonic() + 60
+    while not storage.list_backups(ws) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert storage.list_backups(ws)
 
 
 def _payload_history(workspace, fake_embedder):
