@@ -71,6 +71,14 @@ def _catalogue_documents(conn: sqlite3.Connection, kb_id: int) -> dict[str, str]
     return {str(doc_id): f"{sha}:{first}:{last}:{count}" for doc_id, sha, first, last, count in rows}
 
 
+def _stamped_chunks(documents) -> int | None:
+    """How many chunks a stamp's documents add up to; None for a stamp that is not one (torn, edited, older)."""
+    try:
+        return sum(int(key.rsplit(":", 1)[1]) for key in documents.values())
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+
+
 def _open_or_create(folder: Path):
     """(index, chunks it holds); a folder tantivy cannot read is only derived data: it is emptied and made anew."""
     import tantivy
@@ -109,8 +117,8 @@ def sync(workspace: Workspace, kb: KnowledgeBase, start_over: bool = False) -> N
                 return
             wanted = _catalogue_documents(conn, kb.id)
             index, held = _open_or_create(folder)
-            have = stamp.get("documents") if isinstance(stamp, dict) and isinstance(stamp.get("documents"), dict) else None
-            if have is None or held != sum(int(key.rsplit(":", 1)[1]) for key in have.values()):
+            have = stamp.get("documents") if isinstance(stamp, dict) else None
+            if _stamped_chunks(have) != held:
                 have = None  # no stamp, or an index that is not what its stamp says: start again from the catalogue
             stale = [doc_id for doc_id, key in (have or {}).items() if wanted.get(doc_id) != key]
             missing = [doc_id for doc_id, key in wanted.items() if (have or {}).get(doc_id) != key]

@@ -272,20 +272,22 @@ def test_the_lexical_index_catches_up_with_the_catalogue_after_a_crash_or_damage
     lexical_index._CACHE.clear()
     assert search(workspace, "kb1", "sourdough bakery", fake_embedder, RetrievalSettings(mode="lexical", k=3)) == []
     assert search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "alpha.pdf"
-    for damage in ("segments", "meta", "stamp"):
+    for damage in ("segments", "meta", "stamp", "garbled stamp"):
         lexical_index._CACHE.clear()
-        if damage != "stamp":  # new files in their place (a file changed under a live mapping would crash any reader)
+        if damage in ("segments", "meta"):  # new files in their place (a file changed under a live mapping would crash any reader)
             for path in folder.iterdir():
                 if path.suffix in (".idx", ".pos", ".term", ".fieldnorm") if damage == "segments" else path.name == "meta.json":
                     path.unlink()
                     path.write_bytes(b"not an index")
-        else:
+        elif damage == "stamp":
             (folder / "stamp.json").unlink()
+        else:
+            (folder / "stamp.json").write_text('{"version": -1, "documents": {"1": "not:a:count"}}')
         lexical_index._CACHE.clear()
         caplog.clear()
         hits = search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))
         assert hits and hits[0].document == "alpha.pdf", damage
-        assert ("rebuilt from the catalogue" in caplog.text) == (damage != "stamp"), damage  # a lost stamp: a plain rebuild
+        assert ("rebuilt from the catalogue" in caplog.text) == (damage in ("segments", "meta")), damage  # a stamp: a plain rebuild
     shutil.rmtree(folder)
     lexical_index._CACHE.clear()
     assert search(workspace, "kb1", "pump warranty", fake_embedder, RetrievalSettings(mode="lexical", k=3))[0].document == "alpha.pdf"
