@@ -91,9 +91,10 @@ def ingest_files(
         results.append(result)
         report("done", 1, 1)
     if added_any:
+        changed = get_knowledge_base(workspace, kb.name)
         with open_catalogue(workspace) as conn:
-            write_index(workspace, conn, get_knowledge_base(workspace, kb.name), grown_only=True)
-        lexical_index.sync(workspace, get_knowledge_base(workspace, kb.name))
+            write_index(workspace, conn, changed, grown_only=True)
+        lexical_index.sync(workspace, changed)
         backup_catalogue(workspace)  # a rolling copy of studio.db after every ingest that changed it
     return results
 
@@ -187,8 +188,9 @@ def remove_document(workspace: Workspace, kb_name: str, document_name: str) -> i
             lexical.remove_document(conn, kb.id, row["id"])
             conn.execute("DELETE FROM documents WHERE id = ?", (row["id"],))
             conn.execute("UPDATE knowledge_bases SET version = version + 1 WHERE id = ?", (kb.id,))
-        write_index(workspace, conn, get_knowledge_base(workspace, kb_name), removed_ids=chunk_ids)
-    lexical_index.sync(workspace, get_knowledge_base(workspace, kb_name))
+        changed = get_knowledge_base(workspace, kb_name)
+        write_index(workspace, conn, changed, removed_ids=chunk_ids)
+    lexical_index.sync(workspace, changed)
     backup_catalogue(workspace)  # a restore must not bring back a document the user removed
     return int(row["chunk_count"])
 

@@ -16,18 +16,17 @@ the catalogue (core/lexical.py), since tantivy counts deleted chunks until it me
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import shutil
 import sqlite3
 import threading
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from core.catalogue import KnowledgeBase, get_knowledge_base, open_catalogue
+from core.catalogue import KnowledgeBase, open_catalogue
 from core.settings import Workspace
-from core.storage import atomic_write_json, read_json_or_default
+from core.storage import atomic_write_json, exclusive_lock, read_json_or_default
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +52,9 @@ def _schema():
     return builder.build()
 
 
-@contextmanager
-def _writer_lock(folder: Path) -> Iterator[None]:
-    """tantivy allows one writer per index; the app, the CLI and a test may all write, so they queue here."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / ".lexical.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def _stamp(folder: Path) -> dict | None:
+    stamp = read_json_or_default(folder / "stamp.json", default=None)
+    return stamp if isinstance(stamp, dict) else None
 
 
 def _catalogue_documents(conn: sqlite3.Connection, kb_id: int) -> dict[str, str]:
@@ -104,7 +99,8 @@ def sync(workspace: Workspace, kb: KnowledgeBase, start_over: bool = False) -> N
     import tantivy
 
     folder = _folder(workspace, kb.id)
-    with _writer_lock(folder), closing(open_catalogue(workspace)) as conn:
+    # tantivy allows one writer per index; the app, the CLI and a test may all write, so they queue here
+    with exclusive_lock(folder.parent / ".lexical.lock"), closing(open_catalogue(workspace)) as conn:
         if start_over:
             _wipe(folder)
         conn.execute("BEGIN")  # one snapshot: the version and the documents read together
@@ -112,12 +108,12 @@ def sync(workspace: Workspace, kb: KnowledgeBase, start_over: bool = False) -> N
             version = conn.execute("SELECT version FROM knowledge_bases WHERE id = ?", (kb.id,)).fetchone()
             if version is None:
                 return
-            stamp = None if start_over else read_json_or_default(folder / "stamp.json", default=None)
-            if isinstance(stamp, dict) and stamp.get("version") == version[0]:
+            stamp = None if start_over else _stamp(folder)
+            if stamp and stamp.get("version") == version[0]:
                 return
             wanted = _catalogue_documents(conn, kb.id)
             index, held = _open_or_create(folder)
-            have = stamp.get("documents") if isinstance(stamp, dict) else None
+            have = stamp.get("documents") if stamp else None
             if _stamped_chunks(have) != held:
                 have = None  # no stamp, or an index that is not what its stamp says: start again from the catalogue
             stale = [doc_id for doc_id, key in (have or {}).items() if wanted.get(doc_id) != key]
@@ -161,8 +157,8 @@ def _index_for(workspace: Workspace, kb: KnowledgeBase):
     if entry and entry[0] == kb.version:
         return entry[1]
     folder = _folder(workspace, kb.id)
-    stamp = read_json_or_default(folder / "stamp.json", default=None)
-    if not (isinstance(stamp, dict) and stamp.get("version") == kb.version):
+    stamp = _stamp(folder)
+    if not (stamp and stamp.get("version") == kb.version):  # checked before sync takes the writer lock
         sync(workspace, kb)
     if entry is None:
         import tantivy
@@ -202,7 +198,3 @@ def forget(workspace: Workspace, kb_id: int) -> None:
     """Drop the cached index of a deleted knowledge base (its folder goes with index_cache.delete_index)."""
     with _CACHE_LOCK:
         _CACHE.pop((str(workspace.db_path), kb_id), None)
-
-
-def sync_by_name(workspace: Workspace, kb_name: str) -> None:
-    sync(workspace, get_knowledge_base(workspace, kb_name))

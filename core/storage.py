@@ -273,6 +273,15 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (made if missing) across processes and threads, until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build_folder_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
     """Build the folder `target` once across processes (the app, the CLI, a training run, tests).
 
@@ -281,9 +290,7 @@ def build_folder_once(target: Path, marker: str, build: Callable[[Path], None]) 
     """
     if (target / marker).exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(target.parent / f".{target.name}.lock"):
         if (target / marker).exists():
             return target
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))

@@ -49,8 +49,9 @@ def make_drill_copy(workspace: Workspace, kb_name: str) -> str:
                              "SELECT ?, ?, ordinal, page, page_end, text, embedding FROM chunks WHERE document_id = ? ORDER BY id",
                              (new_id, doc_id, doc[0]))
                 lexical.add_document(conn, new_id, doc_id)  # word counts in this transaction, as ingest does
-        write_index(workspace, conn, get_knowledge_base(workspace, target))
-    lexical_index.sync(workspace, get_knowledge_base(workspace, target))  # the copy is searchable at once
+        copy = get_knowledge_base(workspace, target)
+        write_index(workspace, conn, copy)
+    lexical_index.sync(workspace, copy)  # the copy is searchable at once
     log.info("Update drill: copied knowledge base %s to %s", kb_name, target)
     return target
 
