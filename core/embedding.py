@@ -6,8 +6,10 @@ path pulls a CUDA torch 2.14 and transformers 5.5. onnxruntime itself installs c
 
 - The model is exported once per workspace into `models/<name>.onnx-v1/` (a file lock, a staging
   folder renamed into place, a numerical check against torch), then runs without importing torch.
-- `onnx-int8` is dynamic per-channel int8 on the MatMuls, chosen by default where the CPU has VNNI
-  (`avx512_vnni`, `avx_vnni` or `amx_int8` in /proc/cpuinfo, read at run time: the machine changes).
+- `onnx-int8` is dynamic per-channel int8 on the MatMuls, chosen by default where the CPU has integer dot
+  products: VNNI (`avx512_vnni`, `avx_vnni`, `amx_int8`) or, without them, AVX2 (/proc/cpuinfo, read at run
+  time: the machine changes). On an AVX2-only EPYC int8 was 1.69x fp32 ONNX with hit@5 unchanged
+  (bench/RESULTS_embed.md), where fp32 ONNX gained only 1.06x over torch.
 - fp32 ONNX gives the same vectors as torch (cosine >= 0.99999, checked at export), so a knowledge
   base records `<model>` for both; int8 vectors differ slightly (cosine ~0.99), so a base built with
   them records `<model>@onnx-int8`, and queries and later ingests load the same backend.
@@ -52,10 +54,11 @@ class Embedder(Protocol):
 
 
 BACKEND_HELP = (
-    "auto: int8 ONNX where the CPU has VNNI, else fp32 ONNX, else torch; fp32: ONNX or torch (same vectors); "
+    "auto: int8 ONNX where the CPU has VNNI or AVX2, else fp32 ONNX, else torch; fp32: ONNX or torch (same vectors); "
     "torch: plain sentence-transformers; onnx: fp32 ONNX Runtime; onnx-int8: dynamic int8 ONNX Runtime"
 )
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+INT8_FLAGS = VNNI_FLAGS + ("avx2",)  # ONNX Runtime's u8s8 kernels: VNNI, else AVX2's vpmaddubsw (measured faster than fp32 on both)
 _EXPORTABLE_MODULES = {"Transformer", "Pooling", "Normalize"}
 _FUSABLE_TYPES = {"bert"}  # onnxruntime's transformer optimizer fuses attention/LayerNorm/GELU for these
 BATCH_SIZE = 32
@@ -82,10 +85,12 @@ def spec_for_recorded(recorded: str, device: str = "auto"):
 
 
 # ---------------------------------------------------------------- the CPU, read at run time
-def has_vnni(flags: frozenset[str] | None = None) -> bool:
+def int8_pays(flags: frozenset[str] | None = None) -> bool:
+    """Does dynamic int8 beat fp32 ONNX on this CPU? Measured on VNNI (2.9x torch) and AVX2-only (1.69x fp32 ONNX)
+    x86 CPUs; elsewhere (ARM, old x86) untested, so fp32."""
     from core.machine import cpu_flags
 
-    return bool(set(VNNI_FLAGS) & (cpu_flags() if flags is None else flags))
+    return bool(set(INT8_FLAGS) & (cpu_flags() if flags is None else flags))
 
 
 def threads_for_load() -> int:
@@ -129,7 +134,7 @@ def resolve_backend(model_id: str, backend: str, flags: frozenset[str] | None = 
             f"with tokenizer.json and mean/CLS pooling; {model_id!r} is not one. Use backend 'torch'."
         )
     if backend == "auto":
-        return (INT8 if has_vnni(flags) else "onnx") if can_onnx else "torch"
+        return (INT8 if int8_pays(flags) else "onnx") if can_onnx else "torch"
     if backend == "fp32":
         return "onnx" if can_onnx else "torch"
     return backend

@@ -78,7 +78,7 @@ def shared_models_workspace(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_embedder(shared_models_workspace):
-    """The default embedder (int8 ONNX where the CPU has VNNI), exported once into the shared model cache."""
+    """The default embedder (int8 ONNX where the CPU has VNNI or AVX2), exported once into the shared model cache."""
     from core.knowledge import load_sentence_embedder
 
     return load_sentence_embedder(workspace=shared_models_workspace)

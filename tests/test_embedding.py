@@ -9,19 +9,23 @@ from core.models import EMBEDDED_EMBEDDER
 
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16"})
-OLD_XEON = frozenset({"avx2", "avx512f"})
+AVX2_ONLY = frozenset({"avx", "avx2", "fma"})  # e.g. the AVX2-only EPYC of bench/RESULTS_embed.md
+NO_INT8_KERNELS = frozenset({"sse4_2", "avx"})
+ARM = frozenset({"fp", "asimd", "asimddp"})  # int8 untested there
 
 
-def test_vnni_is_read_from_the_cpu_flags():
-    assert embedding.has_vnni(ZEN4) and embedding.has_vnni(SAPPHIRE_RAPIDS)
-    assert embedding.has_vnni(frozenset({"avx2", "avx_vnni"}))
-    assert not embedding.has_vnni(OLD_XEON)
+def test_int8_is_chosen_from_the_cpu_flags():
+    for flags in (ZEN4, SAPPHIRE_RAPIDS, frozenset({"avx_vnni"}), AVX2_ONLY):
+        assert embedding.int8_pays(flags), flags
+    for flags in (NO_INT8_KERNELS, ARM, frozenset()):
+        assert not embedding.int8_pays(flags), flags
 
 
-def test_auto_picks_int8_only_where_the_cpu_has_vnni(monkeypatch):
+def test_auto_picks_int8_where_the_cpu_has_int8_kernels(monkeypatch):
     monkeypatch.setattr(embedding, "onnxruntime_available", lambda: True)
     assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "auto", ZEN4) == "onnx-int8"
-    assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "auto", OLD_XEON) == "onnx"
+    assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "auto", AVX2_ONLY) == "onnx-int8"
+    assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "auto", ARM) == "onnx"
     assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "fp32", ZEN4) == "onnx"
     assert embedding.resolve_backend(EMBEDDED_EMBEDDER, "torch", ZEN4) == "torch"
     monkeypatch.setattr(embedding, "onnxruntime_available", lambda: False)
@@ -67,7 +71,7 @@ def test_onnx_vectors_agree_with_sentence_transformers(real_embedder, shared_mod
     fp32 = embedding.load_sentence_embedder(embedding.spec_for_recorded(EMBEDDED_EMBEDDER), shared_models_workspace)
     assert fp32.model_id == EMBEDDED_EMBEDDER
     assert float((fp32.embed_documents(texts) * reference).sum(1).min()) > 0.9999
-    if embedding.has_vnni():
+    if embedding.int8_pays():
         assert real_embedder.backend == "onnx-int8" and real_embedder.model_id.endswith("@onnx-int8")
     vectors = real_embedder.embed_documents(texts)
     assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
