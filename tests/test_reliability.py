@@ -26,7 +26,6 @@ from core import index_cache, storage
 from core.bounded_reader import extract_document_bounded
 from core.catalogue import dismiss_ingest_failures, get_knowledge_base, list_documents, list_ingest_failures, list_knowledge_bases
 from core.documents import DocumentError, ExtractionLimits, extract_document, safe_filename
-from core.errors import StudioError
 from core.index_cache import load_index
 from core.ingest import ingest_files
 from core.retrieval import search
@@ -578,46 +577,6 @@ def test_progress_rewinds_to_the_checkpoint_a_resume_starts_from(tmp_path):
     assert [e["step"] for e in kept if e["event"] == "step"] == list(range(1, 11))
     assert kept[-1]["elapsed"] == 20.0 and not any(e["event"] == "end" for e in kept)
     assert len(writer.path.read_text().splitlines()) == 11
-
-
-@pytest.mark.slow
-def test_kill_9_of_a_training_worker_then_resume_keeps_one_curve(tmp_path):
-    import dataclasses
-
-    from core import training as T
-    from core.datasets import save_dataset
-    from tests.tune_support import workspace_with_model
-
-    ws = workspace_with_model(tmp_path / "ws")
-    rows = [{"instruction": f"Which harbour is number {i}?", "input": "", "output": f"- Harbour {i}\n- North pier\n- Risks: tides"}
-            for i in range(12)]
-    save_dataset(ws, "harbours", rows, kind="style", heldout_fraction=0.2)
-    training = dataclasses.replace(T.TrainingSettings(), max_steps=6, batch_size=1, max_length=96, save_steps=2, warmup_steps=0)
-    lora = T.LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
-    run = T.start_run(ws, "harbours", lora, training)
-    deadline = time.monotonic() + 600
-    while True:
-        steps = [e["step"] for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
-        checkpoint = T.last_checkpoint(ws, run.id)
-        if checkpoint and steps and steps[-1] > int(checkpoint.name.split("-")[1]):
-            break  # past a checkpoint, with steps the resume will train again
-        assert T.get_run(ws, run.id).status in T.ACTIVE and time.monotonic() < deadline, T.read_log(ws, run.id)
-        time.sleep(0.1)
-    os.kill(T.get_run(ws, run.id).pid, signal.SIGKILL)
-    time.sleep(0.5)
-    assert T.get_run(ws, run.id).status == "failed"
-    T.resume_run(ws, run.id)
-    run = T.wait_for_run(ws, run.id, timeout=600, poll=0.5)
-    assert run.status == "completed", run.error
-    steps = [e for e in T.read_progress(ws, run.id) if e.get("event") == "step"]
-    assert [e["step"] for e in steps] == list(range(1, 7))  # each step once: the curve never doubles back
-    assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
-    # a completed run leaves a catalogue backup: the worker writes it just after it marks the run completed (so the
-    # copy holds that status), hence a short wait here (a fresh-clone run once looked in between)
-    deadline = time.monotonic() + 60
-    while not storage.list_backups(ws) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert storage.list_backups(ws)
 
 
 def _payload_history(workspace, fake_embedder):

@@ -219,3 +219,28 @@ def test_cli_import_list_and_clear_errors(ws, tmp_path):
     assert done.returncode == 2 and "No dataset named 'nope'" in done.stderr
     done = _cli(ws, "runs", "show", "nope")
     assert done.returncode == 2 and "No run named" in done.stderr
+
+
+def test_a_run_follows_the_cores_other_processes_take(monkeypatch, tmp_path):
+    """Threads are re-chosen before every step (a 2-thread run collapsed 92 -> 17 tokens/s when a job started beside it),
+    unless the user fixed them (STUDIO_TRAIN_THREADS) or ranks share the cores."""
+    import torch
+
+    from core import machine
+    from core.training import worker
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(machine, "free_cores", lambda **_: 1)
+        assert worker.retune_threads(2) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(machine, "free_cores", lambda **_: 2)
+        writer = worker.ProgressWriter(tmp_path / "progress.jsonl")
+        following = worker.make_callback(tmp_path, writer, None, 0.0, threads=1, adapt_threads=True)
+        following.on_step_begin(None, None, None)
+        assert following.threads == 2 and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        fixed = worker.make_callback(tmp_path, writer, None, 0.0, threads=1, adapt_threads=False)
+        fixed.on_step_begin(None, None, None)
+        assert fixed.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -137,6 +137,26 @@ def test_cancel_then_kill_9_then_resume_continues_from_the_checkpoint(ws):
     after = steps[ckpt_step:]
     assert after[0]["elapsed"] > 0  # elapsed time carries over across sessions
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(steps, steps[1:]))
+    # A completed run leaves a catalogue backup holding it as completed. The worker writes it just after it records the
+    # status, hence a short wait (a fresh-clone run once looked in between). Merged from tests/test_reliability.py's
+    # kill -9 test, which trained a second model for the same kill -> resume -> one curve checks as above.
+    deadline = time.monotonic() + 60
+    while not _backup_holds(ws, run.id, "completed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _backup_holds(ws, run.id, "completed")
+
+
+def _backup_holds(ws, run_id: str, status: str) -> bool:
+    import sqlite3
+
+    from core.storage import list_backups
+
+    backups = list_backups(ws)
+    if not backups:
+        return False
+    with sqlite3.connect(f"file:{backups[0]}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row is not None and row[0] == status
 
 
 @needs_full_squad36  # 130 passages spread over all 36 articles: the thresholds below were measured on that spread

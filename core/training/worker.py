@@ -53,16 +53,22 @@ class ProgressWriter:
             handle.flush()
 
 
-def make_callback(run_path: Path, writer: ProgressWriter, collator, elapsed_before: float):
+def make_callback(run_path: Path, writer: ProgressWriter, collator, elapsed_before: float, threads: int, adapt_threads: bool):
     from transformers import TrainerCallback
 
     class StudioProgress(TrainerCallback):
-        """Writes a progress event per logged step and turns RUN_DIR/STOP into a checkpoint + stop."""
+        """Writes a progress event per logged step, turns RUN_DIR/STOP into a checkpoint + stop, and (when
+        `adapt_threads`) follows the cores other processes take or give back during the run (`retune_threads`)."""
 
         def __init__(self):
             self.started = None
             self.first_step = None
             self.stopped = False
+            self.threads = threads
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if adapt_threads:
+                self.threads = retune_threads(self.threads)
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
@@ -93,6 +99,7 @@ def make_callback(run_path: Path, writer: ProgressWriter, collator, elapsed_befo
                 "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s": collator.tokens / max(session, 1e-6),
                 "elapsed": elapsed_before + session, "eta": eta, "epoch": float(state.epoch or 0.0), "time": time.time(),
                 "load": os.getloadavg()[0],  # the speed above was measured at this load: the next estimate scales from it
+                "threads": self.threads,
             })
 
     return StudioProgress()
@@ -170,6 +177,24 @@ def choose_threads() -> int:
     from core.machine import torch_threads
 
     return torch_threads(sample_s=0.5, override_env="STUDIO_TRAIN_THREADS")
+
+
+def retune_threads(current: int) -> int:
+    """The torch threads for the next step: the cores nobody else used since the previous step.
+
+    Chosen once at the start, a run that took both cores while the machine was idle collapsed when another job started
+    beside it (2 threads: 92 -> 17 tokens/s on the 2-core box; OpenMP threads wait for each other at every barrier).
+    Measured since the previous step (core.machine keeps the last snapshot), so it costs no sampling pause.
+    """
+    from core.machine import free_cores
+
+    wanted = free_cores(sample_s=0.2, reuse_within_s=3600.0)
+    if wanted != current:
+        import torch
+
+        torch.set_num_threads(wanted)
+        log.info("Torch threads %d -> %d (cores used by other processes changed)", current, wanted)
+    return wanted
 
 
 def main(run_dir: str) -> int:
@@ -299,7 +324,9 @@ def main(run_dir: str) -> int:
             dataloader_pin_memory=False,
             remove_unused_columns=False,
         )
-        callback = make_callback(run_path, writer, collator, elapsed_before)
+        # a fixed thread count (STUDIO_TRAIN_THREADS) or several ranks sharing the cores: keep it; else follow the machine
+        adapt = world == 1 and not os.environ.get("STUDIO_TRAIN_THREADS")
+        callback = make_callback(run_path, writer, collator, elapsed_before, threads, adapt)
         trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[callback],
                           compute_loss_func=completion_loss if own_loss else None)
         checkpoint = T.last_checkpoint(workspace, run_id)
