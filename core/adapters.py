@@ -17,7 +17,7 @@ from pathlib import Path
 from core.errors import StudioError
 from core.settings import Workspace
 from core.storage import atomic_write_json, read_json
-from core.training.hparams import PRESETS
+from core.training.hparams import EARLIER_PRESETS, PRESETS
 from core.training.records import RunInfo, get_run, list_runs, run_dir
 
 NAME_FILE = "name.json"
@@ -108,9 +108,10 @@ def _preset_of(config: dict) -> str:
     if config.get("preset"):
         return str(config["preset"])
     lora, training = config.get("lora") or {}, config.get("training") or {}
+    signature = (lora.get("r"), training.get("learning_rate"), training.get("max_steps"), training.get("batch_size"))
     for name, (preset_lora, preset_training) in PRESETS.items():
-        if (lora.get("r") == preset_lora.r and training.get("learning_rate") == preset_training.learning_rate
-                and training.get("max_steps") == preset_training.max_steps and training.get("batch_size") == preset_training.batch_size):
+        current = (preset_lora.r, preset_training.learning_rate, preset_training.max_steps, preset_training.batch_size)
+        if signature in (current, *EARLIER_PRESETS.get(name, ())):
             return name
     return "custom"
 

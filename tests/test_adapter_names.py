@@ -11,10 +11,11 @@ from core.training import PRESETS
 from tests.tune_support import record_run
 
 
-def _fake_run(ws, run_id="run-20261202-140405-fb9d", preset="demo"):
-    from dataclasses import asdict
+def _fake_run(ws, run_id="run-20261202-140405-fb9d", preset="demo", **changes):
+    from dataclasses import asdict, replace
 
     lora, training = PRESETS[preset]
+    training = replace(training, **changes)
     folder = ws.runs / run_id
     (folder / "adapter").mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"run_id": run_id, "dataset_id": "squad-style", "lora": asdict(lora),
@@ -28,6 +29,13 @@ def test_default_name_is_dataset_preset_and_date(workspace):
     assert default_adapter_name(workspace, run_id) == "squad-style · demo · 2 Dec 14:04"
     assert [info.label for info in find_adapters(workspace)] == ["squad-style · demo · 2 Dec 14:04"]
     assert find_adapters(workspace)[0].run_id == run_id
+
+
+def test_runs_of_an_earlier_demo_preset_keep_its_name(workspace):
+    earlier = _fake_run(workspace, "run-20261201-100000-aaaa", max_steps=100, learning_rate=1e-3)
+    other = _fake_run(workspace, "run-20261201-110000-bbbb", max_steps=77)
+    assert default_adapter_name(workspace, earlier).split(" · ")[1] == "demo"
+    assert default_adapter_name(workspace, other).split(" · ")[1] == "custom"
 
 
 def test_rename_is_kept_with_the_run_and_empty_goes_back_to_the_default(workspace):

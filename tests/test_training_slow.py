@@ -177,8 +177,8 @@ def test_demo_preset_teaches_the_format(ws):
     # Greedy without a repetition penalty: the Compare default of 1.1 penalises the "-" token after its first use and
     # measurably pushes the tuned model to stop after 2 bullets (measured: tuned 0.0 at 1.1 vs 0.8 at 1.0 on one run).
     # All 13 held-out prompts, 170 new tokens: the tuned answers copy whole passage sentences, and at 110 tokens 2 of 13
-    # were cut before their third bullet. The preset's 100 steps follow on 12/13 (50 steps gave 7-9/13 depending on the
-    # CPU, and failed CI at 7/13; bench/RESULTS_train.md).
+    # were cut before their third bullet. The preset's 60 steps at lr 2e-3 followed on 13/13 (two seeds; 50 steps: 7/13;
+    # the earlier 100 steps at 1e-3: 12/13; bench/RESULTS_train.md).
     rates = style_follow_rates(ws, run.id, "squad-style", "bullets3_risk", limit=13, max_new_tokens=170, repetition_penalty=1.0)
     print(f"demo preset: {run.duration_s:.0f} s training, {steps[-1]['tokens_per_s']:.0f} tokens/s, "
           f"format followed on {rates['n']} held-out prompts: base {rates['base']:.2f}, tuned {rates['tuned']:.2f} "
