@@ -22,16 +22,24 @@ def test_another_process_spinning_takes_a_core():
 
 
 def test_this_process_spinning_is_not_counted_as_someone_else():
-    baseline = machine.cores_used_by_others(0.5, reuse_within_s=0)
-    stop = time.time() + 1.5
-    spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: time.time() < stop, False)])
-    spinner.start()
-    try:
-        time.sleep(0.1)
-        used = machine.cores_used_by_others(0.5, reuse_within_s=0)
-    finally:
-        spinner.join()
-    assert used < baseline + 0.5, (baseline, used)
+    """A spinning thread of this process adds ~1 core if it were counted. Other processes (the other pytest worker) change
+    their use between two samples, so up to 3 tries, each against a baseline taken just before: counting our own
+    thread would add ~1 core to every try."""
+    tries = []
+    for _ in range(3):
+        baseline = machine.cores_used_by_others(0.3, reuse_within_s=0)
+        stop = time.time() + 0.8
+        spinner = threading.Thread(target=lambda: [None for _ in iter(lambda: time.time() < stop, False)])
+        spinner.start()
+        try:
+            time.sleep(0.1)
+            used = machine.cores_used_by_others(0.5, reuse_within_s=0)
+        finally:
+            spinner.join()
+        tries.append((baseline, used))
+        if used < baseline + 0.5:
+            return
+    raise AssertionError(f"this process's own spinning counted as someone else's: (baseline, used) = {tries}")
 
 
 def test_the_override_wins(monkeypatch):
