@@ -71,11 +71,11 @@ def free_cores(sample_s: float = 0.2, reuse_within_s: float = 30.0) -> int:
     return max(1, round(cores() - cores_used_by_others(sample_s, reuse_within_s) - 0.01))
 
 
-def torch_threads(sample_s: float = 0.2, override_env: str = "STUDIO_TORCH_THREADS") -> int:
+def torch_threads(sample_s: float = 0.2, override_env: str = "STUDIO_TORCH_THREADS", reuse_within_s: float = 30.0) -> int:
     """Threads for the next piece of torch work; `override_env` (a number) wins when set."""
     if os.environ.get(override_env):
         return max(1, int(os.environ[override_env]))
-    return free_cores(sample_s)
+    return free_cores(sample_s=sample_s, reuse_within_s=reuse_within_s)
 
 
 def machine_is_quiet(sample_s: float = 0.2) -> bool:

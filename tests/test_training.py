@@ -229,6 +229,7 @@ def test_a_run_follows_the_cores_other_processes_take(monkeypatch, tmp_path):
     from core import machine
     from core.training import worker
 
+    monkeypatch.delenv(worker.THREADS_ENV, raising=False)  # set by tests/conftest.py under xdist
     before = torch.get_num_threads()
     try:
         monkeypatch.setattr(machine, "free_cores", lambda **_: 1)
@@ -242,5 +243,7 @@ def test_a_run_follows_the_cores_other_processes_take(monkeypatch, tmp_path):
         fixed = worker.make_callback(tmp_path, writer, None, 0.0, threads=1, adapt_threads=False)
         fixed.on_step_begin(None, None, None)
         assert fixed.threads == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(worker.THREADS_ENV, "1")  # the user's fixed count wins over the free cores
+        assert worker.retune_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -172,11 +172,14 @@ def cpu_autocast(device: str, dtype_name: str, qlora: bool) -> bool:
     return device == "cpu" and dtype_name == "bfloat16" and not qlora
 
 
+THREADS_ENV = "STUDIO_TRAIN_THREADS"  # a fixed thread count for training, kept for the whole run
+
+
 def choose_threads() -> int:
-    """The cores nobody else is using (core.machine), sampled for half a second once per run; STUDIO_TRAIN_THREADS overrides."""
+    """The cores nobody else is using (core.machine), sampled for half a second at the start of a run; THREADS_ENV overrides."""
     from core.machine import torch_threads
 
-    return torch_threads(sample_s=0.5, override_env="STUDIO_TRAIN_THREADS")
+    return torch_threads(sample_s=0.5, override_env=THREADS_ENV)
 
 
 def retune_threads(current: int) -> int:
@@ -184,11 +187,12 @@ def retune_threads(current: int) -> int:
 
     Chosen once at the start, a run that took both cores while the machine was idle collapsed when another job started
     beside it (2 threads: 92 -> 17 tokens/s on the 2-core box; OpenMP threads wait for each other at every barrier).
-    Measured since the previous step (core.machine keeps the last snapshot), so it costs no sampling pause.
+    Measured since the previous step (core.machine keeps the last snapshot), so it costs no sampling pause. A count
+    fixed by THREADS_ENV stays.
     """
-    from core.machine import free_cores
+    from core.machine import torch_threads
 
-    wanted = free_cores(sample_s=0.2, reuse_within_s=3600.0)
+    wanted = torch_threads(sample_s=0.2, override_env=THREADS_ENV, reuse_within_s=3600.0)
     if wanted != current:
         import torch
 
@@ -324,9 +328,8 @@ def main(run_dir: str) -> int:
             dataloader_pin_memory=False,
             remove_unused_columns=False,
         )
-        # a fixed thread count (STUDIO_TRAIN_THREADS) or several ranks sharing the cores: keep it; else follow the machine
-        adapt = world == 1 and not os.environ.get("STUDIO_TRAIN_THREADS")
-        callback = make_callback(run_path, writer, collator, elapsed_before, threads, adapt)
+        # several ranks share the cores: each keeps its share; one process follows the machine (retune_threads)
+        callback = make_callback(run_path, writer, collator, elapsed_before, threads, adapt_threads=world == 1)
         trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[callback],
                           compute_loss_func=completion_loss if own_loss else None)
         checkpoint = T.last_checkpoint(workspace, run_id)
