@@ -65,6 +65,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--hog-at", type=int, default=8)
     args = parser.parse_args()
+    if not 2 < args.hog_at < args.steps - 2:
+        parser.error("--hog-at must leave steps to measure on both sides: 2 < hog-at < steps - 2")
     print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the start")
     print(one_run(args.steps, args.hog_at, None))
     print(one_run(args.steps, args.hog_at, str(os.cpu_count() or 1)))
